@@ -1,0 +1,28 @@
+//! Domain of fal's key-based authentication, free of I/O.
+//!
+//! Layout:
+//! - [`scope`]: the two scopes (`API`, `ADMIN`) and what each may do.
+//! - [`key`]: key ids (UUIDs) and key secrets (`fal_sk_…`, with a checksum).
+//! - [`hash`]: the server-side pepper and the keyed hash (HMAC-SHA-256) that is
+//!   the only form in which a secret is ever stored.
+//! - [`header`]: parsing `Authorization: Key <id>:<secret>` and `FAL_KEY`.
+//! - [`verify`]: the verification rule, one code path for known and unknown ids.
+//! - [`time`]: the injected clock and timestamps.
+//! - [`random`]: the injected source of randomness.
+#![forbid(unsafe_code)]
+
+pub mod hash;
+pub mod header;
+pub mod key;
+pub mod random;
+pub mod scope;
+pub mod time;
+pub mod verify;
+
+pub use hash::{Pepper, SecretHash, SecretHasher};
+pub use header::{Credentials, HeaderError};
+pub use key::{KeyFormatError, KeyId, KeySecret, UserId};
+pub use random::{OsRandom, RandomSource};
+pub use scope::Scope;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use verify::{KeyRecord, Principal, VerifyError};

@@ -1,0 +1,104 @@
+//! The verification rule: given the stored record for a claimed key id (or
+//! none), decide who the caller is. One code path for known and unknown ids,
+//! so both cost one keyed hash and one constant-time comparison.
+
+use crate::hash::{SecretHash, SecretHasher};
+use crate::header::Credentials;
+use crate::key::{KeyId, UserId};
+use crate::scope::Scope;
+
+/// What storage knows about a key, as verification needs it.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// The user who owns it.
+    pub user_id: UserId,
+    /// What it may do.
+    pub scope: Scope,
+    /// The keyed hash of its secret.
+    pub secret_hash: SecretHash,
+    /// Revoked keys are kept (for audit) but never verify.
+    pub revoked: bool,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Who.
+    pub user_id: UserId,
+    /// With which key (None for a GitHub-login session).
+    pub key_id: Option<KeyId>,
+    /// With what permission.
+    pub scope: Scope,
+}
+
+/// Verification failed. One variant on purpose: the caller learns nothing
+/// about whether the id exists, is revoked, or the secret was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("No user found for Key ID and Secret")]
+pub struct VerifyError;
+
+/// Checks `creds` against `record` (the stored record for `creds.key_id`, if any).
+pub fn verify(
+    hasher: &SecretHasher,
+    creds: &Credentials,
+    record: Option<&KeyRecord>,
+) -> Result<Principal, VerifyError> {
+    let decoy = SecretHash::decoy();
+    let stored = record.map(|r| &r.secret_hash).unwrap_or(&decoy);
+    let secret_ok = hasher.verify(&creds.secret, stored);
+    match record {
+        Some(r) if secret_ok && !r.revoked && r.key_id == creds.key_id => Ok(Principal {
+            user_id: r.user_id.clone(),
+            key_id: Some(r.key_id),
+            scope: r.scope,
+        }),
+        _ => Err(VerifyError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Pepper;
+    use crate::key::KeySecret;
+    use crate::random::OsRandom;
+
+    fn setup() -> (SecretHasher, Credentials, KeyRecord) {
+        let h = SecretHasher::new(&Pepper::generate(&OsRandom).unwrap());
+        let creds = Credentials {
+            key_id: KeyId::generate(&OsRandom).unwrap(),
+            secret: KeySecret::generate(&OsRandom).unwrap(),
+        };
+        let rec = KeyRecord {
+            key_id: creds.key_id,
+            user_id: UserId::from_stored("u1".into()),
+            scope: Scope::Api,
+            secret_hash: h.hash(&creds.secret),
+            revoked: false,
+        };
+        (h, creds, rec)
+    }
+
+    #[test]
+    fn right_secret_verifies_with_the_records_scope() {
+        let (h, c, r) = setup();
+        let p = verify(&h, &c, Some(&r)).unwrap();
+        assert_eq!(p.scope, Scope::Api);
+        assert_eq!(p.key_id, Some(c.key_id));
+    }
+
+    #[test]
+    fn unknown_revoked_and_wrong_are_the_same_error() {
+        let (h, c, mut r) = setup();
+        assert_eq!(verify(&h, &c, None), Err(VerifyError));
+        let wrong = Credentials {
+            key_id: c.key_id,
+            secret: KeySecret::generate(&OsRandom).unwrap(),
+        };
+        assert_eq!(verify(&h, &wrong, Some(&r)), Err(VerifyError));
+        r.revoked = true;
+        assert_eq!(verify(&h, &c, Some(&r)), Err(VerifyError));
+    }
+}
