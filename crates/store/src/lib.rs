@@ -1,1 +1,212 @@
+//! Storage for fal: the traits the server depends on, and one SQL
+//! implementation that serves both SQLite and PostgreSQL.
+//!
+//! Layout:
+//! - this file: the record types, the error type and the capability traits.
+//!   The traits are split by what a caller may do: [`KeyLookup`] is all that
+//!   verification needs; [`KeyAdmin`] (create, list, revoke) is handed out by
+//!   the server only to ADMIN principals; [`UserStore`] and [`MetaStore`] serve
+//!   bootstrap and sign-in.
+//! - [`sql`]: [`SqlStore`], the implementation over `sqlx::Any`. Queries are
+//!   written once, in portable SQL with `$n` placeholders; what differs
+//!   between backends (connection set-up, migrations, advisory locks) lives
+//!   behind [`Backend`].
+//! - [`migrate`]: embedded migrations per backend and their runner.
 #![forbid(unsafe_code)]
+
+pub mod migrate;
+pub mod sql;
+
+use async_trait::async_trait;
+use fal_core::{KeyId, KeyRecord, Scope, Timestamp, UserId};
+
+pub use sql::SqlStore;
+
+/// Which database engine a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file: the default, nothing to install.
+    Sqlite,
+    /// A PostgreSQL server, for several `fal serve` processes sharing state.
+    Postgres,
+}
+
+/// Errors from storage. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; retrying later may work.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was broken (for example a duplicate id).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database holds a schema newer than this binary understands.
+    #[error(
+        "the database schema is version {found}, newer than this fal (which knows up to {supported}); upgrade fal"
+    )]
+    SchemaTooNew {
+        /// Version recorded in the database.
+        found: i64,
+        /// Newest version this binary knows.
+        supported: i64,
+    },
+    /// The URL names no supported database.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// Stored data did not have the expected shape.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// A user of the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id.
+    pub user_id: UserId,
+    /// Short name shown in the CLI and dashboard.
+    pub nickname: String,
+    /// Display name (may be empty).
+    pub full_name: String,
+    /// GitHub's numeric user id, for users who sign in with GitHub.
+    pub github_id: Option<i64>,
+    /// When the user was created.
+    pub created_at: Timestamp,
+}
+
+/// A key as listed to its owner: never a secret or a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySummary {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// The owner's label for it.
+    pub alias: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last authenticated a request (flushed periodically).
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A key to store. The secret itself never reaches storage, only its hash.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The full record, hash included.
+    pub record: KeyRecord,
+    /// The owner's label.
+    pub alias: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// Where a listing continues: the last key of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Creation time of the last key shown.
+    pub created_at: Timestamp,
+    /// Id of the last key shown (breaks ties within one millisecond).
+    pub key_id: KeyId,
+}
+
+impl Cursor {
+    /// The opaque text form handed to clients.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at.millis(), self.key_id)
+    }
+
+    /// Reads the text form; `None` when it was not produced by [`Cursor::encode`].
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (ms, id) = s.split_once('.')?;
+        Some(Cursor {
+            created_at: Timestamp(ms.parse().ok()?),
+            key_id: id.parse().ok()?,
+        })
+    }
+}
+
+/// One page of a user's keys, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPage {
+    /// The keys on this page.
+    pub keys: Vec<KeySummary>,
+    /// Where the next page starts, when there is one.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// What verification needs: read one key, and record use.
+#[async_trait]
+pub trait KeyLookup: Send + Sync {
+    /// The record of `key_id`, revoked or not; `None` when unknown.
+    async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+    /// Records when keys were last used, in one batch.
+    async fn record_key_use(&self, uses: &[(KeyId, Timestamp)]) -> Result<(), StoreError>;
+}
+
+/// Managing keys: handed out only to ADMIN principals, always for one user.
+#[async_trait]
+pub trait KeyAdmin: Send + Sync {
+    /// Stores a new key.
+    async fn create_key(&self, key: &NewKey) -> Result<(), StoreError>;
+    /// A page of `user_id`'s unrevoked keys, newest first.
+    async fn list_keys(
+        &self,
+        user_id: &UserId,
+        limit: u32,
+        after: Option<&Cursor>,
+    ) -> Result<KeyPage, StoreError>;
+    /// Revokes `key_id` if `user_id` owns it and it is not yet revoked.
+    /// Returns whether the key exists and belongs to the user (revoked now
+    /// or before), so revocation is idempotent.
+    async fn revoke_key(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Users.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user.
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    /// The user with this id.
+    async fn user(&self, user_id: &UserId) -> Result<Option<User>, StoreError>;
+}
+
+/// Deployment-wide facts kept in the database.
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// Reads a value.
+    async fn meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Sets `name` to `value` unless it is already set; returns the value now
+    /// stored (the existing one if another server set it first).
+    async fn meta_set_if_absent(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// Creates the bootstrap admin user and key in one transaction, unless a
+    /// bootstrap user exists already. Returns whether it created them.
+    async fn create_bootstrap(&self, user: &User, key: &NewKey) -> Result<bool, StoreError>;
+    /// The bootstrap admin user, once created.
+    async fn bootstrap_user(&self) -> Result<Option<UserId>, StoreError>;
+}
