@@ -1,1 +1,253 @@
+//! Typed client for the fal platform, and credential resolution.
+//!
+//! The CLI and the integration tests both use this crate, so what the tests
+//! prove about the API is what the CLI gets.
+//!
+//! Layout:
+//! - [`credentials`]: where a key pair comes from (flag, `FAL_KEY`,
+//!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
+//! - this file: [`Client`] and the response types.
 #![forbid(unsafe_code)]
+
+pub mod credentials;
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+pub use credentials::{CredentialError, KeyCredentials};
+
+/// Where the CLI looks for a server when neither `--host` nor `FAL_HOST` is set.
+pub const DEFAULT_HOST: &str = "http://127.0.0.1:8420";
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error; `detail` is its message.
+    #[error("{detail}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's `detail`.
+        detail: String,
+        /// The server's `code`, when it sent one.
+        code: Option<String>,
+    },
+    /// No server answered.
+    #[error("cannot reach the fal server at {host}: {cause}. Is `fal serve` running? (set --host or FAL_HOST)")]
+    Unreachable {
+        /// The address tried.
+        host: String,
+        /// Why.
+        cause: String,
+    },
+    /// The call needs credentials and none were found.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// The server's answer was not what this client understands.
+    #[error("unexpected response from the server: {0}")]
+    Decode(String),
+}
+
+/// A key just created, with its secret (shown once).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedKey {
+    /// The key id.
+    pub key_id: String,
+    /// The secret: print it once, then drop it.
+    pub key_secret: String,
+    /// `<key_id>:<key_secret>`, the `FAL_KEY` form.
+    pub key: String,
+    /// `ADMIN` or `API`.
+    pub scope: String,
+    /// The label.
+    pub alias: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key id.
+    pub key_id: String,
+    /// The label.
+    pub alias: String,
+    /// `ADMIN` or `API`.
+    pub scope: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when the key has been used.
+    pub last_used_at: Option<String>,
+}
+
+/// One page of keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyList {
+    /// Newest first.
+    pub keys: Vec<KeyInfo>,
+    /// Pass back to get the next page.
+    pub next_cursor: Option<String>,
+    /// Whether there is a next page.
+    pub has_more: bool,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct CurrentUser {
+    /// User id.
+    pub user_id: String,
+    /// Short name.
+    pub nickname: String,
+    /// Display name.
+    pub full_name: String,
+    /// The credential in use.
+    pub credential: CredentialInfo,
+}
+
+/// The credential a request was authenticated with.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct CredentialInfo {
+    /// `key` or `session`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For keys.
+    pub key_id: Option<String>,
+    /// `ADMIN` or `API`.
+    pub scope: String,
+}
+
+/// A client for one server, with optional credentials.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+    /// Connection pool.
+    http: reqwest::Client,
+    /// The key pair to send, if any.
+    credentials: Option<KeyCredentials>,
+}
+
+/// Adds `http://` to a bare `host:port` and drops a trailing slash.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('/');
+    if host.contains("://") {
+        host.to_owned()
+    } else {
+        format!("http://{host}")
+    }
+}
+
+impl Client {
+    /// A client for the server at `host`.
+    pub fn new(host: &str, credentials: Option<KeyCredentials>) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Client {
+            base: normalize_host(host),
+            http,
+            credentials,
+        }
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ClientError> {
+        let creds = self
+            .credentials
+            .as_ref()
+            .ok_or(ClientError::Credentials(CredentialError::Missing))?;
+        Ok(self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("Key {}:{}", creds.key_id, creds.secret.expose_secret()),
+            ))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send_raw(req).await?;
+        resp.json::<T>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn send_raw(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            host: self.base.clone(),
+            cause: e.without_url().to_string(),
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            detail: body["detail"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+            code: body["code"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// `POST /keys`.
+    pub async fn create_key(&self, scope: &str, alias: &str) -> Result<CreatedKey, ClientError> {
+        let req = self
+            .request(Method::POST, "/keys")?
+            .json(&json!({"scope": scope, "alias": alias}));
+        self.send(req).await
+    }
+
+    /// `GET /keys`, one page.
+    pub async fn list_keys(&self, limit: u32, cursor: Option<&str>) -> Result<KeyList, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        let req = self.request(Method::GET, "/keys")?.query(&query);
+        self.send(req).await
+    }
+
+    /// Every key, following cursors.
+    pub async fn list_all_keys(&self) -> Result<Vec<KeyInfo>, ClientError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_keys(100, cursor.as_deref()).await?;
+            all.extend(page.keys);
+            match page.next_cursor {
+                Some(c) if page.has_more => cursor = Some(c),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// `DELETE /keys/{key_id}`.
+    pub async fn revoke_key(&self, key_id: &str) -> Result<(), ClientError> {
+        let req = self.request(Method::DELETE, &format!("/keys/{key_id}"))?;
+        let resp = self.send_raw(req).await?;
+        if resp.status() == StatusCode::NO_CONTENT || resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::Decode(format!("status {}", resp.status())))
+        }
+    }
+
+    /// `GET /users/current`.
+    pub async fn current_user(&self) -> Result<CurrentUser, ClientError> {
+        let req = self.request(Method::GET, "/users/current")?;
+        self.send(req).await
+    }
+}

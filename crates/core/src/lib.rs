@@ -25,4 +25,4 @@ pub use key::{KeyFormatError, KeyId, KeySecret, UserId};
 pub use random::{OsRandom, RandomSource};
 pub use scope::Scope;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-pub use verify::{KeyRecord, Principal, VerifyError};
+pub use verify::{KeyRecord, Principal, VerifyError, mint_key};

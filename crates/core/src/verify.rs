@@ -102,3 +102,24 @@ mod tests {
         assert_eq!(verify(&h, &c, Some(&r)), Err(VerifyError));
     }
 }
+
+/// Makes a new key for `user_id`: a fresh id and secret, and the record to
+/// store (which holds only the secret's keyed hash). The secret is returned
+/// once, to be shown to its owner and then dropped.
+pub fn mint_key(
+    rng: &dyn crate::RandomSource,
+    hasher: &SecretHasher,
+    user_id: &UserId,
+    scope: Scope,
+) -> Result<(KeyRecord, crate::KeySecret), crate::random::RandomError> {
+    let key_id = KeyId::generate(rng)?;
+    let secret = crate::KeySecret::generate(rng)?;
+    let record = KeyRecord {
+        key_id,
+        user_id: user_id.clone(),
+        scope,
+        secret_hash: hasher.hash(&secret),
+        revoked: false,
+    };
+    Ok((record, secret))
+}

@@ -1,1 +1,25 @@
+//! The fal platform server.
+//!
+//! Layout:
+//! - [`config`]: everything `fal serve` can be told, as one value; no globals.
+//! - [`app`]: builds the application from a [`Config`] (store, pepper,
+//!   bootstrap) and serves it with graceful shutdown.
+//! - [`pepper`]: the 0600 pepper file beside the data.
+//! - [`auth`]: credential verification with its bounded cache, and the
+//!   extractors that decide what a handler can reach: [`auth::Caller`] for
+//!   any authenticated principal, [`auth::Admin`] (the only way to get at key
+//!   management) for ADMIN ones.
+//! - [`api`]: the REST handlers.
+//! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod pepper;
+
+pub use app::{App, BootstrapKey, RunningServer};
+pub use config::Config;
+pub use error::ApiError;

@@ -1,0 +1,122 @@
+//! `fal key …` and `fal auth whoami`.
+
+use fal_client::{Client, credentials};
+use serde_json::json;
+
+use crate::KeyCommand;
+use crate::output::generated_key_message;
+
+fn client(host: &str, explicit: Option<&str>) -> anyhow::Result<Client> {
+    let creds = credentials::from_env(explicit)?;
+    if creds.is_none() {
+        return Err(fal_client::CredentialError::Missing.into());
+    }
+    Ok(Client::new(host, creds))
+}
+
+/// Runs a `fal key` subcommand.
+pub async fn key_command(host: &str, explicit: Option<&str>, cmd: KeyCommand) -> anyhow::Result<()> {
+    let client = client(host, explicit)?;
+    match cmd {
+        KeyCommand::Generate { scope, alias, json } => {
+            let created = client.create_key(&scope.to_uppercase(), &alias).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "key_id": created.key_id,
+                        "key_secret": created.key_secret,
+                        "key": created.key,
+                        "scope": created.scope,
+                        "alias": created.alias,
+                        "created_at": created.created_at,
+                    }))?
+                );
+            } else {
+                print!("{}", generated_key_message(&created.key_id, &created.key_secret));
+                println!();
+                println!(
+                    "You should store the values of FAL_KEY_ID and FAL_KEY_SECRET in your environment now."
+                );
+            }
+        }
+        KeyCommand::List { json } => {
+            let keys = client.list_all_keys().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "keys": keys }))?);
+            } else {
+                print!("{}", key_table(&keys));
+            }
+        }
+        KeyCommand::Revoke { key_id } => {
+            client.revoke_key(&key_id).await?;
+            println!("Revoked key {key_id}.");
+        }
+    }
+    Ok(())
+}
+
+/// The key table: key id, alias, scope, created, last used.
+pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
+    let headers = ["KEY ID", "ALIAS", "SCOPE", "CREATED", "LAST USED"];
+    let rows: Vec<[String; 5]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.key_id.clone(),
+                k.alias.clone(),
+                k.scope.clone(),
+                k.created_at.clone(),
+                k.last_used_at.clone().unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers);
+    for row in &rows {
+        out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    if rows.is_empty() {
+        out.push_str("(no keys)\n");
+    }
+    out
+}
+
+/// `fal auth whoami`.
+pub async fn whoami(host: &str, explicit: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let creds = credentials::from_env(explicit)?.ok_or(fal_client::CredentialError::Missing)?;
+    let source = creds.source;
+    let user = Client::new(host, Some(creds)).current_user().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "user": user,
+                "credential_source": source.to_string(),
+            }))?
+        );
+    } else {
+        let key = user.credential.key_id.as_deref().unwrap_or("-");
+        println!(
+            "{} ({}), user id {}\nauthenticated with key {} ({} scope), from {}",
+            user.nickname, user.full_name, user.user_id, key, user.credential.scope, source
+        );
+    }
+    Ok(())
+}

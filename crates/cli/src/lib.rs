@@ -1,0 +1,155 @@
+//! The `fal` command line: `fal serve` runs the platform; the other
+//! commands talk to it through `fal-client`.
+//!
+//! Layout:
+//! - this file: the argument grammar (clap) and dispatch;
+//! - [`serve`]: `fal serve` and `fal admin recover-key`;
+//! - [`keys`]: `fal key …` and `fal auth whoami`;
+//! - [`output`]: the texts users already know from fal's documentation.
+#![forbid(unsafe_code)]
+
+pub mod keys;
+pub mod output;
+pub mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// fal: key-based authentication and ready-to-use models, self-hosted.
+#[derive(Debug, Parser)]
+#[command(name = "fal", version, about)]
+pub struct Cli {
+    /// The fal server to talk to.
+    #[arg(long, global = true, env = "FAL_HOST", default_value = fal_client::DEFAULT_HOST)]
+    pub host: String,
+    /// A key pair, '<key_id>:<key_secret>'; wins over FAL_KEY and FAL_KEY_ID/FAL_KEY_SECRET.
+    #[arg(long, global = true, value_name = "KEY_ID:KEY_SECRET", hide_env_values = true)]
+    pub key: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: REST API (and, later, the model gateway and dashboard).
+    Serve(ServeArgs),
+    /// Manage key pairs (`fal keys …` is the same).
+    #[command(subcommand, visible_alias = "keys")]
+    Key(KeyCommand),
+    /// Who you are signed in as.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Maintenance on the server's own machine, working on its data directly.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Where a server keeps its data.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data directory (SQLite database and pepper file).
+    /// Default: $XDG_DATA_HOME/fal, else ~/.local/share/fal.
+    #[arg(long, env = "FAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Pepper file, when not the one in the data directory.
+    #[arg(long, env = "FAL_PEPPER_FILE")]
+    pub pepper_file: Option<PathBuf>,
+}
+
+/// `fal serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FAL_LISTEN", default_value = fal_server::config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Data location.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `fal key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key pair; the secret is printed once (`fal keys create` is the same).
+    #[command(visible_alias = "create")]
+    Generate {
+        /// ADMIN (everything) or API (ready-to-use models only).
+        #[arg(long, value_parser = ["ADMIN", "API"], ignore_case = true)]
+        scope: String,
+        /// A label for the key.
+        #[arg(long, alias = "desc", default_value = "")]
+        alias: String,
+        /// Print the server's JSON instead of the message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your keys.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; it is refused from the next request on.
+    Revoke {
+        /// The key id to revoke.
+        key_id: String,
+    },
+}
+
+/// `fal auth …`.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Show the user and credential in use.
+    Whoami {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `fal admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make a new ADMIN key for the bootstrap admin user, offline (for a lost bootstrap key).
+    RecoverKey {
+        /// Data location.
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Admin(AdminCommand::RecoverKey { data }) => serve::recover_key(data).await,
+        Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
+        Command::Auth(AuthCommand::Whoami { json }) => {
+            keys::whoami(&cli.host, cli.key.as_deref(), json).await
+        }
+    }
+}

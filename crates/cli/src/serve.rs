@@ -1,0 +1,103 @@
+//! `fal serve` and `fal admin recover-key`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use fal_core::{OsRandom, SystemClock};
+use fal_server::{App, Config};
+use tracing_subscriber::EnvFilter;
+
+use crate::output::generated_key_message;
+use crate::{DataArgs, ServeArgs};
+
+/// `$XDG_DATA_HOME/fal`, else `~/.local/share/fal`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("fal"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither XDG_DATA_HOME nor HOME is set: pass --data-dir or set FAL_DATA_DIR")?;
+    Ok(PathBuf::from(home).join(".local/share/fal"))
+}
+
+fn config_from(data: DataArgs) -> anyhow::Result<Config> {
+    let data_dir = match data.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let mut config = Config::new(data_dir);
+    config.pepper_file = data.pepper_file;
+    Ok(config)
+}
+
+fn init_logging() {
+    // Logs go to stderr; RUST_LOG picks the level (default: info).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs the platform until Ctrl-C or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut config = config_from(args.data)?;
+    config.listen = args.listen;
+    let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
+    if let Some(key) = app.take_bootstrap_key() {
+        println!("First start: created the bootstrap admin user and an ADMIN key for it.");
+        println!(
+            "{}",
+            generated_key_message(&key.key_id.to_string(), key.secret.expose())
+        );
+    }
+    let listen = app.config().listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("fal is listening on http://{local}");
+    println!("data: {}", app.config().describe_storage());
+    println!("pepper: {}", app.config().pepper_path().display());
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests under way");
+}
+
+/// Prints a new ADMIN key for the bootstrap admin user.
+pub async fn recover_key(data: DataArgs) -> anyhow::Result<()> {
+    let config = config_from(data)?;
+    let key = fal_server::app::recover_admin_key(&config, &SystemClock, &OsRandom).await?;
+    println!("Created a new ADMIN key for the bootstrap admin user.");
+    println!(
+        "{}",
+        generated_key_message(&key.key_id.to_string(), key.secret.expose())
+    );
+    Ok(())
+}

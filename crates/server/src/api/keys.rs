@@ -1,0 +1,138 @@
+//! `/keys`: create, list and revoke the caller's own keys (ADMIN only).
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fal_core::{KeyId, Scope};
+use fal_store::Cursor;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ApiJson, ApiQuery};
+use crate::auth::Admin;
+use crate::error::ApiError;
+
+/// Longest alias accepted.
+pub const MAX_ALIAS_CHARS: usize = 255;
+/// Default and largest page sizes for listing.
+pub const DEFAULT_PAGE: u32 = 50;
+/// Largest page a client may ask for.
+pub const MAX_PAGE: u32 = 100;
+
+/// `POST /keys` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// `ADMIN` or `API` (checked by hand for a clear message).
+    scope: String,
+    /// Optional label.
+    #[serde(default)]
+    alias: Option<String>,
+}
+
+/// `POST /keys`: the only response that ever carries a secret.
+pub async fn create(admin: Admin, ApiJson(body): ApiJson<CreateKey>) -> Result<Response, ApiError> {
+    let scope: Scope = body.scope.parse().map_err(|_| {
+        ApiError::Unprocessable(format!(
+            "scope must be \"ADMIN\" or \"API\", not {:?}",
+            body.scope
+        ))
+    })?;
+    let alias = body.alias.unwrap_or_default();
+    let alias_chars = alias.chars().count();
+    if alias_chars > MAX_ALIAS_CHARS {
+        return Err(ApiError::Unprocessable(format!(
+            "alias is {alias_chars} characters long; the limit is {MAX_ALIAS_CHARS}"
+        )));
+    }
+    if alias.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(
+            "alias must not contain control characters".into(),
+        ));
+    }
+    let created = admin.create_key(scope, alias).await?;
+    let id = created.key.record.key_id.to_string();
+    let secret = created.secret.expose();
+    let body = json!({
+        "key_id": id,
+        "key_secret": secret,
+        "key": format!("{id}:{secret}"),
+        "scope": scope,
+        "alias": created.key.alias,
+        "created_at": created.key.created_at.to_rfc3339(),
+    });
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    // A secret must not sit in any cache.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `GET /keys` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1 to [`MAX_PAGE`].
+    limit: Option<u32>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// One key in a listing.
+#[derive(Debug, Serialize)]
+struct KeyItem {
+    key_id: String,
+    alias: String,
+    scope: Scope,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+/// `GET /keys`: the caller's keys, newest first.
+pub async fn list(admin: Admin, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            ApiError::BadRequest("cursor is not one this server handed out; start without it".into())
+        })?),
+    };
+    let page = admin.list_keys(limit, cursor.as_ref()).await?;
+    let keys: Vec<KeyItem> = page
+        .keys
+        .into_iter()
+        .map(|k| KeyItem {
+            key_id: k.key_id.to_string(),
+            alias: k.alias,
+            scope: k.scope,
+            created_at: k.created_at.to_rfc3339(),
+            last_used_at: k.last_used_at.map(|t| t.to_rfc3339()),
+        })
+        .collect();
+    let next = page.next_cursor.map(|c| c.encode());
+    Ok(Json(json!({
+        "keys": keys,
+        "has_more": next.is_some(),
+        "next_cursor": next,
+    }))
+    .into_response())
+}
+
+/// `DELETE /keys/{key_id}`: 204 whether revoked now or before; 404 when
+/// the caller has no such key.
+pub async fn revoke(admin: Admin, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError::NotFound(format!("No key {key_id:?} found for this user"));
+    let id: KeyId = key_id.parse().map_err(|_| not_found())?;
+    if admin.revoke_key(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}

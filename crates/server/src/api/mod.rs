@@ -1,0 +1,58 @@
+//! REST handlers, and the body/query extractors that turn bad input into
+//! [`ApiError`]s with a message that says what to fix.
+
+pub mod keys;
+pub mod users;
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::routing::{delete, get};
+use serde::de::DeserializeOwned;
+
+use crate::auth::AppState;
+use crate::error::ApiError;
+
+/// The REST API's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{key_id}", delete(keys::revoke))
+        .route("/users/current", get(users::current))
+}
+
+/// A JSON body; malformed JSON or wrong fields are a 400/422 in our error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
+                "Send the body as JSON with 'Content-Type: application/json'".into(),
+            )),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters; wrong ones are a 400 in our error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::BadRequest(e.body_text()))
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}

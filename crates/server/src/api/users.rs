@@ -1,0 +1,31 @@
+//! `/users/current`: who the caller is, and by which credential.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use crate::auth::{AppState, Caller};
+use crate::error::ApiError;
+use axum::extract::State;
+
+/// `GET /users/current`. Open to both scopes: a key may always learn whose
+/// it is and what it may do (`fal auth whoami` needs it).
+pub async fn current(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let user = state
+        .users()
+        .user(&principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("authenticated user has no user record".into()))?;
+    let credential = match principal.key_id {
+        Some(id) => json!({"type": "key", "key_id": id.to_string(), "scope": principal.scope}),
+        None => json!({"type": "session", "scope": principal.scope}),
+    };
+    Ok(Json(json!({
+        "user_id": user.user_id.as_str(),
+        "nickname": user.nickname,
+        "full_name": user.full_name,
+        "credential": credential,
+    })))
+}

@@ -1,0 +1,318 @@
+//! Building the application from a [`Config`] and serving it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use fal_core::{
+    Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key,
+};
+use fal_store::{KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::{AppState, Verifier};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::pepper::{self, PepperError};
+
+/// `fal_meta` row holding the fingerprint of the pepper the database was
+/// initialised with.
+const PEPPER_FINGERPRINT: &str = "pepper_fingerprint";
+
+/// Why the server could not start (or a recovery could not run).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The pepper could not be read or created.
+    #[error(transparent)]
+    Pepper(#[from] PepperError),
+    /// The pepper is not the one the database was initialised with.
+    #[error(
+        "the pepper in {path} is not the one this database was initialised with: every key would be refused. \
+         Point --pepper-file (FAL_PEPPER_FILE) at the deployment's pepper file"
+    )]
+    PepperMismatch {
+        /// The pepper file in use.
+        path: String,
+    },
+    /// Recovery found no bootstrap user.
+    #[error("this database has no bootstrap admin user yet: start `fal serve` once to create it")]
+    NoBootstrapUser,
+    /// Recovery found no pepper file.
+    #[error(
+        "no pepper file at {0}: is this the right data directory (--data-dir / FAL_DATA_DIR)?"
+    )]
+    NoPepper(String),
+    /// No randomness.
+    #[error(transparent)]
+    Random(#[from] fal_core::random::RandomError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// An ADMIN key printed once: at the first start, or by recovery.
+pub struct BootstrapKey {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// Its secret (shown once, then dropped).
+    pub secret: KeySecret,
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    /// The configuration it was built from.
+    config: Config,
+    /// The storage.
+    store: SqlStore,
+    /// Handlers' shared state.
+    state: AppState,
+    /// Set only on the very first start.
+    bootstrap: Option<BootstrapKey>,
+}
+
+/// Opens storage and checks that the pepper belongs to it.
+async fn open_checked(
+    config: &Config,
+    clock: &dyn Clock,
+    pepper: &fal_core::Pepper,
+) -> Result<(SqlStore, SecretHasher), StartError> {
+    let store = SqlStore::open(&config.database_url(), clock.now()).await?;
+    let hasher = SecretHasher::new(pepper);
+    let mine = hasher.pepper_fingerprint();
+    let recorded = store.meta_set_if_absent(PEPPER_FINGERPRINT, &mine).await?;
+    if recorded != mine {
+        return Err(StartError::PepperMismatch {
+            path: config.pepper_path().display().to_string(),
+        });
+    }
+    Ok((store, hasher))
+}
+
+fn mint(
+    rng: &dyn RandomSource,
+    hasher: &SecretHasher,
+    user_id: &UserId,
+    alias: &str,
+    clock: &dyn Clock,
+) -> Result<(NewKey, KeySecret), StartError> {
+    let (record, secret) = mint_key(rng, hasher, user_id, Scope::Admin)?;
+    let key = NewKey {
+        record,
+        alias: alias.to_owned(),
+        created_at: clock.now(),
+    };
+    Ok((key, secret))
+}
+
+impl App {
+    /// Builds the application: pepper, storage, migrations, bootstrap.
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> Result<App, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| PepperError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let (pepper, _) = pepper::load_or_create(&config.pepper_path(), rng.as_ref())?;
+        let (store, hasher) = open_checked(&config, clock.as_ref(), &pepper).await?;
+
+        let mut bootstrap = None;
+        if store.bootstrap_user().await?.is_none() {
+            let user = User {
+                user_id: UserId::generate(rng.as_ref())?,
+                nickname: "admin".into(),
+                full_name: "Bootstrap administrator".into(),
+                github_id: None,
+                created_at: clock.now(),
+            };
+            let (key, secret) = mint(rng.as_ref(), &hasher, &user.user_id, "bootstrap", clock.as_ref())?;
+            if store.create_bootstrap(&user, &key).await? {
+                bootstrap = Some(BootstrapKey {
+                    key_id: key.record.key_id,
+                    secret,
+                });
+            }
+        }
+
+        let shared = Arc::new(store.clone());
+        let verifier = Arc::new(Verifier::new(
+            hasher,
+            shared.clone(),
+            clock.clone(),
+            config.cache_capacity,
+            config.max_staleness,
+        ));
+        let key_admin: Arc<dyn KeyAdmin> = shared.clone();
+        let state = AppState::new(verifier, key_admin, shared, clock, rng);
+        Ok(App {
+            config,
+            store,
+            state,
+            bootstrap,
+        })
+    }
+
+    /// The ADMIN key created on the very first start, to print once. Later
+    /// starts return `None`: the secret is not kept anywhere.
+    pub fn take_bootstrap_key(&mut self) -> Option<BootstrapKey> {
+        self.bootstrap.take()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The router with every route and middleware.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Binds the configured address and serves in a background task.
+    pub async fn spawn(self) -> Result<RunningServer, StartError> {
+        let addr = self.config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            addr: local,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes the
+    /// requests under way, writes back key use and closes the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let verifier = self.state.verifier().clone();
+        let interval = self.config.usage_flush_interval;
+        let flusher = tokio::spawn({
+            let verifier = verifier.clone();
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    verifier.flush_usage().await;
+                }
+            }
+        });
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        flusher.abort();
+        verifier.flush_usage().await;
+        self.store.close().await;
+        tracing::info!("server stopped");
+        result
+    }
+}
+
+/// A server running in the background (tests, benchmarks).
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Dropping or sending stops it gracefully.
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The serving task.
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully and waits until everything is written.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Builds the router over `state`.
+pub fn router(state: AppState) -> Router {
+    crate::api::routes()
+        .fallback(fallback)
+        .with_state(state)
+        .layer(middleware::from_fn(log_request))
+}
+
+async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("No route for {method} {}", uri.path()))
+}
+
+/// One log line per request: method, path (never the query, which could
+/// carry anything), status and duration. Headers are never logged.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// Creates a new ADMIN key for the bootstrap admin user, working on the
+/// database directly (the server need not run). For a lost bootstrap key.
+pub async fn recover_admin_key(
+    config: &Config,
+    clock: &dyn Clock,
+    rng: &dyn RandomSource,
+) -> Result<BootstrapKey, StartError> {
+    let path = config.pepper_path();
+    if !path.exists() {
+        return Err(StartError::NoPepper(path.display().to_string()));
+    }
+    let pepper = pepper::load(&path)?;
+    let (store, hasher) = open_checked(config, clock, &pepper).await?;
+    let user = store
+        .bootstrap_user()
+        .await?
+        .ok_or(StartError::NoBootstrapUser)?;
+    let (key, secret) = mint(rng, &hasher, &user, "recovered", clock)?;
+    store.create_key(&key).await?;
+    store.close().await;
+    Ok(BootstrapKey {
+        key_id: key.record.key_id,
+        secret,
+    })
+}

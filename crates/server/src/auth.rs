@@ -1,0 +1,362 @@
+//! Authentication and the handles that authorise.
+//!
+//! [`Verifier`] turns an `Authorization` header into a [`Principal`]. It
+//! keeps a bounded cache of key records (never secrets) and batches
+//! `last_used_at` in memory, so a cached verification is one keyed hash and
+//! no database work.
+//!
+//! Authorisation is by construction: key management is reachable only
+//! through an [`Admin`] value, and the only way to get one is the extractor
+//! below, which refuses any principal without ADMIN scope. [`AppState`]
+//! keeps the key-management store in a private field, so a handler that
+//! forgets to ask for [`Admin`] has no way to manage keys: it does not compile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use fal_core::header::{AuthHeader, parse_authorization};
+use fal_core::verify::verify;
+use fal_core::{
+    Clock, Credentials, HeaderError, KeyId, KeyRecord, KeySecret, Principal, RandomSource, Scope,
+    SecretHasher, Timestamp, mint_key,
+};
+use fal_store::{Cursor, KeyAdmin, KeyLookup, KeyPage, NewKey, StoreError, UserStore};
+
+use crate::error::ApiError;
+
+/// A cached key record and when it was read.
+struct Cached {
+    /// The record as storage had it.
+    record: KeyRecord,
+    /// When it was read, to bound how long it is trusted.
+    fetched_at: Timestamp,
+}
+
+/// Verifies credentials against storage, through a bounded cache.
+pub struct Verifier {
+    /// HMAC keyed with the pepper.
+    hasher: SecretHasher,
+    /// Where records come from on a cache miss.
+    lookup: Arc<dyn KeyLookup>,
+    /// key id → record; bounded, evicting the least useful entries.
+    cache: moka::sync::Cache<KeyId, Arc<Cached>>,
+    /// Now.
+    clock: Arc<dyn Clock>,
+    /// Records older than this are read again.
+    max_staleness_ms: i64,
+    /// Uses not yet written back: key id → latest use.
+    usage: Mutex<HashMap<KeyId, Timestamp>>,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credentials.
+    Missing,
+    /// Unsupported scheme.
+    UnsupportedScheme,
+    /// Malformed `Key` header.
+    Malformed,
+    /// Unknown, wrong or revoked.
+    Invalid,
+    /// Storage is down and the key is not in cache.
+    Unavailable,
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Missing => ApiError::MissingCredentials,
+            AuthFailure::UnsupportedScheme => ApiError::UnsupportedScheme,
+            AuthFailure::Malformed => ApiError::MalformedKey,
+            AuthFailure::Invalid => ApiError::InvalidCredentials,
+            AuthFailure::Unavailable => ApiError::Unavailable,
+        }
+    }
+}
+
+impl Verifier {
+    /// A verifier over `lookup` with a cache of `capacity` records.
+    pub fn new(
+        hasher: SecretHasher,
+        lookup: Arc<dyn KeyLookup>,
+        clock: Arc<dyn Clock>,
+        capacity: u64,
+        max_staleness: Duration,
+    ) -> Verifier {
+        Verifier {
+            hasher,
+            lookup,
+            cache: moka::sync::Cache::new(capacity),
+            clock,
+            max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
+            usage: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The hasher, for minting keys.
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    /// Authenticates an `Authorization` header value.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthFailure> {
+        let value = header.ok_or(AuthFailure::Missing)?;
+        match parse_authorization(value) {
+            Ok(AuthHeader::Key(creds)) => self.verify(&creds).await,
+            // Sessions from GitHub sign-in are not issued by this server yet.
+            Ok(AuthHeader::Bearer(_)) => Err(AuthFailure::UnsupportedScheme),
+            Err(HeaderError::Missing) => Err(AuthFailure::Missing),
+            Err(HeaderError::UnsupportedScheme) => Err(AuthFailure::UnsupportedScheme),
+            Err(HeaderError::MalformedKey) => Err(AuthFailure::Malformed),
+            // The id or secret cannot exist: refused before any lookup.
+            Err(HeaderError::NoSuchKey) => Err(AuthFailure::Invalid),
+        }
+    }
+
+    /// Verifies from cache only: `None` when the record is not cached or is
+    /// older than the staleness bound. This is the hot path.
+    pub fn verify_cached(&self, creds: &Credentials) -> Option<Result<Principal, AuthFailure>> {
+        let cached = self.cache.get(&creds.key_id)?;
+        let now = self.clock.now();
+        if now.millis().saturating_sub(cached.fetched_at.millis()) > self.max_staleness_ms {
+            return None;
+        }
+        Some(self.finish(creds, Some(&cached.record), now))
+    }
+
+    /// Verifies `creds`, reading storage on a cache miss.
+    pub async fn verify(&self, creds: &Credentials) -> Result<Principal, AuthFailure> {
+        if let Some(result) = self.verify_cached(creds) {
+            return result;
+        }
+        let record = match self.lookup.key_record(&creds.key_id).await {
+            Ok(r) => r,
+            Err(StoreError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "key lookup failed: database unavailable");
+                return Err(AuthFailure::Unavailable);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key lookup failed");
+                return Err(AuthFailure::Unavailable);
+            }
+        };
+        let now = self.clock.now();
+        if let Some(r) = &record {
+            self.cache.insert(
+                r.key_id,
+                Arc::new(Cached {
+                    record: r.clone(),
+                    fetched_at: now,
+                }),
+            );
+        }
+        self.finish(creds, record.as_ref(), now)
+    }
+
+    fn finish(
+        &self,
+        creds: &Credentials,
+        record: Option<&KeyRecord>,
+        now: Timestamp,
+    ) -> Result<Principal, AuthFailure> {
+        let principal = verify(&self.hasher, creds, record).map_err(|_| AuthFailure::Invalid)?;
+        if let Some(id) = principal.key_id {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            usage.insert(id, now);
+        }
+        Ok(principal)
+    }
+
+    /// Drops a cached record, so the next use reads storage again.
+    pub fn invalidate(&self, key_id: &KeyId) {
+        self.cache.invalidate(key_id);
+    }
+
+    /// Writes pending `last_used_at` values in one batch.
+    pub async fn flush_usage(&self) {
+        let batch: Vec<(KeyId, Timestamp)> = {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            usage.drain().collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.lookup.record_key_use(&batch).await {
+            tracing::warn!(error = %e, keys = batch.len(), "could not record key use; will retry");
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, at) in batch {
+                let slot = usage.entry(id).or_insert(at);
+                if *slot < at {
+                    *slot = at;
+                }
+            }
+        }
+    }
+}
+
+/// Shared state of the application.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    /// Authenticates requests.
+    verifier: Arc<Verifier>,
+    /// Key management. Private: reachable only through [`Admin`].
+    key_admin: Arc<dyn KeyAdmin>,
+    /// Users, for `GET /users/current`.
+    users: Arc<dyn UserStore>,
+    /// Now.
+    clock: Arc<dyn Clock>,
+    /// Randomness for new keys.
+    rng: Arc<dyn RandomSource>,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        verifier: Arc<Verifier>,
+        key_admin: Arc<dyn KeyAdmin>,
+        users: Arc<dyn UserStore>,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> AppState {
+        AppState {
+            inner: Arc::new(Shared {
+                verifier,
+                key_admin,
+                users,
+                clock,
+                rng,
+            }),
+        }
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.inner.verifier
+    }
+
+    /// The user store.
+    pub fn users(&self) -> &Arc<dyn UserStore> {
+        &self.inner.users
+    }
+}
+
+/// Any authenticated caller, of either scope.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let header = match parts.headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::MalformedKey)?),
+    };
+    let principal = state.inner.verifier.authenticate(header).await?;
+    Ok(principal)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        let caller = Caller(principal_of(parts, state).await?);
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// An ADMIN principal, and the only handle to key management. Every
+/// operation is bound to the principal's own user.
+pub struct Admin {
+    /// Who is acting.
+    principal: Principal,
+    /// The state, whose private stores this handle may use.
+    state: AppState,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        if principal.scope != Scope::Admin {
+            return Err(ApiError::InsufficientScope {
+                needed: Scope::Admin,
+                has: principal.scope,
+            });
+        }
+        Ok(Admin {
+            principal,
+            state: state.clone(),
+        })
+    }
+}
+
+/// A key just created: the only value that ever holds its secret.
+pub struct CreatedKey {
+    /// What was stored.
+    pub key: NewKey,
+    /// The secret, to show once.
+    pub secret: KeySecret,
+}
+
+impl Admin {
+    /// Who is acting.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Creates a key for the acting user.
+    pub async fn create_key(&self, scope: Scope, alias: String) -> Result<CreatedKey, ApiError> {
+        let s = &self.state.inner;
+        let (record, secret) = mint_key(
+            s.rng.as_ref(),
+            s.verifier.hasher(),
+            &self.principal.user_id,
+            scope,
+        )?;
+        let key = NewKey {
+            record,
+            alias,
+            created_at: s.clock.now(),
+        };
+        s.key_admin.create_key(&key).await?;
+        tracing::info!(key_id = %key.record.key_id, scope = %scope, user_id = %self.principal.user_id, "key created");
+        Ok(CreatedKey { key, secret })
+    }
+
+    /// A page of the acting user's keys.
+    pub async fn list_keys(&self, limit: u32, after: Option<&Cursor>) -> Result<KeyPage, ApiError> {
+        Ok(self
+            .state
+            .inner
+            .key_admin
+            .list_keys(&self.principal.user_id, limit, after)
+            .await?)
+    }
+
+    /// Revokes one of the acting user's keys; `false` when the user has no
+    /// such key. Takes effect on this server at once.
+    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, ApiError> {
+        let s = &self.state.inner;
+        let found = s
+            .key_admin
+            .revoke_key(&self.principal.user_id, key_id, s.clock.now())
+            .await?;
+        if found {
+            s.verifier.invalidate(key_id);
+            tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, "key revoked");
+        }
+        Ok(found)
+    }
+}
