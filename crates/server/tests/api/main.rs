@@ -1,0 +1,8 @@
+//! Integration tests of the REST API: the app runs in-process on port 0 over
+//! a temporary SQLite file, and is called over real HTTP on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod keys;
+mod auth;
+mod lifecycle;
