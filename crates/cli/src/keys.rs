@@ -15,7 +15,11 @@ fn client(host: &str, explicit: Option<&str>) -> anyhow::Result<Client> {
 }
 
 /// Runs a `fal key` subcommand.
-pub async fn key_command(host: &str, explicit: Option<&str>, cmd: KeyCommand) -> anyhow::Result<()> {
+pub async fn key_command(
+    host: &str,
+    explicit: Option<&str>,
+    cmd: KeyCommand,
+) -> anyhow::Result<()> {
     let client = client(host, explicit)?;
     match cmd {
         KeyCommand::Generate { scope, alias, json } => {
@@ -33,7 +37,10 @@ pub async fn key_command(host: &str, explicit: Option<&str>, cmd: KeyCommand) ->
                     }))?
                 );
             } else {
-                print!("{}", generated_key_message(&created.key_id, &created.key_secret));
+                print!(
+                    "{}",
+                    generated_key_message(&created.key_id, &created.key_secret)
+                );
                 println!();
                 println!(
                     "You should store the values of FAL_KEY_ID and FAL_KEY_SECRET in your environment now."
@@ -43,7 +50,10 @@ pub async fn key_command(host: &str, explicit: Option<&str>, cmd: KeyCommand) ->
         KeyCommand::List { json } => {
             let keys = client.list_all_keys().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&json!({ "keys": keys }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "keys": keys }))?
+                );
             } else {
                 print!("{}", key_table(&keys));
             }

@@ -26,7 +26,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "FAL_HOST", default_value = fal_client::DEFAULT_HOST)]
     pub host: String,
     /// A key pair, '<key_id>:<key_secret>'; wins over FAL_KEY and FAL_KEY_ID/FAL_KEY_SECRET.
-    #[arg(long, global = true, value_name = "KEY_ID:KEY_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY_ID:KEY_SECRET",
+        hide_env_values = true
+    )]
     pub key: Option<String>,
     /// What to do.
     #[command(subcommand)]
@@ -126,7 +131,10 @@ pub enum AdminCommand {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");

@@ -55,39 +55,43 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             generated_key_message(&key.key_id.to_string(), key.secret.expose())
         );
     }
+    // Signal handlers first, so a SIGTERM right after start still stops gracefully.
+    let shutdown = shutdown_signal()?;
     let listen = app.config().listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    println!("fal is listening on http://{local}");
     println!("data: {}", app.config().describe_storage());
     println!("pepper: {}", app.config().pepper_path().display());
-    app.serve(listener, shutdown_signal()).await?;
+    println!("fal is listening on http://{local}");
+    app.serve(listener, shutdown).await?;
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the Ctrl-C and SIGTERM handlers now, and returns a future that
+/// completes on either.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing requests under way");
+        tracing::info!("shutting down: finishing requests under way");
+    })
+}
+
+/// Returns a future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests under way");
+    })
 }
 
 /// Prints a new ADMIN key for the bootstrap admin user.

@@ -63,7 +63,9 @@ pub enum CredentialError {
     #[error("{0} must be '<key_id>:<key_secret>' (the key id, a colon, then the secret)")]
     NotAPair(&'static str),
     /// Only one of `FAL_KEY_ID` / `FAL_KEY_SECRET`.
-    #[error("{present} is set but {missing} is not: set both, or use FAL_KEY='<key_id>:<key_secret>'")]
+    #[error(
+        "{present} is set but {missing} is not: set both, or use FAL_KEY='<key_id>:<key_secret>'"
+    )]
     HalfPair {
         /// The one that is set.
         present: &'static str,
@@ -139,11 +141,18 @@ mod tests {
 
     #[test]
     fn first_found_wins() {
-        let all = env(&[("FAL_KEY", "b:2"), ("FAL_KEY_ID", "c"), ("FAL_KEY_SECRET", "3")]);
+        let all = env(&[
+            ("FAL_KEY", "b:2"),
+            ("FAL_KEY_ID", "c"),
+            ("FAL_KEY_SECRET", "3"),
+        ]);
         let c = resolve(Some("a:1"), &all).unwrap().unwrap();
         assert_eq!((c.key_id.as_str(), c.source), ("a", CredentialSource::Flag));
         let c = resolve(None, &all).unwrap().unwrap();
-        assert_eq!((c.key_id.as_str(), c.source), ("b", CredentialSource::FalKey));
+        assert_eq!(
+            (c.key_id.as_str(), c.source),
+            ("b", CredentialSource::FalKey)
+        );
         let c = resolve(None, env(&[("FAL_KEY_ID", "c"), ("FAL_KEY_SECRET", "3")]))
             .unwrap()
             .unwrap();
@@ -153,7 +162,9 @@ mod tests {
 
     #[test]
     fn fal_key_splits_at_the_first_colon() {
-        let c = resolve(None, env(&[("FAL_KEY", "id:se:cret")])).unwrap().unwrap();
+        let c = resolve(None, env(&[("FAL_KEY", "id:se:cret")]))
+            .unwrap()
+            .unwrap();
         assert_eq!(c.key_id, "id");
         assert_eq!(c.secret.expose_secret(), "se:cret");
     }
@@ -163,9 +174,18 @@ mod tests {
         let e = resolve(None, env(&[("FAL_KEY", "nocolon")])).unwrap_err();
         assert!(e.to_string().contains("FAL_KEY must be"));
         let e = resolve(None, env(&[("FAL_KEY_ID", "x")])).unwrap_err();
-        assert!(e.to_string().starts_with("FAL_KEY_ID is set but FAL_KEY_SECRET is not"));
+        assert!(
+            e.to_string()
+                .starts_with("FAL_KEY_ID is set but FAL_KEY_SECRET is not")
+        );
         let e = resolve(None, env(&[("FAL_KEY_SECRET", "x")])).unwrap_err();
-        assert!(e.to_string().starts_with("FAL_KEY_SECRET is set but FAL_KEY_ID is not"));
-        assert!(!format!("{:?}", resolve(Some("id:topsecret"), env(&[])).unwrap()).contains("topsecret"));
+        assert!(
+            e.to_string()
+                .starts_with("FAL_KEY_SECRET is set but FAL_KEY_ID is not")
+        );
+        assert!(
+            !format!("{:?}", resolve(Some("id:topsecret"), env(&[])).unwrap())
+                .contains("topsecret")
+        );
     }
 }

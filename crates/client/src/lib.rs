@@ -38,7 +38,9 @@ pub enum ClientError {
         code: Option<String>,
     },
     /// No server answered.
-    #[error("cannot reach the fal server at {host}: {cause}. Is `fal serve` running? (set --host or FAL_HOST)")]
+    #[error(
+        "cannot reach the fal server at {host}: {cause}. Is `fal serve` running? (set --host or FAL_HOST)"
+    )]
     Unreachable {
         /// The address tried.
         host: String,
@@ -211,7 +213,11 @@ impl Client {
     }
 
     /// `GET /keys`, one page.
-    pub async fn list_keys(&self, limit: u32, cursor: Option<&str>) -> Result<KeyList, ClientError> {
+    pub async fn list_keys(
+        &self,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<KeyList, ClientError> {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));

@@ -176,7 +176,10 @@ mod tests {
         let s = KeySecret::generate(&OsRandom).unwrap();
         let (hp, hq) = (SecretHasher::new(&p), SecretHasher::new(&q));
         assert_eq!(hp.hash(&s), hq.hash(&s));
-        assert_eq!(SecretHash::from_hex(&hp.hash(&s).to_hex()).unwrap(), hp.hash(&s));
+        assert_eq!(
+            SecretHash::from_hex(&hp.hash(&s).to_hex()).unwrap(),
+            hp.hash(&s)
+        );
         assert!(Pepper::from_hex("xyz").is_err());
         assert!(format!("{p:?}").contains("REDACTED"));
     }

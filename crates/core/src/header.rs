@@ -98,9 +98,18 @@ mod tests {
     fn names_each_failure() {
         let (id, s) = pair();
         assert_eq!(parse_authorization("").unwrap_err(), HeaderError::Missing);
-        assert_eq!(parse_authorization("Key abc").unwrap_err(), HeaderError::MalformedKey);
-        assert_eq!(parse_authorization("Key :x").unwrap_err(), HeaderError::MalformedKey);
-        assert_eq!(parse_authorization("Key").unwrap_err(), HeaderError::MalformedKey);
+        assert_eq!(
+            parse_authorization("Key abc").unwrap_err(),
+            HeaderError::MalformedKey
+        );
+        assert_eq!(
+            parse_authorization("Key :x").unwrap_err(),
+            HeaderError::MalformedKey
+        );
+        assert_eq!(
+            parse_authorization("Key").unwrap_err(),
+            HeaderError::MalformedKey
+        );
         assert_eq!(
             parse_authorization(&format!("Key nope:{}", s.expose())).unwrap_err(),
             HeaderError::NoSuchKey
@@ -109,8 +118,14 @@ mod tests {
             parse_authorization(&format!("Key {id}:fal_sk_short")).unwrap_err(),
             HeaderError::NoSuchKey
         );
-        assert_eq!(parse_authorization("Basic Zm9v").unwrap_err(), HeaderError::UnsupportedScheme);
-        assert!(matches!(parse_authorization("Bearer tok"), Ok(AuthHeader::Bearer("tok"))));
+        assert_eq!(
+            parse_authorization("Basic Zm9v").unwrap_err(),
+            HeaderError::UnsupportedScheme
+        );
+        assert!(matches!(
+            parse_authorization("Bearer tok"),
+            Ok(AuthHeader::Bearer("tok"))
+        ));
     }
 
     #[test]

@@ -150,11 +150,16 @@ impl KeySecret {
 
     /// Checks the format and checksum of `s` without touching any storage.
     pub fn parse(s: &str) -> Result<KeySecret, KeyFormatError> {
-        let rest = s.strip_prefix(SECRET_PREFIX).ok_or(KeyFormatError::Prefix)?;
+        let rest = s
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(KeyFormatError::Prefix)?;
         if rest.len() != BODY_HEX + CHECKSUM_HEX {
             return Err(KeyFormatError::Length);
         }
-        if !rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(KeyFormatError::Charset);
         }
         let (body, sum) = rest.split_at(BODY_HEX);
@@ -203,16 +208,28 @@ mod tests {
             let mut b = text.as_bytes().to_vec();
             b[i] = if b[i] == b'a' { b'b' } else { b'a' };
             let typo = String::from_utf8(b).unwrap();
-            assert_eq!(KeySecret::parse(&typo).unwrap_err(), KeyFormatError::Checksum);
+            assert_eq!(
+                KeySecret::parse(&typo).unwrap_err(),
+                KeyFormatError::Checksum
+            );
         }
     }
 
     #[test]
     fn wrong_shapes_are_named() {
-        assert_eq!(KeySecret::parse("sk_abc").unwrap_err(), KeyFormatError::Prefix);
-        assert_eq!(KeySecret::parse("fal_sk_abc").unwrap_err(), KeyFormatError::Length);
+        assert_eq!(
+            KeySecret::parse("sk_abc").unwrap_err(),
+            KeyFormatError::Prefix
+        );
+        assert_eq!(
+            KeySecret::parse("fal_sk_abc").unwrap_err(),
+            KeyFormatError::Length
+        );
         let upper = format!("fal_sk_{}", "A".repeat(72));
-        assert_eq!(KeySecret::parse(&upper).unwrap_err(), KeyFormatError::Charset);
+        assert_eq!(
+            KeySecret::parse(&upper).unwrap_err(),
+            KeyFormatError::Charset
+        );
     }
 
     #[test]

@@ -58,6 +58,27 @@ pub fn verify(
     }
 }
 
+/// Makes a new key for `user_id`: a fresh id and secret, and the record to
+/// store (which holds only the secret's keyed hash). The secret is returned
+/// once, to be shown to its owner and then dropped.
+pub fn mint_key(
+    rng: &dyn crate::RandomSource,
+    hasher: &SecretHasher,
+    user_id: &UserId,
+    scope: Scope,
+) -> Result<(KeyRecord, crate::KeySecret), crate::random::RandomError> {
+    let key_id = KeyId::generate(rng)?;
+    let secret = crate::KeySecret::generate(rng)?;
+    let record = KeyRecord {
+        key_id,
+        user_id: user_id.clone(),
+        scope,
+        secret_hash: hasher.hash(&secret),
+        revoked: false,
+    };
+    Ok((record, secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,25 +122,4 @@ mod tests {
         r.revoked = true;
         assert_eq!(verify(&h, &c, Some(&r)), Err(VerifyError));
     }
-}
-
-/// Makes a new key for `user_id`: a fresh id and secret, and the record to
-/// store (which holds only the secret's keyed hash). The secret is returned
-/// once, to be shown to its owner and then dropped.
-pub fn mint_key(
-    rng: &dyn crate::RandomSource,
-    hasher: &SecretHasher,
-    user_id: &UserId,
-    scope: Scope,
-) -> Result<(KeyRecord, crate::KeySecret), crate::random::RandomError> {
-    let key_id = KeyId::generate(rng)?;
-    let secret = crate::KeySecret::generate(rng)?;
-    let record = KeyRecord {
-        key_id,
-        user_id: user_id.clone(),
-        scope,
-        secret_hash: hasher.hash(&secret),
-        revoked: false,
-    };
-    Ok((record, secret))
 }

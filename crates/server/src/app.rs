@@ -10,9 +10,7 @@ use axum::extract::Request;
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use fal_core::{
-    Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key,
-};
+use fal_core::{Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key};
 use fal_store::{KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -49,9 +47,7 @@ pub enum StartError {
     #[error("this database has no bootstrap admin user yet: start `fal serve` once to create it")]
     NoBootstrapUser,
     /// Recovery found no pepper file.
-    #[error(
-        "no pepper file at {0}: is this the right data directory (--data-dir / FAL_DATA_DIR)?"
-    )]
+    #[error("no pepper file at {0}: is this the right data directory (--data-dir / FAL_DATA_DIR)?")]
     NoPepper(String),
     /// No randomness.
     #[error(transparent)]
@@ -143,7 +139,13 @@ impl App {
                 github_id: None,
                 created_at: clock.now(),
             };
-            let (key, secret) = mint(rng.as_ref(), &hasher, &user.user_id, "bootstrap", clock.as_ref())?;
+            let (key, secret) = mint(
+                rng.as_ref(),
+                &hasher,
+                &user.user_id,
+                "bootstrap",
+                clock.as_ref(),
+            )?;
             if store.create_bootstrap(&user, &key).await? {
                 bootstrap = Some(BootstrapKey {
                     key_id: key.record.key_id,

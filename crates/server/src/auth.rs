@@ -270,6 +270,12 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(c.clone());
         }
         let caller = Caller(principal_of(parts, state).await?);
+        tracing::debug!(
+            user_id = %caller.0.user_id,
+            key_id = ?caller.0.key_id.map(|k| k.to_string()),
+            scope = %caller.0.scope,
+            "authenticated"
+        );
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

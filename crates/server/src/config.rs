@@ -52,7 +52,10 @@ impl Config {
     /// The database URL in use.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("fal.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("fal.db").display()
+            )
         })
     }
 
@@ -90,6 +93,9 @@ mod tests {
             redact_url_password("postgres://u:hunter2@db:5432/fal"),
             "postgres://u:***@db:5432/fal"
         );
-        assert_eq!(redact_url_password("postgres://db/fal"), "postgres://db/fal");
+        assert_eq!(
+            redact_url_password("postgres://db/fal"),
+            "postgres://db/fal"
+        );
     }
 }

@@ -116,8 +116,11 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error");
         }
         let status = self.status();
-        let mut response =
-            (status, Json(json!({"detail": self.to_string(), "code": self.code()}))).into_response();
+        let mut response = (
+            status,
+            Json(json!({"detail": self.to_string(), "code": self.code()})),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

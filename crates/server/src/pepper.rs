@@ -86,7 +86,10 @@ mod tests {
         let (p2, created) = load_or_create(&path, &OsRandom).unwrap();
         assert!(!created);
         let s = KeySecret::generate(&OsRandom).unwrap();
-        assert_eq!(SecretHasher::new(&p1).hash(&s), SecretHasher::new(&p2).hash(&s));
+        assert_eq!(
+            SecretHasher::new(&p1).hash(&s),
+            SecretHasher::new(&p2).hash(&s)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

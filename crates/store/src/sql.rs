@@ -15,8 +15,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::{
-    Backend, Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary, MetaStore, NewKey, StoreError,
-    User, UserStore, migrate,
+    Backend, Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary, MetaStore, NewKey, StoreError, User,
+    UserStore, migrate,
 };
 
 /// Name of the `fal_meta` row that records the bootstrap admin user.
@@ -234,7 +234,9 @@ impl KeyAdmin for SqlStore {
                     alias: row.try_get("alias")?,
                     scope: scope_of(row)?,
                     created_at: Timestamp(row.try_get("created_at")?),
-                    last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Timestamp),
+                    last_used_at: row
+                        .try_get::<Option<i64>, _>("last_used_at")?
+                        .map(Timestamp),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -306,11 +308,13 @@ impl MetaStore for SqlStore {
     }
 
     async fn meta_set_if_absent(&self, name: &str, value: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO fal_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO fal_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
         self.meta(name)
             .await?
             .ok_or_else(|| corrupt("fal_meta row vanished after insert"))

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fal_core::{
-    KeyId, KeyRecord, OsRandom, Pepper, Scope, SecretHasher, KeySecret, Timestamp, UserId,
+    KeyId, KeyRecord, KeySecret, OsRandom, Pepper, Scope, SecretHasher, Timestamp, UserId,
 };
 use fal_store::{
     Cursor, KeyAdmin, KeyLookup, MetaStore, NewKey, SqlStore, StoreError, User, UserStore,
@@ -61,10 +61,12 @@ async fn postgres_store(base: &str) -> (SqlStore, Guard) {
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
     let admin = sqlx::AnyPool::connect(base).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
         .await
@@ -95,7 +97,9 @@ where
     F: FnOnce(SqlStore) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(base) = postgres_base_url(name) else { return };
+    let Some(base) = postgres_base_url(name) else {
+        return;
+    };
     let (store, guard) = postgres_store(&base).await;
     case(store.clone()).await;
     store.close().await;
@@ -218,11 +222,30 @@ async fn users_see_only_their_own_keys(s: SqlStore) {
     s.create_user(&b).await.unwrap();
     let (ka, _) = new_key(&h, &a.user_id, Scope::Api, 5);
     s.create_key(&ka).await.unwrap();
-    assert!(s.list_keys(&b.user_id, 10, None).await.unwrap().keys.is_empty());
+    assert!(
+        s.list_keys(&b.user_id, 10, None)
+            .await
+            .unwrap()
+            .keys
+            .is_empty()
+    );
     // b cannot revoke a's key, and it stays valid.
-    assert!(!s.revoke_key(&b.user_id, &ka.record.key_id, Timestamp(6)).await.unwrap());
-    assert!(!s.key_record(&ka.record.key_id).await.unwrap().unwrap().revoked);
-    assert_eq!(s.list_keys(&a.user_id, 10, None).await.unwrap().keys.len(), 1);
+    assert!(
+        !s.revoke_key(&b.user_id, &ka.record.key_id, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.key_record(&ka.record.key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        s.list_keys(&a.user_id, 10, None).await.unwrap().keys.len(),
+        1
+    );
 }
 
 async fn revocation_is_idempotent_and_kept(s: SqlStore) {
@@ -231,12 +254,36 @@ async fn revocation_is_idempotent_and_kept(s: SqlStore) {
     s.create_user(&u).await.unwrap();
     let (k, _) = new_key(&h, &u.user_id, Scope::Api, 5);
     s.create_key(&k).await.unwrap();
-    assert!(s.revoke_key(&u.user_id, &k.record.key_id, Timestamp(6)).await.unwrap());
-    assert!(s.revoke_key(&u.user_id, &k.record.key_id, Timestamp(7)).await.unwrap());
-    assert!(s.key_record(&k.record.key_id).await.unwrap().unwrap().revoked);
-    assert!(s.list_keys(&u.user_id, 10, None).await.unwrap().keys.is_empty());
+    assert!(
+        s.revoke_key(&u.user_id, &k.record.key_id, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.revoke_key(&u.user_id, &k.record.key_id, Timestamp(7))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.key_record(&k.record.key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        s.list_keys(&u.user_id, 10, None)
+            .await
+            .unwrap()
+            .keys
+            .is_empty()
+    );
     let unknown = KeyId::generate(&OsRandom).unwrap();
-    assert!(!s.revoke_key(&u.user_id, &unknown, Timestamp(8)).await.unwrap());
+    assert!(
+        !s.revoke_key(&u.user_id, &unknown, Timestamp(8))
+            .await
+            .unwrap()
+    );
 }
 
 async fn bootstrap_happens_once(s: SqlStore) {
@@ -248,7 +295,10 @@ async fn bootstrap_happens_once(s: SqlStore) {
     let second = user("admin2");
     let (k2, _) = new_key(&h, &second.user_id, Scope::Admin, 2);
     assert!(!s.create_bootstrap(&second, &k2).await.unwrap());
-    assert_eq!(s.bootstrap_user().await.unwrap(), Some(first.user_id.clone()));
+    assert_eq!(
+        s.bootstrap_user().await.unwrap(),
+        Some(first.user_id.clone())
+    );
     assert!(s.key_record(&k2.record.key_id).await.unwrap().is_none());
     assert!(s.user(&second.user_id).await.unwrap().is_none());
 }
@@ -317,7 +367,12 @@ async fn a_schema_newer_than_the_binary_is_refused() {
         .await
         .unwrap();
     s.close().await;
-    let err = SqlStore::open_sqlite(&path, Timestamp(0)).await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 999, .. }), "{err:?}");
+    let err = SqlStore::open_sqlite(&path, Timestamp(0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("upgrade fal"));
 }

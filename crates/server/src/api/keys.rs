@@ -101,7 +101,9 @@ pub async fn list(admin: Admin, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Resp
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
-            ApiError::BadRequest("cursor is not one this server handed out; start without it".into())
+            ApiError::BadRequest(
+                "cursor is not one this server handed out; start without it".into(),
+            )
         })?),
     };
     let page = admin.list_keys(limit, cursor.as_ref()).await?;

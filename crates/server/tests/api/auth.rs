@@ -10,7 +10,11 @@ const NO_USER: &str = "No user found for Key ID and Secret";
 #[tokio::test]
 async fn no_credentials_is_401() {
     let app = spawn_app().await;
-    for (method, path) in [(Method::GET, "/keys"), (Method::POST, "/keys"), (Method::GET, "/users/current")] {
+    for (method, path) in [
+        (Method::GET, "/keys"),
+        (Method::POST, "/keys"),
+        (Method::GET, "/users/current"),
+    ] {
         let (status, headers, body) = app.call(method, path, None, None).await;
         assert_eq!(status, 401, "{path}");
         assert_eq!(body["code"], "missing_credentials");
@@ -22,7 +26,9 @@ async fn no_credentials_is_401() {
 async fn a_malformed_header_gets_fals_message() {
     let app = spawn_app().await;
     for header in ["Key abc", "Key ", "Key :", "Key id-only:"] {
-        let (status, _, body) = app.call(Method::GET, "/users/current", Some(header), None).await;
+        let (status, _, body) = app
+            .call(Method::GET, "/users/current", Some(header), None)
+            .await;
         assert_eq!(status, 401, "{header}");
         assert_eq!(
             body["detail"],
@@ -31,7 +37,14 @@ async fn a_malformed_header_gets_fals_message() {
         );
         assert_eq!(body["code"], "malformed_authorization");
     }
-    let (status, _, body) = app.call(Method::GET, "/users/current", Some("Basic Zm9vOmJhcg=="), None).await;
+    let (status, _, body) = app
+        .call(
+            Method::GET,
+            "/users/current",
+            Some("Basic Zm9vOmJhcg=="),
+            None,
+        )
+        .await;
     assert_eq!(status, 401);
     assert_eq!(body["code"], "unsupported_scheme");
 }
@@ -49,7 +62,10 @@ async fn unknown_wrong_mistyped_and_revoked_keys_all_get_one_answer() {
     let typo = String::from_utf8(typo).unwrap();
     let headers = [
         // unknown id, well-formed secret
-        format!("Key 6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11:{}", app.admin_secret),
+        format!(
+            "Key 6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11:{}",
+            app.admin_secret
+        ),
         // right id, another key's secret
         format!("Key {}:{}", app.admin_id, other.key_secret),
         // right id, secret with a typo (fails its checksum)
@@ -76,7 +92,11 @@ async fn an_api_key_calls_nothing_but_models_and_cannot_escalate() {
     let api = app.admin().create_key("API", "models only").await.unwrap();
     let auth = format!("Key {}:{}", api.key_id, api.key_secret);
     let attempts = [
-        (Method::POST, "/keys".to_owned(), Some(r#"{"scope":"ADMIN"}"#)),
+        (
+            Method::POST,
+            "/keys".to_owned(),
+            Some(r#"{"scope":"ADMIN"}"#),
+        ),
         (Method::POST, "/keys".to_owned(), Some(r#"{"scope":"API"}"#)),
         (Method::GET, "/keys".to_owned(), None),
         (Method::DELETE, format!("/keys/{}", api.key_id), None),
@@ -87,11 +107,18 @@ async fn an_api_key_calls_nothing_but_models_and_cannot_escalate() {
         assert_eq!(status, 403, "{method} {path}");
         assert_eq!(resp["code"], "insufficient_scope");
         let detail = resp["detail"].as_str().unwrap();
-        assert!(detail.contains("ADMIN") && detail.contains("API"), "{detail}");
+        assert!(
+            detail.contains("ADMIN") && detail.contains("API"),
+            "{detail}"
+        );
     }
     // Nothing changed: still one API key and the bootstrap key, both valid.
     assert_eq!(app.admin().list_all_keys().await.unwrap().len(), 2);
-    let me = app.client(&api.key_id, &api.key_secret).current_user().await.unwrap();
+    let me = app
+        .client(&api.key_id, &api.key_secret)
+        .current_user()
+        .await
+        .unwrap();
     assert_eq!(me.credential.scope, "API");
     assert_eq!(me.credential.key_id.as_deref(), Some(api.key_id.as_str()));
 }

@@ -36,7 +36,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), clock: Arc<dyn Cloc
     let mut config = config(dir.path());
     tweak(&mut config);
     let mut app = App::build(config, clock, Arc::new(OsRandom)).await.unwrap();
-    let key = app.take_bootstrap_key().expect("first start makes a bootstrap key");
+    let key = app
+        .take_bootstrap_key()
+        .expect("first start makes a bootstrap key");
     let server = app.spawn().await.unwrap();
     TestApp {
         url: server.url(),

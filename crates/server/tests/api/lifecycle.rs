@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fal_core::{KeyId, ManualClock, OsRandom, SystemClock, Timestamp};
-use fal_server::app::{StartError, recover_admin_key};
 use fal_server::App;
+use fal_server::app::{StartError, recover_admin_key};
 use fal_store::KeyAdmin;
 
 use crate::helpers::{config, spawn_app, spawn_app_with};
@@ -16,13 +16,21 @@ async fn keys_survive_a_restart_and_the_bootstrap_key_is_not_made_twice() {
     let k = app.admin().create_key("API", "kept").await.unwrap();
     app.stop().await;
 
-    let mut again = App::build(config(app.dir.path()), Arc::new(SystemClock), Arc::new(OsRandom))
-        .await
-        .unwrap();
-    assert!(again.take_bootstrap_key().is_none(), "a later start prints no secret");
+    let mut again = App::build(
+        config(app.dir.path()),
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.take_bootstrap_key().is_none(),
+        "a later start prints no secret"
+    );
     let server = again.spawn().await.unwrap();
     let url = server.url();
-    let client = fal_client::Client::new(&url, Some(crate::helpers::creds(&k.key_id, &k.key_secret)));
+    let client =
+        fal_client::Client::new(&url, Some(crate::helpers::creds(&k.key_id, &k.key_secret)));
     assert_eq!(client.current_user().await.unwrap().credential.scope, "API");
     let admin = fal_client::Client::new(
         &url,
@@ -62,7 +70,11 @@ async fn last_used_at_is_recorded_without_a_write_per_request() {
     let mut seen = None;
     for _ in 0..100 {
         let keys = admin.list_all_keys().await.unwrap();
-        seen = keys.into_iter().find(|x| x.key_id == k.key_id).unwrap().last_used_at;
+        seen = keys
+            .into_iter()
+            .find(|x| x.key_id == k.key_id)
+            .unwrap()
+            .last_used_at;
         if seen.is_some() {
             break;
         }
@@ -91,16 +103,24 @@ async fn a_cached_record_is_trusted_only_within_the_staleness_bound() {
         .unwrap()
         .unwrap()
         .user_id;
-    assert!(store
-        .revoke_key(&owner, &k.key_id.parse().unwrap(), Timestamp(1))
-        .await
-        .unwrap());
+    assert!(
+        store
+            .revoke_key(&owner, &k.key_id.parse().unwrap(), Timestamp(1))
+            .await
+            .unwrap()
+    );
     store.close().await;
 
     clock.advance_millis(4_000);
-    assert!(user.current_user().await.is_ok(), "within the bound the cache answers");
+    assert!(
+        user.current_user().await.is_ok(),
+        "within the bound the cache answers"
+    );
     clock.advance_millis(2_000);
-    assert!(user.current_user().await.is_err(), "past the bound the revocation is seen");
+    assert!(
+        user.current_user().await.is_err(),
+        "past the bound the revocation is seen"
+    );
 }
 
 #[tokio::test]
@@ -108,13 +128,20 @@ async fn a_lost_bootstrap_key_is_recovered_offline() {
     let mut app = spawn_app().await;
     app.stop().await;
     let cfg = config(app.dir.path());
-    let key = recover_admin_key(&cfg, &SystemClock, &OsRandom).await.unwrap();
-    let mut again = App::build(cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap();
+    let key = recover_admin_key(&cfg, &SystemClock, &OsRandom)
+        .await
+        .unwrap();
+    let mut again = App::build(cfg, Arc::new(SystemClock), Arc::new(OsRandom))
+        .await
+        .unwrap();
     assert!(again.take_bootstrap_key().is_none());
     let server = again.spawn().await.unwrap();
     let client = fal_client::Client::new(
         &server.url(),
-        Some(crate::helpers::creds(&key.key_id.to_string(), key.secret.expose())),
+        Some(crate::helpers::creds(
+            &key.key_id.to_string(),
+            key.secret.expose(),
+        )),
     );
     let me = client.current_user().await.unwrap();
     assert_eq!(me.nickname, "admin");

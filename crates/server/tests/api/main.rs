@@ -2,7 +2,7 @@
 //! a temporary SQLite file, and is called over real HTTP on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod helpers;
 mod keys;
-mod auth;
 mod lifecycle;

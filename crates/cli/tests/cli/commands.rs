@@ -1,0 +1,187 @@
+//! `fal key …`, `fal keys create`, `fal auth whoami` and credential resolution.
+
+use crate::harness::{Server, parse_pair, stderr};
+
+const SEED_MESSAGE_HEAD: &str = "Generated key id and key secret.\n\
+This is the only time the secret will be visible.\n\
+You will need to generate a new key pair if you lose access to this secret.\n\
+\n\
+FAL_KEY_ID='";
+
+#[test]
+fn generate_prints_the_seeds_message_and_the_key_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let admin = server.bootstrap();
+    let out = server.ok(&admin, &["key", "generate", "--scope", "API"]);
+    assert!(out.starts_with(SEED_MESSAGE_HEAD), "{out}");
+    assert!(out.ends_with(
+        "\nYou should store the values of FAL_KEY_ID and FAL_KEY_SECRET in your environment now.\n"
+    ));
+    let pair = parse_pair(&out).unwrap();
+    let who = server.ok(&pair, &["auth", "whoami"]);
+    assert!(who.contains(&pair.id) && who.contains("API scope"), "{who}");
+
+    // `fal keys create --desc` is the same command, spelled as fal spells it today.
+    let out = server.ok(
+        &admin,
+        &["keys", "create", "--scope", "ADMIN", "--desc", "laptop"],
+    );
+    let second = parse_pair(&out).unwrap();
+    let json = server.ok(&admin, &["key", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let laptop = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == second.id.as_str())
+        .unwrap();
+    assert_eq!(laptop["alias"], "laptop");
+    assert_eq!(laptop["scope"], "ADMIN");
+    assert!(!json.contains(&second.secret) && !json.contains(&pair.secret));
+    server.stop();
+}
+
+#[test]
+fn list_shows_a_table_and_revoke_ends_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let admin = server.bootstrap();
+    let pair = parse_pair(&server.ok(
+        &admin,
+        &["key", "generate", "--scope", "API", "--alias", "ci"],
+    ))
+    .unwrap();
+    let table = server.ok(&admin, &["key", "list"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    for col in ["KEY ID", "ALIAS", "SCOPE", "CREATED", "LAST USED"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = table.lines().find(|l| l.starts_with(&pair.id)).unwrap();
+    assert!(
+        row.contains("ci") && row.contains("API") && row.contains("never"),
+        "{row}"
+    );
+
+    let out = server.ok(&admin, &["key", "revoke", &pair.id]);
+    assert!(out.contains(&pair.id));
+    let denied = server.run(
+        &["auth", "whoami"],
+        &[("FAL_KEY_ID", &pair.id), ("FAL_KEY_SECRET", &pair.secret)],
+    );
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("No user found for Key ID and Secret"));
+    let unknown = server.run(
+        &["key", "revoke", "6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11"],
+        &[("FAL_KEY_ID", &admin.id), ("FAL_KEY_SECRET", &admin.secret)],
+    );
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("No key"));
+    server.stop();
+}
+
+#[test]
+fn an_api_key_cannot_manage_keys_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let admin = server.bootstrap();
+    let api = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let env = [
+        ("FAL_KEY_ID", api.id.as_str()),
+        ("FAL_KEY_SECRET", api.secret.as_str()),
+    ];
+    for args in [
+        vec!["key", "generate", "--scope", "ADMIN"],
+        vec!["key", "list"],
+        vec!["key", "revoke", &admin.id],
+    ] {
+        let out = server.run(&args, &env);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("needs a key with ADMIN scope; this key has API scope"),
+            "{err}"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn credentials_first_found_wins_flag_then_fal_key_then_the_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let admin = server.bootstrap();
+    let a = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let b = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let c = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let flag = format!("{}:{}", a.id, a.secret);
+    let fal_key = format!("{}:{}", b.id, b.secret);
+    let pair_env = [
+        ("FAL_KEY", fal_key.as_str()),
+        ("FAL_KEY_ID", c.id.as_str()),
+        ("FAL_KEY_SECRET", c.secret.as_str()),
+    ];
+
+    let out = server.run(&["--key", &flag, "auth", "whoami"], &pair_env);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&a.id),
+        "the flag wins"
+    );
+    let out = server.run(&["auth", "whoami"], &pair_env);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&b.id) && text.contains("from FAL_KEY"),
+        "FAL_KEY next: {text}"
+    );
+    let out = server.run(&["auth", "whoami", "--json"], &pair_env[1..]);
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["user"]["credential"]["key_id"], c.id.as_str());
+    assert_eq!(who["credential_source"], "FAL_KEY_ID/FAL_KEY_SECRET");
+    server.stop();
+}
+
+#[test]
+fn credential_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("FAL_KEY", "no-colon-here")],
+            "FAL_KEY must be '<key_id>:<key_secret>'",
+        ),
+        (
+            &[("FAL_KEY_ID", "x")],
+            "FAL_KEY_ID is set but FAL_KEY_SECRET is not",
+        ),
+        (
+            &[("FAL_KEY_SECRET", "x")],
+            "FAL_KEY_SECRET is set but FAL_KEY_ID is not",
+        ),
+        (
+            &[],
+            "no credentials found: set FAL_KEY_ID and FAL_KEY_SECRET",
+        ),
+    ];
+    for (env, needle) in cases {
+        let out = server.run(&["key", "list"], env);
+        assert_eq!(out.status.code(), Some(1), "{env:?}");
+        assert!(out.stdout.is_empty());
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{env:?}: {err}");
+        assert!(!err.contains("no-colon-here"), "never echo a credential");
+    }
+    server.stop();
+}
+
+#[test]
+fn an_unreachable_server_is_explained() {
+    let out = crate::harness::fal()
+        .args(["key", "list"])
+        .env("FAL_HOST", "http://127.0.0.1:1")
+        .env("FAL_KEY", "a:b")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot reach the fal server at http://127.0.0.1:1"));
+}

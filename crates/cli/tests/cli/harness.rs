@@ -1,0 +1,144 @@
+//! Starting `fal serve` and running `fal` commands.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const FAL: &str = env!("CARGO_BIN_EXE_fal");
+
+/// Variables a user's shell might carry that would change what a test sees.
+const FAL_VARS: &[&str] = &[
+    "FAL_KEY",
+    "FAL_KEY_ID",
+    "FAL_KEY_SECRET",
+    "FAL_HOST",
+    "FAL_DATA_DIR",
+    "FAL_PEPPER_FILE",
+    "FAL_LISTEN",
+    "RUST_LOG",
+];
+
+pub fn fal() -> Command {
+    let mut c = Command::new(FAL);
+    for v in FAL_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// A running `fal serve`.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    /// Everything printed on stdout before "listening".
+    pub banner: String,
+    pub log_path: PathBuf,
+}
+
+/// A key pair parsed from the seed's message.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Reads `FAL_KEY_ID='…'` and `FAL_KEY_SECRET='…'` out of printed text.
+pub fn parse_pair(text: &str) -> Option<Pair> {
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}='")))
+            .and_then(|rest| rest.strip_suffix('\''))
+            .map(str::to_owned)
+    };
+    Some(Pair {
+        id: get("FAL_KEY_ID")?,
+        secret: get("FAL_KEY_SECRET")?,
+    })
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, rust_log: Option<&str>) -> Server {
+        let log_path = data_dir.with_extension(format!(
+            "log{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = fal();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        if let Some(level) = rust_log {
+            cmd.env("RUST_LOG", level);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut banner = String::new();
+        let url = loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "fal serve exited early; stdout so far:\n{banner}");
+            if let Some(url) = line.trim().strip_prefix("fal is listening on ") {
+                break url.to_owned();
+            }
+            banner.push_str(&line);
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Server {
+            child,
+            url,
+            banner,
+            log_path,
+        }
+    }
+
+    /// The bootstrap key printed on first start.
+    pub fn bootstrap(&self) -> Pair {
+        parse_pair(&self.banner).expect("first start prints the bootstrap key")
+    }
+
+    /// Runs `fal ARGS` against this server with `env`.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = fal();
+        c.env("FAL_HOST", &self.url).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    /// Runs with a key pair in `FAL_KEY_ID`/`FAL_KEY_SECRET`; asserts success.
+    pub fn ok(&self, pair: &Pair, args: &[&str]) -> String {
+        let out = self.run(
+            args,
+            &[("FAL_KEY_ID", &pair.id), ("FAL_KEY_SECRET", &pair.secret)],
+        );
+        assert!(
+            out.status.success(),
+            "fal {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Sends SIGTERM and waits; returns the server's log.
+    pub fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "fal serve exited with {exit} on SIGTERM");
+        std::fs::read_to_string(&self.log_path).unwrap()
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

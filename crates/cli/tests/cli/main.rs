@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `fal` binary: `fal serve` runs as a child
+//! process on port 0 over a temporary data directory, and the other
+//! commands run against it exactly as a user would type them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod commands;
+mod harness;
+mod server;

@@ -1,0 +1,100 @@
+//! `fal serve` itself: first start, restarts, shutdown, logs, recovery.
+
+use crate::harness::{Server, fal, parse_pair};
+
+#[test]
+fn the_bootstrap_key_is_printed_once_and_keys_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None);
+    assert!(server.banner.contains("Generated key id and key secret."));
+    let admin = server.bootstrap();
+    let api = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let log = server.stop();
+    assert!(log.contains("server stopped"), "graceful shutdown: {log}");
+
+    let again = Server::start(&data, None);
+    assert!(!again.banner.contains("FAL_KEY_SECRET"), "{}", again.banner);
+    assert!(!again.banner.contains(&admin.secret));
+    assert!(again.banner.contains("data: "), "says where its data lives");
+    again.ok(&api, &["auth", "whoami"]);
+    let list = again.ok(&admin, &["key", "list"]);
+    assert!(list.contains(&api.id));
+    again.stop();
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("pepper"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_lost_bootstrap_key_is_recovered_with_the_server_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Server::start(&data, None).stop();
+    let out = fal()
+        .args(["admin", "recover-key", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Generated key id and key secret."));
+    let recovered = parse_pair(&text).unwrap();
+    let server = Server::start(&data, None);
+    let who = server.ok(&recovered, &["auth", "whoami"]);
+    assert!(
+        who.contains("admin") && who.contains("ADMIN scope"),
+        "{who}"
+    );
+    server.stop();
+}
+
+#[test]
+fn no_secret_reaches_the_logs_at_any_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some("trace"));
+    let admin = server.bootstrap();
+    let mut secrets = vec![admin.secret.clone()];
+    for scope in ["API", "ADMIN"] {
+        let p = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", scope])).unwrap();
+        server.ok(&p, &["auth", "whoami"]);
+        secrets.push(p.secret);
+    }
+    // Failed attempts carry secrets too: a wrong one and a mistyped one.
+    let mut typo = admin.secret.clone();
+    typo.replace_range(10..11, if &typo[10..11] == "a" { "b" } else { "a" });
+    for bad in [secrets[1].clone(), typo.clone()] {
+        let out = server.run(
+            &["auth", "whoami"],
+            &[("FAL_KEY_ID", &admin.id), ("FAL_KEY_SECRET", &bad)],
+        );
+        assert!(!out.status.success());
+    }
+    secrets.push(typo);
+    let list = server.ok(&admin, &["key", "list"]);
+    assert!(!list.is_empty());
+    let log = server.stop();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "logging ran at trace level"
+    );
+    assert!(log.contains(&admin.id), "key ids may be logged");
+    for s in &secrets {
+        // The random part alone, in case something logged a fragment.
+        assert!(
+            !log.contains(&s["fal_sk_".len()..]),
+            "a secret reached the log"
+        );
+    }
+}
