@@ -12,7 +12,6 @@ use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::random::{RandomError, RandomSource};
@@ -66,10 +65,10 @@ impl FromStr for KeyId {
     }
 }
 
-/// The identifier of a user. Safe to log.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(String);
+/// The identifier of a user. Safe to log. Shared (`Arc<str>`) because every
+/// verified request clones it into its principal: cloning must not allocate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(std::sync::Arc<str>);
 
 impl UserId {
     /// A fresh random user id (a UUID in text form).
@@ -80,13 +79,14 @@ impl UserId {
             uuid::Builder::from_random_bytes(b)
                 .into_uuid()
                 .hyphenated()
-                .to_string(),
+                .to_string()
+                .into(),
         ))
     }
 
     /// Wraps an id read back from storage.
     pub fn from_stored(s: String) -> UserId {
-        UserId(s)
+        UserId(s.into())
     }
 
     /// The id as text.
@@ -131,9 +131,16 @@ impl fmt::Debug for KeySecret {
     }
 }
 
+/// CRC-32 of the body: catches every single-character typo and most
+/// others, and costs a few nanoseconds (a cryptographic digest here would
+/// cost as much as the keyed hash that follows). It protects against
+/// mistakes, not attackers: the keyed hash does that.
+fn checksum(body: &str) -> [u8; CHECKSUM_HEX / 2] {
+    crc32fast::hash(body.as_bytes()).to_be_bytes()
+}
+
 fn checksum_hex(body: &str) -> String {
-    let digest = Sha256::digest(body.as_bytes());
-    hex::encode(&digest[..CHECKSUM_HEX / 2])
+    hex::encode(checksum(body))
 }
 
 impl KeySecret {
@@ -163,10 +170,11 @@ impl KeySecret {
             return Err(KeyFormatError::Charset);
         }
         let (body, sum) = rest.split_at(BODY_HEX);
-        let expected = checksum_hex(body);
+        let mut given = [0u8; CHECKSUM_HEX / 2];
+        hex::decode_to_slice(sum, &mut given).map_err(|_| KeyFormatError::Charset)?;
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            expected.as_bytes(),
-            sum.as_bytes(),
+            &checksum(body)[..],
+            &given[..],
         )) {
             return Err(KeyFormatError::Checksum);
         }

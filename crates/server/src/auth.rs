@@ -11,7 +11,7 @@
 //! keeps the key-management store in a private field, so a handler that
 //! forgets to ask for [`Admin`] has no way to manage keys: it does not compile.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,12 +28,29 @@ use fal_store::{Cursor, KeyAdmin, KeyLookup, KeyPage, NewKey, StoreError, UserSt
 
 use crate::error::ApiError;
 
-/// A cached key record and when it was read.
+/// A cached key record, when it was read, and its latest use.
 struct Cached {
     /// The record as storage had it.
     record: KeyRecord,
     /// When it was read, to bound how long it is trusted.
     fetched_at: Timestamp,
+    /// Latest successful use (ms), not yet written back. Kept here so the
+    /// hot path records a use with one atomic store and no lock.
+    last_used: AtomicI64,
+    /// Whether this entry sits in the verifier's pending list; only the use
+    /// that sets it takes the list's lock.
+    dirty: AtomicBool,
+}
+
+impl Cached {
+    fn new(record: KeyRecord, fetched_at: Timestamp) -> Cached {
+        Cached {
+            record,
+            fetched_at,
+            last_used: AtomicI64::new(i64::MIN),
+            dirty: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Verifies credentials against storage, through a bounded cache.
@@ -42,14 +59,14 @@ pub struct Verifier {
     hasher: SecretHasher,
     /// Where records come from on a cache miss.
     lookup: Arc<dyn KeyLookup>,
-    /// key id → record; bounded, evicting the least useful entries.
-    cache: moka::sync::Cache<KeyId, Arc<Cached>>,
+    /// key id → record; bounded (CLOCK-Pro eviction), never holds secrets.
+    cache: quick_cache::sync::Cache<KeyId, Arc<Cached>>,
     /// Now.
     clock: Arc<dyn Clock>,
     /// Records older than this are read again.
     max_staleness_ms: i64,
-    /// Uses not yet written back: key id → latest use.
-    usage: Mutex<HashMap<KeyId, Timestamp>>,
+    /// Entries used since the last write-back of `last_used_at`.
+    pending: Mutex<Vec<Arc<Cached>>>,
 }
 
 /// Why a request is not authenticated.
@@ -91,10 +108,10 @@ impl Verifier {
         Verifier {
             hasher,
             lookup,
-            cache: moka::sync::Cache::new(capacity),
+            cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             clock,
             max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
-            usage: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -126,7 +143,7 @@ impl Verifier {
         if now.millis().saturating_sub(cached.fetched_at.millis()) > self.max_staleness_ms {
             return None;
         }
-        Some(self.finish(creds, Some(&cached.record), now))
+        Some(self.finish(creds, Some(&cached), now))
     }
 
     /// Verifies `creds`, reading storage on a cache miss.
@@ -146,53 +163,72 @@ impl Verifier {
             }
         };
         let now = self.clock.now();
-        if let Some(r) = &record {
-            self.cache.insert(
-                r.key_id,
-                Arc::new(Cached {
-                    record: r.clone(),
-                    fetched_at: now,
-                }),
-            );
-        }
-        self.finish(creds, record.as_ref(), now)
+        let cached = record.map(|r| {
+            let entry = Arc::new(Cached::new(r, now));
+            self.cache.insert(entry.record.key_id, entry.clone());
+            entry
+        });
+        self.finish(creds, cached.as_ref(), now)
     }
 
     fn finish(
         &self,
         creds: &Credentials,
-        record: Option<&KeyRecord>,
+        cached: Option<&Arc<Cached>>,
         now: Timestamp,
     ) -> Result<Principal, AuthFailure> {
-        let principal = verify(&self.hasher, creds, record).map_err(|_| AuthFailure::Invalid)?;
-        if let Some(id) = principal.key_id {
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            usage.insert(id, now);
+        let principal = verify(&self.hasher, creds, cached.map(|c| &c.record))
+            .map_err(|_| AuthFailure::Invalid)?;
+        if let Some(entry) = cached {
+            self.note_use(entry, now);
         }
         Ok(principal)
     }
 
+    /// Records a use: an atomic store, and the pending list's lock only for
+    /// the first use since the last write-back.
+    fn note_use(&self, entry: &Arc<Cached>, now: Timestamp) {
+        if entry.last_used.load(Ordering::Relaxed) < now.millis() {
+            entry.last_used.store(now.millis(), Ordering::Relaxed);
+        }
+        if !entry.dirty.load(Ordering::Relaxed) && !entry.dirty.swap(true, Ordering::AcqRel) {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(entry.clone());
+        }
+    }
+
     /// Drops a cached record, so the next use reads storage again.
     pub fn invalidate(&self, key_id: &KeyId) {
-        self.cache.invalidate(key_id);
+        self.cache.remove(key_id);
     }
 
     /// Writes pending `last_used_at` values in one batch.
     pub async fn flush_usage(&self) {
-        let batch: Vec<(KeyId, Timestamp)> = {
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            usage.drain().collect()
-        };
-        if batch.is_empty() {
+        let entries: Vec<Arc<Cached>> =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if entries.is_empty() {
             return;
         }
+        // Clear the flag before reading the time, so a use racing with this
+        // flush marks the entry again rather than being lost.
+        let batch: Vec<(KeyId, Timestamp)> = entries
+            .iter()
+            .map(|e| {
+                e.dirty.store(false, Ordering::Release);
+                (
+                    e.record.key_id,
+                    Timestamp(e.last_used.load(Ordering::Acquire)),
+                )
+            })
+            .collect();
         if let Err(e) = self.lookup.record_key_use(&batch).await {
             tracing::warn!(error = %e, keys = batch.len(), "could not record key use; will retry");
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, at) in batch {
-                let slot = usage.entry(id).or_insert(at);
-                if *slot < at {
-                    *slot = at;
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                if !entry.dirty.swap(true, Ordering::AcqRel) {
+                    pending.push(entry);
                 }
             }
         }
