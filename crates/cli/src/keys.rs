@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::KeyCommand;
 use crate::output::generated_key_message;
 
-fn client(host: &str, explicit: Option<&str>) -> anyhow::Result<Client> {
+pub(crate) fn client(host: &str, explicit: Option<&str>) -> anyhow::Result<Client> {
     let creds = credentials::from_env(explicit)?;
     if creds.is_none() {
         return Err(fal_client::CredentialError::Missing.into());

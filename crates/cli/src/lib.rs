@@ -5,9 +5,11 @@
 //! - this file: the argument grammar (clap) and dispatch;
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
 //! - [`keys`]: `fal key …` and `fal auth whoami`;
+//! - [`apps`]: `fal apps …` and `fal run`;
 //! - [`output`]: the texts users already know from fal's documentation.
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod keys;
 pub mod output;
 pub mod serve;
@@ -49,6 +51,17 @@ pub enum Command {
     /// Who you are signed in as.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Manage apps: OWNER/NAME mapped to an upstream (ADMIN).
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Call a model: POST JSON to /run/OWNER/NAME and print the answer.
+    Run {
+        /// The app, OWNER/NAME.
+        app: String,
+        /// JSON body, or @FILE to read it from a file (default: {}).
+        #[arg(long, short = 'd', default_value = "{}")]
+        data: String,
+    },
     /// Maintenance on the server's own machine, working on its data directly.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -75,6 +88,46 @@ pub struct ServeArgs {
     /// Data location.
     #[command(flatten)]
     pub data: DataArgs,
+    /// Also serve the built-in demo app fal-ai/echo.
+    #[arg(long, env = "FAL_DEMO")]
+    pub demo: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "FAL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "FAL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "FAL_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// `fal apps …`.
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Register an app.
+    Add {
+        /// OWNER/NAME.
+        app: String,
+        /// Upstream base URL (http:// or https://).
+        #[arg(long)]
+        upstream: String,
+        /// How long to wait for the upstream's response (e.g. 60s, 500ms, 2m).
+        #[arg(long, value_parser = apps::parse_duration_ms)]
+        timeout: Option<u64>,
+    },
+    /// List apps.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an app.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// OWNER/NAME.
+        app: String,
+    },
 }
 
 /// `fal key …`.
@@ -156,6 +209,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::RecoverKey { data }) => serve::recover_key(data).await,
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
+        Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
+        Command::Run { app, data } => apps::run(&cli.host, cli.key.as_deref(), &app, &data).await,
         Command::Auth(AuthCommand::Whoami { json }) => {
             keys::whoami(&cli.host, cli.key.as_deref(), json).await
         }

@@ -47,7 +47,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let mut config = config_from(args.data)?;
     config.listen = args.listen;
+    config.demo = args.demo;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(fal_server::config::TlsFiles { cert, key });
+    }
+    let tls = config.tls.is_some();
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
+    app.check_tls()?;
     if let Some(key) = app.take_bootstrap_key() {
         println!("First start: created the bootstrap admin user and an ADMIN key for it.");
         println!(
@@ -64,7 +70,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("data: {}", app.config().describe_storage());
     println!("pepper: {}", app.config().pepper_path().display());
-    println!("fal is listening on http://{local}");
+    if app.config().demo {
+        println!("demo app: fal-ai/echo");
+    }
+    let scheme = if tls { "https" } else { "http" };
+    println!("fal is listening on {scheme}://{local}");
     app.serve(listener, shutdown).await?;
     Ok(())
 }

@@ -50,6 +50,9 @@ pub enum ClientError {
     /// The call needs credentials and none were found.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    /// The caller's input is wrong.
+    #[error("{0}")]
+    Usage(String),
     /// The server's answer was not what this client understands.
     #[error("unexpected response from the server: {0}")]
     Decode(String),
@@ -134,6 +137,16 @@ pub struct Client {
     credentials: Option<KeyCredentials>,
 }
 
+/// Splits `OWNER/NAME`.
+pub fn split_app(app: &str) -> Result<(&str, &str), ClientError> {
+    match app.split_once('/') {
+        Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => Ok((o, n)),
+        _ => Err(ClientError::Usage(format!(
+            "an app is named OWNER/NAME (for example fal-ai/echo), not {app:?}"
+        ))),
+    }
+}
+
 /// Adds `http://` to a bare `host:port` and drops a trailing slash.
 pub fn normalize_host(host: &str) -> String {
     let host = host.trim().trim_end_matches('/');
@@ -144,11 +157,28 @@ pub fn normalize_host(host: &str) -> String {
     }
 }
 
+/// The answer of a model call.
+#[derive(Debug)]
+pub struct RunResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `x-fal-request-id`, when the gateway sent it.
+    pub request_id: Option<String>,
+    /// `content-type`.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 impl Client {
-    /// A client for the server at `host`.
+    /// A client for the server at `host` (`http://…` or `https://…`; for
+    /// https, the system's roots, or the CA file in `SSL_CERT_FILE`).
     pub fn new(host: &str, credentials: Option<KeyCredentials>) -> Client {
+        // reqwest is built without a bundled crypto provider; use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(600))
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
         Client {
@@ -249,6 +279,66 @@ impl Client {
         } else {
             Err(ClientError::Decode(format!("status {}", resp.status())))
         }
+    }
+
+    /// `POST /apps`.
+    pub async fn create_app(
+        &self,
+        app: &str,
+        upstream: &str,
+        timeout_ms: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let (owner, name) = split_app(app)?;
+        let mut body = json!({"owner": owner, "name": name, "upstream": upstream});
+        if let Some(t) = timeout_ms {
+            body["timeout_ms"] = json!(t);
+        }
+        let req = self.request(Method::POST, "/apps")?.json(&body);
+        self.send(req).await
+    }
+
+    /// `GET /apps`.
+    pub async fn list_apps(&self) -> Result<Vec<Value>, ClientError> {
+        let v: Value = self.send(self.request(Method::GET, "/apps")?).await?;
+        Ok(v["apps"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `DELETE /apps/{owner}/{name}`.
+    pub async fn delete_app(&self, app: &str) -> Result<(), ClientError> {
+        let (owner, name) = split_app(app)?;
+        self.send_raw(self.request(Method::DELETE, &format!("/apps/{owner}/{name}"))?)
+            .await?;
+        Ok(())
+    }
+
+    /// Calls a model: `POST /run/{owner}/{name}` with a JSON body. An error
+    /// status is returned as [`ClientError::Api`] with the gateway's detail.
+    pub async fn run(&self, app: &str, json_body: Vec<u8>) -> Result<RunResponse, ClientError> {
+        let (owner, name) = split_app(app)?;
+        let req = self
+            .request(Method::POST, &format!("/run/{owner}/{name}"))?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json_body);
+        let resp = self.send_raw(req).await?;
+        let header = |h: &str| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (request_id, content_type) = (header("x-fal-request-id"), header("content-type"));
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?
+            .to_vec();
+        Ok(RunResponse {
+            status,
+            request_id,
+            content_type,
+            body,
+        })
     }
 
     /// `GET /users/current`.

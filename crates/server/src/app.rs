@@ -11,14 +11,15 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use fal_core::{Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key};
-use fal_store::{KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
+use fal_store::{AppRecord, KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::auth::{AppState, Verifier};
+use crate::auth::{AppState, StateParts, Verifier};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::gateway::{AppDirectory, upstream_client};
 use crate::pepper::{self, PepperError};
 
 /// `fal_meta` row holding the fingerprint of the pepper the database was
@@ -52,6 +53,12 @@ pub enum StartError {
     /// No randomness.
     #[error(transparent)]
     Random(#[from] fal_core::random::RandomError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Something at start-up failed (the demo app, the upstream client).
+    #[error("{0}")]
+    Io(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -80,6 +87,36 @@ pub struct App {
     state: AppState,
     /// Set only on the very first start.
     bootstrap: Option<BootstrapKey>,
+    /// The built-in demo upstream (`--demo`), stopped with the server.
+    demo_task: Option<JoinHandle<()>>,
+}
+
+/// Starts the demo upstream on a loopback port; returns its app record.
+async fn start_demo(
+    clock: &dyn Clock,
+    owner: &UserId,
+) -> Result<(AppRecord, JoinHandle<()>), StartError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| StartError::Io(format!("cannot start the demo app: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Io(format!("cannot start the demo app: {e}")))?;
+    let router = Router::new().fallback(crate::gateway::echo);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "demo app stopped");
+        }
+    });
+    let app = AppRecord {
+        owner: "fal-ai".into(),
+        name: "echo".into(),
+        upstream: format!("http://{addr}"),
+        timeout_ms: 60_000,
+        created_by: owner.clone(),
+        created_at: clock.now(),
+    };
+    Ok((app, task))
 }
 
 /// Opens storage and checks that the pepper belongs to it.
@@ -162,13 +199,41 @@ impl App {
             config.cache_capacity,
             config.max_staleness,
         ));
+        let (builtin, demo_task) = if config.demo {
+            let owner = store
+                .bootstrap_user()
+                .await?
+                .ok_or(StartError::NoBootstrapUser)?;
+            let (app, task) = start_demo(clock.as_ref(), &owner).await?;
+            (vec![app], Some(task))
+        } else {
+            (Vec::new(), None)
+        };
+        let apps = Arc::new(AppDirectory::new(
+            shared.clone(),
+            clock.clone(),
+            config.max_staleness,
+            builtin,
+        ));
+        let upstream = upstream_client()
+            .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))?;
         let key_admin: Arc<dyn KeyAdmin> = shared.clone();
-        let state = AppState::new(verifier, key_admin, shared, clock, rng);
+        let state = AppState::new(StateParts {
+            verifier,
+            key_admin,
+            app_admin: shared.clone(),
+            apps,
+            upstream,
+            users: shared,
+            clock,
+            rng,
+        })?;
         Ok(App {
             config,
             store,
             state,
             bootstrap,
+            demo_task,
         })
     }
 
@@ -188,8 +253,17 @@ impl App {
         router(self.state.clone())
     }
 
+    /// Checks that the TLS files (if any) load, so a bad pair fails at start.
+    pub fn check_tls(&self) -> Result<(), StartError> {
+        if let Some(files) = &self.config.tls {
+            crate::tls::acceptor(&files.cert, &files.key)?;
+        }
+        Ok(())
+    }
+
     /// Binds the configured address and serves in a background task.
     pub async fn spawn(self) -> Result<RunningServer, StartError> {
+        self.check_tls()?;
         let addr = self.config.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -228,10 +302,26 @@ impl App {
                 }
             }
         });
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let router = self.router();
+        let result = match &self.config.tls {
+            Some(files) => match crate::tls::acceptor(&files.cert, &files.key) {
+                Ok(acceptor) => crate::tls::serve(listener, acceptor, router, shutdown).await,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            },
+            None => {
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         flusher.abort();
+        if let Some(task) = &self.demo_task {
+            task.abort();
+        }
         verifier.flush_usage().await;
         self.store.close().await;
         tracing::info!("server stopped");

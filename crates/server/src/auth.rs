@@ -24,7 +24,11 @@ use fal_core::{
     Clock, Credentials, HeaderError, KeyId, KeyRecord, KeySecret, Principal, RandomSource, Scope,
     SecretHasher, Timestamp, mint_key,
 };
-use fal_store::{Cursor, KeyAdmin, KeyLookup, KeyPage, NewKey, StoreError, UserStore};
+use fal_store::{
+    AppAdmin, AppRecord, Cursor, KeyAdmin, KeyLookup, KeyPage, NewKey, StoreError, UserStore,
+};
+
+use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
 
 use crate::error::ApiError;
 
@@ -246,6 +250,14 @@ struct Shared {
     verifier: Arc<Verifier>,
     /// Key management. Private: reachable only through [`Admin`].
     key_admin: Arc<dyn KeyAdmin>,
+    /// App management. Private: reachable only through [`Admin`].
+    app_admin: Arc<dyn AppAdmin>,
+    /// Finds apps for the gateway.
+    apps: Arc<AppDirectory>,
+    /// Talks to upstreams.
+    upstream: UpstreamClient,
+    /// Makes request ids.
+    request_ids: RequestIds,
     /// Users, for `GET /users/current`.
     users: Arc<dyn UserStore>,
     /// Now.
@@ -254,24 +266,58 @@ struct Shared {
     rng: Arc<dyn RandomSource>,
 }
 
+/// Everything [`AppState`] is assembled from.
+pub struct StateParts {
+    /// Authenticates requests.
+    pub verifier: Arc<Verifier>,
+    /// Key management (kept private inside the state).
+    pub key_admin: Arc<dyn KeyAdmin>,
+    /// App management (kept private inside the state).
+    pub app_admin: Arc<dyn AppAdmin>,
+    /// Finds apps.
+    pub apps: Arc<AppDirectory>,
+    /// Talks to upstreams.
+    pub upstream: UpstreamClient,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn RandomSource>,
+}
+
 impl AppState {
     /// Assembles the state.
-    pub fn new(
-        verifier: Arc<Verifier>,
-        key_admin: Arc<dyn KeyAdmin>,
-        users: Arc<dyn UserStore>,
-        clock: Arc<dyn Clock>,
-        rng: Arc<dyn RandomSource>,
-    ) -> AppState {
-        AppState {
+    pub fn new(p: StateParts) -> Result<AppState, fal_core::random::RandomError> {
+        let request_ids = RequestIds::new(p.rng.as_ref())?;
+        Ok(AppState {
             inner: Arc::new(Shared {
-                verifier,
-                key_admin,
-                users,
-                clock,
-                rng,
+                verifier: p.verifier,
+                key_admin: p.key_admin,
+                app_admin: p.app_admin,
+                apps: p.apps,
+                upstream: p.upstream,
+                request_ids,
+                users: p.users,
+                clock: p.clock,
+                rng: p.rng,
             }),
-        }
+        })
+    }
+
+    /// The app directory.
+    pub fn apps(&self) -> &Arc<AppDirectory> {
+        &self.inner.apps
+    }
+
+    /// The upstream client.
+    pub fn upstream(&self) -> &UpstreamClient {
+        &self.inner.upstream
+    }
+
+    /// The request-id generator.
+    pub fn request_ids(&self) -> &RequestIds {
+        &self.inner.request_ids
     }
 
     /// The verifier.
@@ -400,5 +446,54 @@ impl Admin {
             tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, "key revoked");
         }
         Ok(found)
+    }
+}
+
+impl Admin {
+    /// Registers an app.
+    pub async fn create_app(&self, app: AppRecord) -> Result<AppRecord, ApiError> {
+        let s = &self.state.inner;
+        if s.apps.is_builtin(&app.owner, &app.name) {
+            return Err(ApiError::Conflict(format!(
+                "{}/{} is built in and cannot be replaced",
+                app.owner, app.name
+            )));
+        }
+        match s.app_admin.create_app(&app).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::Conflict(format!(
+                    "an app {}/{} already exists; remove it first",
+                    app.owner, app.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        s.apps.invalidate(&app.owner, &app.name);
+        tracing::info!(app = %format!("{}/{}", app.owner, app.name), upstream = %app.upstream, "app registered");
+        Ok(app)
+    }
+
+    /// Every stored app.
+    pub async fn list_apps(&self) -> Result<Vec<AppRecord>, ApiError> {
+        Ok(self.state.inner.app_admin.list_apps().await?)
+    }
+
+    /// Removes an app; `false` when there is none.
+    pub async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, ApiError> {
+        let s = &self.state.inner;
+        if s.apps.is_builtin(owner, name) {
+            return Err(ApiError::Conflict(format!(
+                "{owner}/{name} is built in (fal serve --demo) and cannot be removed"
+            )));
+        }
+        let found = s.app_admin.delete_app(owner, name).await?;
+        s.apps.invalidate(owner, name);
+        Ok(found)
+    }
+
+    /// The current time, for records this handle creates.
+    pub fn now(&self) -> Timestamp {
+        self.state.inner.clock.now()
     }
 }

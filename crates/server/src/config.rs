@@ -26,6 +26,19 @@ pub struct Config {
     pub max_staleness: Duration,
     /// How often `last_used_at` is written back, in one batch.
     pub usage_flush_interval: Duration,
+    /// Serve the built-in demo app `fal-ai/echo`.
+    pub demo: bool,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf's private key.
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -39,6 +52,8 @@ impl Config {
             cache_capacity: 100_000,
             max_staleness: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(10),
+            demo: false,
+            tls: None,
         }
     }
 

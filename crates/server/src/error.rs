@@ -50,6 +50,15 @@ pub enum ApiError {
     /// The request was well-formed but a value is not acceptable.
     #[error("{0}")]
     Unprocessable(String),
+    /// The thing already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// An app's upstream could not be reached.
+    #[error("{0}")]
+    BadGateway(String),
+    /// An app's upstream did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A dependency (the database) is down; retrying later may work.
     #[error("The service is temporarily unavailable; retry shortly")]
     Unavailable,
@@ -70,6 +79,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,6 +98,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "invalid_value",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::BadGateway(_) => "upstream_unreachable",
+            ApiError::GatewayTimeout(_) => "upstream_timeout",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }

@@ -10,6 +10,8 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
+//! - [`gateway`]: `/run/OWNER/NAME/…`, forwarding to model upstreams.
+//! - [`tls`]: serving HTTPS with rustls.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
@@ -18,7 +20,9 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod pepper;
+pub mod tls;
 
 pub use app::{App, BootstrapKey, RunningServer};
 pub use config::Config;

@@ -187,6 +187,41 @@ pub trait KeyAdmin: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// An app: `owner/name` served by an upstream the operator runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    /// Namespace, e.g. `fal-ai`.
+    pub owner: String,
+    /// Name within the namespace, e.g. `echo`.
+    pub name: String,
+    /// Base URL requests are forwarded to (`http://` or `https://`).
+    pub upstream: String,
+    /// How long the gateway waits for the upstream's response headers.
+    pub timeout_ms: i64,
+    /// The user who registered it.
+    pub created_by: UserId,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// What the gateway needs: find an app.
+#[async_trait]
+pub trait AppLookup: Send + Sync {
+    /// The app `owner/name`, if registered.
+    async fn app(&self, owner: &str, name: &str) -> Result<Option<AppRecord>, StoreError>;
+}
+
+/// Managing apps: handed out only to ADMIN principals.
+#[async_trait]
+pub trait AppAdmin: Send + Sync {
+    /// Registers an app; [`StoreError::Conflict`] if `owner/name` is taken.
+    async fn create_app(&self, app: &AppRecord) -> Result<(), StoreError>;
+    /// Every app, ordered by owner then name.
+    async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError>;
+    /// Removes an app; returns whether it existed.
+    async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, StoreError>;
+}
+
 /// Users.
 #[async_trait]
 pub trait UserStore: Send + Sync {

@@ -15,8 +15,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::{
-    Backend, Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary, MetaStore, NewKey, StoreError, User,
-    UserStore, migrate,
+    AppAdmin, AppLookup, AppRecord, Backend, Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary,
+    MetaStore, NewKey, StoreError, User, UserStore, migrate,
 };
 
 /// Name of the `fal_meta` row that records the bootstrap admin user.
@@ -341,5 +341,69 @@ impl MetaStore for SqlStore {
 
     async fn bootstrap_user(&self) -> Result<Option<UserId>, StoreError> {
         Ok(self.meta(BOOTSTRAP_USER).await?.map(UserId::from_stored))
+    }
+}
+
+fn app_of(row: &AnyRow) -> Result<AppRecord, StoreError> {
+    Ok(AppRecord {
+        owner: row.try_get("owner")?,
+        name: row.try_get("name")?,
+        upstream: row.try_get("upstream")?,
+        timeout_ms: row.try_get("timeout_ms")?,
+        created_by: UserId::from_stored(row.try_get("created_by")?),
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// Columns of `apps`, in the order [`app_of`] reads them.
+const APP_COLUMNS: &str = "owner, name, upstream, timeout_ms, created_by, created_at";
+
+#[async_trait]
+impl AppLookup for SqlStore {
+    async fn app(&self, owner: &str, name: &str) -> Result<Option<AppRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE owner = $1 AND name = $2"
+        )))
+        .bind(owner)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(app_of).transpose()
+    }
+}
+
+#[async_trait]
+impl AppAdmin for SqlStore {
+    async fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        )))
+        .bind(app.owner.as_str())
+        .bind(app.name.as_str())
+        .bind(app.upstream.as_str())
+        .bind(app.timeout_ms)
+        .bind(app.created_by.as_str())
+        .bind(app.created_at.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APP_COLUMNS} FROM apps ORDER BY owner, name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(app_of).collect()
+    }
+
+    async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM apps WHERE owner = $1 AND name = $2")
+            .bind(owner)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

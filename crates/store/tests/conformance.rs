@@ -13,7 +13,8 @@ use fal_core::{
     KeyId, KeyRecord, KeySecret, OsRandom, Pepper, Scope, SecretHasher, Timestamp, UserId,
 };
 use fal_store::{
-    Cursor, KeyAdmin, KeyLookup, MetaStore, NewKey, SqlStore, StoreError, User, UserStore,
+    AppAdmin, AppLookup, AppRecord, Cursor, KeyAdmin, KeyLookup, MetaStore, NewKey, SqlStore,
+    StoreError, User, UserStore,
 };
 
 /// Keeps a test's database alive (the temp dir) until the test ends.
@@ -140,6 +141,7 @@ conformance!(
     key_use_only_moves_forward,
     concurrent_creates_lose_nothing,
     duplicate_key_id_is_a_conflict,
+    apps_round_trip,
 );
 
 fn hasher() -> SecretHasher {
@@ -375,4 +377,38 @@ async fn a_schema_newer_than_the_binary_is_refused() {
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade fal"));
+}
+
+async fn apps_round_trip(s: SqlStore) {
+    let u = user("g");
+    s.create_user(&u).await.unwrap();
+    let app = |owner: &str, name: &str| AppRecord {
+        owner: owner.into(),
+        name: name.into(),
+        upstream: format!("http://127.0.0.1:9/{name}"),
+        timeout_ms: 1500,
+        created_by: u.user_id.clone(),
+        created_at: Timestamp(3),
+    };
+    s.create_app(&app("fal-ai", "echo")).await.unwrap();
+    s.create_app(&app("acme", "zeta")).await.unwrap();
+    s.create_app(&app("acme", "alpha")).await.unwrap();
+    assert_eq!(
+        s.app("fal-ai", "echo").await.unwrap(),
+        Some(app("fal-ai", "echo"))
+    );
+    assert_eq!(s.app("fal-ai", "nope").await.unwrap(), None);
+    let err = s.create_app(&app("fal-ai", "echo")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let names: Vec<_> = s
+        .list_apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{}/{}", a.owner, a.name))
+        .collect();
+    assert_eq!(names, ["acme/alpha", "acme/zeta", "fal-ai/echo"]);
+    assert!(s.delete_app("acme", "zeta").await.unwrap());
+    assert!(!s.delete_app("acme", "zeta").await.unwrap());
+    assert_eq!(s.list_apps().await.unwrap().len(), 2);
 }

@@ -1,6 +1,7 @@
 //! REST handlers, and the body/query extractors that turn bad input into
 //! [`ApiError`]s with a message that says what to fix.
 
+pub mod apps;
 pub mod keys;
 pub mod users;
 
@@ -8,7 +9,7 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::routing::{delete, get};
+use axum::routing::{any, delete, get};
 use serde::de::DeserializeOwned;
 
 use crate::auth::AppState;
@@ -20,6 +21,11 @@ pub fn routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke))
         .route("/users/current", get(users::current))
+        .route("/auth/verify", get(users::verify))
+        .route("/apps", get(apps::list).post(apps::create))
+        .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
+        .route("/run/{owner}/{name}", any(crate::gateway::run))
+        .route("/run/{owner}/{name}/{*path}", any(crate::gateway::run))
 }
 
 /// A JSON body; malformed JSON or wrong fields are a 400/422 in our error shape.

@@ -29,3 +29,25 @@ pub async fn current(
         "credential": credential,
     })))
 }
+
+/// `GET /auth/verify`: 204 when the credentials are valid (either scope),
+/// with `X-Fal-User-Id`, `X-Fal-Key-Id` and `X-Fal-Scope`; the usual 401
+/// otherwise. For reverse proxies (nginx `auth_request`) that want fal's
+/// key check in front of something else.
+pub async fn verify(Caller(principal): Caller) -> impl axum::response::IntoResponse {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(v) = axum::http::HeaderValue::from_str(principal.user_id.as_str()) {
+        headers.insert(crate::gateway::X_FAL_USER_ID, v);
+    }
+    if let Some(Ok(v)) = principal
+        .key_id
+        .map(|k| axum::http::HeaderValue::from_str(&k.to_string()))
+    {
+        headers.insert(crate::gateway::X_FAL_KEY_ID, v);
+    }
+    headers.insert(
+        "x-fal-scope",
+        axum::http::HeaderValue::from_static(principal.scope.as_str()),
+    );
+    (axum::http::StatusCode::NO_CONTENT, headers)
+}

@@ -1,0 +1,130 @@
+//! `fal apps …` and `fal run`.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::AppsCommand;
+use crate::keys::client;
+
+/// Parses `60s`, `500ms`, `2m`, `1h` or a bare number of seconds into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 60s, 500ms or 2m"))?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    n.checked_mul(factor)
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| format!("{s:?} must be more than zero and less than a lifetime"))
+}
+
+/// Runs a `fal apps` subcommand.
+pub async fn apps_command(
+    host: &str,
+    explicit: Option<&str>,
+    cmd: AppsCommand,
+) -> anyhow::Result<()> {
+    let client = client(host, explicit)?;
+    match cmd {
+        AppsCommand::Add {
+            app,
+            upstream,
+            timeout,
+        } => {
+            let created = client.create_app(&app, &upstream, timeout).await?;
+            println!(
+                "Registered {} -> {} (timeout {} ms).",
+                created["app"].as_str().unwrap_or(&app),
+                created["upstream"].as_str().unwrap_or(&upstream),
+                created["timeout_ms"]
+            );
+        }
+        AppsCommand::List { json } => {
+            let apps = client.list_apps().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "apps": apps }))?
+                );
+            } else {
+                let width = apps
+                    .iter()
+                    .filter_map(|a| a["app"].as_str())
+                    .map(str::len)
+                    .max()
+                    .unwrap_or(0)
+                    .max(3);
+                println!("{:<width$}  {:<10}  UPSTREAM", "APP", "TIMEOUT");
+                for a in &apps {
+                    let mut upstream = a["upstream"].as_str().unwrap_or("").to_owned();
+                    if a["builtin"].as_bool() == Some(true) {
+                        upstream.push_str(" (built in)");
+                    }
+                    println!(
+                        "{:<width$}  {:<10}  {}",
+                        a["app"].as_str().unwrap_or(""),
+                        format!("{}ms", a["timeout_ms"]),
+                        upstream
+                    );
+                }
+                if apps.is_empty() {
+                    println!("(no apps)");
+                }
+            }
+        }
+        AppsCommand::Rm { app } => {
+            client.delete_app(&app).await?;
+            println!("Removed {app}.");
+        }
+    }
+    Ok(())
+}
+
+/// `fal run OWNER/NAME --data JSON|@FILE`.
+pub async fn run(host: &str, explicit: Option<&str>, app: &str, data: &str) -> anyhow::Result<()> {
+    let body = match data.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}"))?,
+        None => data.as_bytes().to_vec(),
+    };
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .context("--data must be JSON (or @FILE holding JSON)")?;
+    let client = client(host, explicit)?;
+    let answer = client.run(app, body).await?;
+    let is_json = answer
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c.contains("json"));
+    let mut out = std::io::stdout().lock();
+    match serde_json::from_slice::<serde_json::Value>(&answer.body) {
+        Ok(v) if is_json => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
+        _ => out.write_all(&answer.body)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("60s"), Ok(60_000));
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert_eq!(parse_duration_ms("3"), Ok(3_000));
+        assert!(parse_duration_ms("0s").is_err());
+        assert!(parse_duration_ms("5d").is_err());
+        assert!(parse_duration_ms("soon").is_err());
+    }
+}

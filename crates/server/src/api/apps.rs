@@ -1,0 +1,115 @@
+//! `/apps`: register, list, show and remove apps (ADMIN only).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use fal_store::AppRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiJson;
+use crate::auth::{Admin, AppState};
+use crate::error::ApiError;
+use crate::gateway::{valid_app_part, validate_upstream};
+
+/// Default time the gateway waits for an upstream's response headers.
+pub const DEFAULT_TIMEOUT_MS: i64 = 60_000;
+/// Longest allowed timeout (one hour).
+pub const MAX_TIMEOUT_MS: i64 = 3_600_000;
+
+/// `POST /apps` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    /// Namespace.
+    owner: String,
+    /// Name.
+    name: String,
+    /// Upstream base URL.
+    upstream: String,
+    /// Milliseconds to wait for response headers (default 60 s).
+    #[serde(default)]
+    timeout_ms: Option<i64>,
+}
+
+fn app_json(a: &AppRecord, builtin: bool) -> Value {
+    json!({
+        "app": format!("{}/{}", a.owner, a.name),
+        "owner": a.owner,
+        "name": a.name,
+        "upstream": a.upstream,
+        "timeout_ms": a.timeout_ms,
+        "created_at": a.created_at.to_rfc3339(),
+        "builtin": builtin,
+    })
+}
+
+fn check_part(what: &str, v: &str) -> Result<(), ApiError> {
+    if valid_app_part(v) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "{what} {v:?} must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit"
+        )))
+    }
+}
+
+/// `POST /apps`.
+pub async fn create(
+    admin: Admin,
+    ApiJson(body): ApiJson<CreateApp>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_part("owner", &body.owner)?;
+    check_part("name", &body.name)?;
+    let upstream = validate_upstream(&body.upstream).map_err(ApiError::Unprocessable)?;
+    let timeout_ms = body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(ApiError::Unprocessable(format!(
+            "timeout_ms must be between 1 and {MAX_TIMEOUT_MS} (one hour)"
+        )));
+    }
+    let app = AppRecord {
+        owner: body.owner,
+        name: body.name,
+        upstream,
+        timeout_ms,
+        created_by: admin.principal().user_id.clone(),
+        created_at: admin.now(),
+    };
+    let app = admin.create_app(app).await?;
+    Ok((StatusCode::CREATED, Json(app_json(&app, false))))
+}
+
+/// `GET /apps`: stored apps and built-in ones.
+pub async fn list(State(state): State<AppState>, admin: Admin) -> Result<Json<Value>, ApiError> {
+    let mut apps: Vec<Value> = state.apps().builtin().map(|a| app_json(a, true)).collect();
+    apps.extend(admin.list_apps().await?.iter().map(|a| app_json(a, false)));
+    Ok(Json(json!({ "apps": apps })))
+}
+
+/// `GET /apps/{owner}/{name}`.
+pub async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let app =
+        state.apps().find(&owner, &name).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("No app {owner}/{name} is registered here"))
+        })?;
+    Ok(Json(app_json(&app, state.apps().is_builtin(&owner, &name))))
+}
+
+/// `DELETE /apps/{owner}/{name}`: 204, or 404 when there is no such app.
+pub async fn remove(
+    admin: Admin,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if admin.delete_app(&owner, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "No app {owner}/{name} is registered here"
+        )))
+    }
+}

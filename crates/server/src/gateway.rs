@@ -1,0 +1,462 @@
+//! The model gateway: `/{run}/{owner}/{name}[/{path…}]`, any method.
+//!
+//! A request is authenticated (either scope may call models), its app is
+//! found (through a small cache), and it is forwarded to the app's upstream
+//! with the body streamed both ways: neither a large upload nor a long
+//! server-sent-event response is ever held whole in memory. Hop-by-hop
+//! headers and the client's `Authorization` are dropped; the upstream gets
+//! `X-Fal-User-Id`, `X-Fal-Key-Id` and `X-Fal-Request-Id`, and the client
+//! gets `x-fal-request-id` back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use fal_core::{Clock, Principal, RandomSource, Timestamp};
+use fal_store::{AppLookup, AppRecord, StoreError};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::auth::{AppState, Caller};
+use crate::error::ApiError;
+
+/// Header carrying the caller's user id to the upstream.
+pub const X_FAL_USER_ID: &str = "x-fal-user-id";
+/// Header carrying the caller's key id to the upstream.
+pub const X_FAL_KEY_ID: &str = "x-fal-key-id";
+/// Header carrying the request id to the upstream and back to the client.
+pub const X_FAL_REQUEST_ID: &str = "x-fal-request-id";
+
+/// Validates an app's `owner` or `name`: 1–64 of `a-z 0-9 - _ .`, starting
+/// with a letter or digit.
+pub fn valid_app_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_.".contains(c))
+}
+
+/// Checks an upstream base URL: `http` or `https`, a host, no query or
+/// fragment. Returns the URL without a trailing slash.
+pub fn validate_upstream(url: &str) -> Result<String, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("upstream {url:?} is not a URL; use http://HOST[:PORT][/PATH]"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(other) => {
+            return Err(format!(
+                "upstream scheme must be http or https, not {other:?}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "upstream {url:?} needs a scheme: http:// or https://"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("upstream {url:?} has no host"));
+    }
+    if uri.query().is_some() {
+        return Err("upstream must not have a query string".into());
+    }
+    if url.contains('#') {
+        return Err("upstream must not have a fragment".into());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("upstream must not carry credentials in the URL".into());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// A cached app lookup: the app (or its absence) and when it was read.
+#[derive(Clone)]
+struct CachedApp {
+    /// `None` caches "no such app" too, so unknown names cost no query.
+    app: Option<Arc<AppRecord>>,
+    /// When it was read.
+    fetched_at: Timestamp,
+}
+
+/// Finds apps: built-in ones first, then storage through a small cache.
+pub struct AppDirectory {
+    /// Storage.
+    lookup: Arc<dyn AppLookup>,
+    /// `owner/name` → lookup result, trusted for `max_staleness_ms`.
+    cache: quick_cache::sync::Cache<String, CachedApp>,
+    /// Apps served by this process itself (`--demo`), never stored.
+    builtin: HashMap<String, Arc<AppRecord>>,
+    /// Now.
+    clock: Arc<dyn Clock>,
+    /// How long a cached lookup is trusted.
+    max_staleness_ms: i64,
+}
+
+impl AppDirectory {
+    /// A directory over `lookup`.
+    pub fn new(
+        lookup: Arc<dyn AppLookup>,
+        clock: Arc<dyn Clock>,
+        max_staleness: Duration,
+        builtin: Vec<AppRecord>,
+    ) -> AppDirectory {
+        AppDirectory {
+            lookup,
+            cache: quick_cache::sync::Cache::new(10_000),
+            builtin: builtin
+                .into_iter()
+                .map(|a| (format!("{}/{}", a.owner, a.name), Arc::new(a)))
+                .collect(),
+            clock,
+            max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Built-in apps.
+    pub fn builtin(&self) -> impl Iterator<Item = &AppRecord> {
+        self.builtin.values().map(|a| a.as_ref())
+    }
+
+    /// The app `owner/name`.
+    pub async fn find(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<Arc<AppRecord>>, StoreError> {
+        let key = format!("{owner}/{name}");
+        if let Some(app) = self.builtin.get(&key) {
+            return Ok(Some(app.clone()));
+        }
+        let now = self.clock.now();
+        if let Some(hit) = self.cache.get(&key)
+            && now.millis().saturating_sub(hit.fetched_at.millis()) <= self.max_staleness_ms
+        {
+            return Ok(hit.app);
+        }
+        let app = self.lookup.app(owner, name).await?.map(Arc::new);
+        self.cache.insert(
+            key,
+            CachedApp {
+                app: app.clone(),
+                fetched_at: now,
+            },
+        );
+        Ok(app)
+    }
+
+    /// Forgets a cached lookup (after a change on this server).
+    pub fn invalidate(&self, owner: &str, name: &str) {
+        self.cache.remove(&format!("{owner}/{name}"));
+    }
+
+    /// Whether `owner/name` is built in (and so cannot be changed).
+    pub fn is_builtin(&self, owner: &str, name: &str) -> bool {
+        self.builtin.contains_key(&format!("{owner}/{name}"))
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, shaped as a
+/// UUID. Unique without a system call per request.
+pub struct RequestIds {
+    /// Random, fixed at start.
+    prefix: u64,
+    /// Incremented per request.
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    /// A generator with a fresh random prefix.
+    pub fn new(rng: &dyn RandomSource) -> Result<RequestIds, fal_core::random::RandomError> {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b)?;
+        let [p @ .., _, _, _, _, _, _, _, _] = b;
+        let [_, _, _, _, _, _, _, _, c @ ..] = b;
+        Ok(RequestIds {
+            prefix: u64::from_be_bytes(p),
+            counter: AtomicU64::new(u64::from_be_bytes(c)),
+        })
+    }
+
+    /// The next id.
+    pub fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let p = self.prefix;
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            p >> 32,
+            (p >> 16) & 0xffff,
+            p & 0xffff,
+            n >> 48,
+            n & 0xffff_ffff_ffff
+        )
+    }
+}
+
+/// The HTTP client that talks to upstreams (pooled, keep-alive).
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Builds the upstream client: http and https (system roots).
+pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(https))
+}
+
+/// Headers that belong to one connection, never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for h in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(h);
+    }
+}
+
+/// Errors of the gateway, each a JSON reply.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No app by that name.
+    #[error("No app {0} is registered here")]
+    UnknownApp(String),
+    /// The path is not `/run/OWNER/NAME[/…]`.
+    #[error("Call a model at /run/OWNER/NAME[/PATH]")]
+    BadPath,
+    /// The upstream refused or could not be reached.
+    #[error("The app's upstream could not be reached")]
+    Unreachable,
+    /// The upstream did not answer within the app's timeout.
+    #[error("The app's upstream did not answer within {0} ms")]
+    Timeout(i64),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> ApiError {
+        match e {
+            GatewayError::UnknownApp(_) | GatewayError::BadPath => {
+                ApiError::NotFound(e.to_string())
+            }
+            GatewayError::Unreachable => ApiError::BadGateway(e.to_string()),
+            GatewayError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
+        }
+    }
+}
+
+/// Splits `/run/OWNER/NAME/REST` into its parts.
+fn split_run_path(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path.strip_prefix("/run/")?;
+    let (owner, rest) = rest.split_once('/')?;
+    let (name, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    (!owner.is_empty() && !name.is_empty()).then_some((owner, name, tail))
+}
+
+/// The gateway handler.
+pub async fn run(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (owner, name, tail) = split_run_path(req.uri().path()).ok_or(GatewayError::BadPath)?;
+    let app = state
+        .apps()
+        .find(owner, name)
+        .await?
+        .ok_or_else(|| GatewayError::UnknownApp(format!("{owner}/{name}")))?;
+    // An upstream without a path ("http://host:port") still needs one.
+    let bare_host = app.upstream.splitn(4, '/').count() < 4;
+    let tail = if tail.is_empty() && bare_host {
+        "/"
+    } else {
+        tail
+    };
+    let target = match req.uri().query() {
+        Some(q) => format!("{}{tail}?{q}", app.upstream),
+        None => format!("{}{tail}", app.upstream),
+    };
+    let request_id = state.request_ids().next();
+    forward(&state, &app, &principal, req, &target, &request_id).await
+}
+
+async fn forward(
+    state: &AppState,
+    app: &AppRecord,
+    principal: &Principal,
+    req: Request,
+    target: &str,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = target.parse().map_err(|_| {
+        ApiError::Internal(format!("bad upstream URL for {}/{}", app.owner, app.name))
+    })?;
+    parts.version = axum::http::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::HOST);
+    // Identity headers come from us only, never from the client.
+    for h in [X_FAL_USER_ID, X_FAL_KEY_ID, X_FAL_REQUEST_ID] {
+        headers.remove(h);
+    }
+    let value = |s: &str| HeaderValue::from_str(s).map_err(|_| ApiError::Internal("header".into()));
+    headers.insert(X_FAL_USER_ID, value(principal.user_id.as_str())?);
+    if let Some(k) = principal.key_id {
+        headers.insert(X_FAL_KEY_ID, value(&k.to_string())?);
+    }
+    let rid = value(request_id)?;
+    headers.insert(X_FAL_REQUEST_ID, rid.clone());
+
+    let wait = Duration::from_millis(u64::try_from(app.timeout_ms).unwrap_or(0));
+    let sent = state
+        .upstream()
+        .request(axum::http::Request::from_parts(parts, body));
+    let upstream = match tokio::time::timeout(wait, sent).await {
+        Err(_) => {
+            tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, "upstream timed out");
+            return Err(GatewayError::Timeout(app.timeout_ms).into());
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = %e, "upstream unreachable");
+            return Err(GatewayError::Unreachable.into());
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (mut parts, body) = upstream.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(X_FAL_REQUEST_ID, rid);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The built-in demo app `fal-ai/echo`: answers with the JSON it was sent
+/// plus the caller's key id (`fal_key_id`), as the gateway reported it.
+pub async fn echo(headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let key_id = headers
+        .get(X_FAL_KEY_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let value: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(serde_json::json!({"detail": format!("echo takes JSON: {e}")})),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let out = match value {
+        serde_json::Value::Object(mut m) => {
+            m.insert("fal_key_id".into(), key_id.into());
+            serde_json::Value::Object(m)
+        }
+        other => serde_json::json!({"input": other, "fal_key_id": key_id}),
+    };
+    axum::Json(out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_paths_split_into_owner_name_and_tail() {
+        assert_eq!(
+            split_run_path("/run/fal-ai/echo"),
+            Some(("fal-ai", "echo", ""))
+        );
+        assert_eq!(split_run_path("/run/a/b/c/d"), Some(("a", "b", "/c/d")));
+        assert_eq!(split_run_path("/run/a/b/"), Some(("a", "b", "/")));
+        assert_eq!(split_run_path("/run/a"), None);
+        assert_eq!(split_run_path("/run//b"), None);
+    }
+
+    #[test]
+    fn upstreams_are_checked() {
+        assert_eq!(
+            validate_upstream("http://127.0.0.1:9000/").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(validate_upstream("https://models.internal/v1").is_ok());
+        assert!(
+            validate_upstream("ftp://x")
+                .unwrap_err()
+                .contains("http or https")
+        );
+        assert!(validate_upstream("127.0.0.1:9000").is_err());
+        assert!(
+            validate_upstream("http://x/?a=1")
+                .unwrap_err()
+                .contains("query")
+        );
+        assert!(
+            validate_upstream("http://u:p@x/")
+                .unwrap_err()
+                .contains("credentials")
+        );
+        assert!(validate_upstream("not a url").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn request_ids_are_distinct_and_uuid_shaped() {
+        let ids = RequestIds::new(&fal_core::OsRandom).unwrap();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        assert!(a.parse::<uuid::Uuid>().is_ok(), "{a}");
+    }
+}
