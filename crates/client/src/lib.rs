@@ -170,11 +170,17 @@ pub struct RunResponse {
     pub body: Vec<u8>,
 }
 
+/// A plain `reqwest` client with this crate's TLS set-up (reqwest is built
+/// without a bundled crypto provider; this installs ring's once).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap_or_default()
+}
+
 impl Client {
     /// A client for the server at `host` (`http://…` or `https://…`; for
     /// https, the system's roots, or the CA file in `SSL_CERT_FILE`).
     pub fn new(host: &str, credentials: Option<KeyCredentials>) -> Client {
-        // reqwest is built without a bundled crypto provider; use ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(600))

@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
         let header = format!("Key {}:{}", key.key_id, key.secret.expose());
         (app.spawn().await.unwrap(), header)
     });
-    let http = reqwest::Client::new();
+    let http = fal_client::http_client();
     let url = format!("{}/users/current", server.url());
     c.bench_function("round_trip/users_current", |b| {
         b.iter(|| {

@@ -46,7 +46,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), clock: Arc<dyn Cloc
         admin_id: key.key_id.to_string(),
         admin_secret: key.secret.expose().to_owned(),
         dir,
-        http: reqwest::Client::new(),
+        http: fal_client::http_client(),
     }
 }
 
