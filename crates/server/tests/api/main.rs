@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod gateway;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod upstream;
