@@ -33,6 +33,8 @@ pub struct Server {
     /// Everything printed on stdout before "listening".
     pub banner: String,
     pub log_path: PathBuf,
+    /// Environment for every command run against this server.
+    pub env: Vec<(String, String)>,
 }
 
 /// A key pair parsed from the seed's message.
@@ -58,6 +60,17 @@ pub fn parse_pair(text: &str) -> Option<Pair> {
 
 impl Server {
     pub fn start(data_dir: &Path, rust_log: Option<&str>) -> Server {
+        Server::start_with(data_dir, rust_log, &[], &[])
+    }
+
+    /// Starts with extra `fal serve` arguments; `env` is also used for
+    /// every command run against this server.
+    pub fn start_with(
+        data_dir: &Path,
+        rust_log: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let log_path = data_dir.with_extension(format!(
             "log{}",
             std::time::SystemTime::now()
@@ -70,7 +83,13 @@ impl Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
+            .args(extra)
             .stderr(Stdio::from(log));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(level) = rust_log {
             cmd.env("RUST_LOG", level);
         }
@@ -83,6 +102,7 @@ impl Server {
             let n = reader.read_line(&mut line).unwrap();
             assert!(n > 0, "fal serve exited early; stdout so far:\n{banner}");
             if let Some(url) = line.trim().strip_prefix("fal is listening on ") {
+                // http://… or https://…
                 break url.to_owned();
             }
             banner.push_str(&line);
@@ -94,6 +114,7 @@ impl Server {
             url,
             banner,
             log_path,
+            env,
         }
     }
 
@@ -106,6 +127,7 @@ impl Server {
     pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = fal();
         c.env("FAL_HOST", &self.url).args(args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         for (k, v) in env {
             c.env(k, v);
         }

@@ -5,4 +5,6 @@
 
 mod commands;
 mod harness;
+mod models;
+mod python_client;
 mod server;

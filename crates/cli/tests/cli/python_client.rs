@@ -1,0 +1,187 @@
+//! fal's own Python client (`fal-client` from PyPI), unchanged, against
+//! `fal serve --demo` over HTTPS with a certificate this test makes.
+//!
+//! Needs the virtualenv that `scripts/setup-python-client.sh` creates
+//! (`.ci/run` runs it). Without it the test says so loudly and passes,
+//! except under CI, where it fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{Pair, Server, parse_pair};
+
+fn venv_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FAL_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("target/fal-client-venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but the fal-client virtualenv is missing: run scripts/setup-python-client.sh"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "*** SKIPPED fal-client compatibility test: run scripts/setup-python-client.sh first ***"
+    );
+    None
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1, made here and now.
+fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fal test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
+
+fn call(
+    python: &Path,
+    server: &Server,
+    key_env: &[(&str, String)],
+    args: &str,
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/call_model.py");
+    let host = server.url.strip_prefix("https://").unwrap();
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .arg("fal-ai/echo")
+        .arg(args)
+        .env("FAL_RUN_HOST", format!("{host}/run"))
+        .env_remove("FAL_KEY")
+        .env_remove("FAL_KEY_ID")
+        .env_remove("FAL_KEY_SECRET");
+    cmd.envs(server.env.iter().map(|(k, v)| (k, v)));
+    for (k, v) in key_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn fal_client_from_pypi_calls_a_model_and_sees_revocation() {
+    let Some(python) = venv_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let cert = dir.path().join("server.pem").display().to_string();
+    let key = dir.path().join("server.key").display().to_string();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        None,
+        &["--demo", "--tls-cert", &cert, "--tls-key", &key],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let admin = server.bootstrap();
+
+    // Our own CLI over HTTPS makes the API key, as the seed says.
+    let api: Pair = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+
+    let pair_env = [
+        ("FAL_KEY_ID", api.id.clone()),
+        ("FAL_KEY_SECRET", api.secret.clone()),
+    ];
+    let got = call(&python, &server, &pair_env, r#"{"prompt": "a red fox"}"#);
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["result"]["prompt"], "a red fox");
+    assert_eq!(got["result"]["fal_key_id"], api.id.as_str());
+
+    let fal_key = [("FAL_KEY", format!("{}:{}", api.id, api.secret))];
+    let got = call(&python, &server, &fal_key, r#"{"n": 2}"#);
+    assert_eq!(got["result"]["n"], 2, "{got}");
+
+    server.ok(&admin, &["key", "revoke", &api.id]);
+    let got = call(&python, &server, &pair_env, r#"{"prompt": "again"}"#);
+    assert_eq!(got["ok"], false, "{got}");
+    assert_eq!(got["status"], 401);
+    assert_eq!(got["message"], "No user found for Key ID and Secret");
+    server.stop();
+}
