@@ -77,6 +77,10 @@ pub struct DataArgs {
     /// Pepper file, when not the one in the data directory.
     #[arg(long, env = "FAL_PEPPER_FILE")]
     pub pepper_file: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://…) for several servers sharing one
+    /// database; without it, SQLite in the data directory.
+    #[arg(long, env = "FAL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// `fal serve`.
@@ -97,6 +101,10 @@ pub struct ServeArgs {
     /// The private key (PEM) for --tls-cert.
     #[arg(long, env = "FAL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How long a cached key record is trusted without a change
+    /// notification (e.g. 5s, 500ms).
+    #[arg(long, env = "FAL_MAX_STALENESS", value_parser = apps::parse_duration_ms, default_value = "5s")]
+    pub max_staleness: u64,
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,

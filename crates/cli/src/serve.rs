@@ -29,6 +29,7 @@ fn config_from(data: DataArgs) -> anyhow::Result<Config> {
     };
     let mut config = Config::new(data_dir);
     config.pepper_file = data.pepper_file;
+    config.database_url = data.database_url;
     Ok(config)
 }
 
@@ -48,10 +49,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = config_from(args.data)?;
     config.listen = args.listen;
     config.demo = args.demo;
+    config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(fal_server::config::TlsFiles { cert, key });
     }
     let tls = config.tls.is_some();
+    let workers = args.workers;
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
     app.check_tls()?;
     if let Some(key) = app.take_bootstrap_key() {
@@ -64,18 +67,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGTERM right after start still stops gracefully.
     let shutdown = shutdown_signal()?;
     let listen = app.config().listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let local = listener.local_addr()?;
     println!("data: {}", app.config().describe_storage());
     println!("pepper: {}", app.config().pepper_path().display());
     if app.config().demo {
         println!("demo app: fal-ai/echo");
     }
     let scheme = if tls { "https" } else { "http" };
-    println!("fal is listening on {scheme}://{local}");
-    app.serve(listener, shutdown).await?;
+    let workers = workers
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    app.serve_per_core(
+        listen,
+        workers,
+        |local| {
+            println!("fal is listening on {scheme}://{local} ({workers} worker threads)");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        },
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

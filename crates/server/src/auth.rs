@@ -208,6 +208,16 @@ impl Verifier {
         self.cache.remove(key_id);
     }
 
+    /// Drops every cached record (after notifications may have been lost).
+    pub fn invalidate_all(&self) {
+        self.cache.clear();
+    }
+
+    /// How many records are cached (bounded by the configured capacity).
+    pub fn cached_records(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Writes pending `last_used_at` values in one batch.
     pub async fn flush_usage(&self) {
         let entries: Vec<Arc<Cached>> =
@@ -256,8 +266,8 @@ struct Shared {
     apps: Arc<AppDirectory>,
     /// Talks to upstreams.
     upstream: UpstreamClient,
-    /// Makes request ids.
-    request_ids: RequestIds,
+    /// Makes request ids (shared by all workers, so ids stay unique).
+    request_ids: Arc<RequestIds>,
     /// Users, for `GET /users/current`.
     users: Arc<dyn UserStore>,
     /// Now.
@@ -289,7 +299,7 @@ pub struct StateParts {
 impl AppState {
     /// Assembles the state.
     pub fn new(p: StateParts) -> Result<AppState, fal_core::random::RandomError> {
-        let request_ids = RequestIds::new(p.rng.as_ref())?;
+        let request_ids = Arc::new(RequestIds::new(p.rng.as_ref())?);
         Ok(AppState {
             inner: Arc::new(Shared {
                 verifier: p.verifier,
@@ -303,6 +313,25 @@ impl AppState {
                 rng: p.rng,
             }),
         })
+    }
+
+    /// The same state with its own upstream client, for a worker thread
+    /// with its own runtime (connections to upstreams stay on that thread).
+    pub fn for_worker(&self, upstream: UpstreamClient) -> AppState {
+        let s = &self.inner;
+        AppState {
+            inner: Arc::new(Shared {
+                verifier: s.verifier.clone(),
+                key_admin: s.key_admin.clone(),
+                app_admin: s.app_admin.clone(),
+                apps: s.apps.clone(),
+                upstream,
+                request_ids: s.request_ids.clone(),
+                users: s.users.clone(),
+                clock: s.clock.clone(),
+                rng: s.rng.clone(),
+            }),
+        }
     }
 
     /// The app directory.

@@ -159,6 +159,11 @@ impl AppDirectory {
         self.cache.remove(&format!("{owner}/{name}"));
     }
 
+    /// Forgets every cached lookup.
+    pub fn invalidate_all(&self) {
+        self.cache.clear();
+    }
+
     /// Whether `owner/name` is built in (and so cannot be changed).
     pub fn is_builtin(&self, owner: &str, name: &str) -> bool {
         self.builtin.contains_key(&format!("{owner}/{name}"))

@@ -12,8 +12,11 @@
 //!   between backends (connection set-up, migrations, advisory locks) lives
 //!   behind [`Backend`].
 //! - [`migrate`]: embedded migrations per backend and their runner.
+//! - [`changes`]: PostgreSQL LISTEN/NOTIFY, so every server drops a cached
+//!   record as soon as any server changes it.
 #![forbid(unsafe_code)]
 
+pub mod changes;
 pub mod migrate;
 pub mod sql;
 

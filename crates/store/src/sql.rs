@@ -22,13 +22,28 @@ use crate::{
 /// Name of the `fal_meta` row that records the bootstrap admin user.
 const BOOTSTRAP_USER: &str = "bootstrap_user_id";
 
+/// The PostgreSQL channel on which changes that affect verification or
+/// routing are announced (payloads: `key:<key_id>`, `app:<owner>/<name>`).
+pub const CHANGES_CHANNEL: &str = "fal_changes";
+
 /// A store over SQLite or PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqlStore {
     /// The connection pool (cheap to clone; shared by all clones).
     pool: AnyPool,
     /// Which engine is behind the pool.
     backend: Backend,
+    /// The URL it was opened with, for the notification listener's own
+    /// connection. May hold a password: never printed.
+    url: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 static DRIVERS: Once = Once::new();
@@ -74,7 +89,11 @@ impl SqlStore {
             Backend::Postgres => options.max_connections(16).connect(url).await?,
         };
         migrate::run(&pool, backend, now.millis()).await?;
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     /// Which engine this store uses.
@@ -86,6 +105,33 @@ impl SqlStore {
     /// notifications) that live beside this type.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Announces a change to every server listening (PostgreSQL only; with
+    /// SQLite there is no channel, and the staleness bound covers other
+    /// processes). Runs inside `tx`, so it is delivered only on commit.
+    async fn announce(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(payload)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes to change announcements: `None` on SQLite, which has no
+    /// channel. The subscription holds its own connection.
+    pub async fn changes(&self) -> Result<Option<crate::changes::Changes>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => Ok(Some(crate::changes::Changes::connect(&self.url).await?)),
+        }
     }
 
     /// Closes every connection, waiting for queries under way.
@@ -259,6 +305,7 @@ impl KeyAdmin for SqlStore {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let id = key_id.to_string();
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1
              WHERE key_id = $2 AND user_id = $3 AND revoked_at IS NULL",
@@ -266,11 +313,14 @@ impl KeyAdmin for SqlStore {
         .bind(at.millis())
         .bind(&id)
         .bind(user_id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
+            self.announce(&mut tx, &format!("key:{id}")).await?;
+            tx.commit().await?;
             return Ok(true);
         }
+        tx.rollback().await?;
         let owned = sqlx::query("SELECT 1 AS one FROM api_keys WHERE key_id = $1 AND user_id = $2")
             .bind(&id)
             .bind(user_id.as_str())
@@ -375,6 +425,7 @@ impl AppLookup for SqlStore {
 #[async_trait]
 impl AppAdmin for SqlStore {
     async fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
         )))
@@ -384,8 +435,12 @@ impl AppAdmin for SqlStore {
         .bind(app.timeout_ms)
         .bind(app.created_by.as_str())
         .bind(app.created_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // Servers may have cached "no such app".
+        self.announce(&mut tx, &format!("app:{}/{}", app.owner, app.name))
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -399,11 +454,17 @@ impl AppAdmin for SqlStore {
     }
 
     async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM apps WHERE owner = $1 AND name = $2")
             .bind(owner)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            self.announce(&mut tx, &format!("app:{owner}/{name}"))
+                .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -103,7 +103,7 @@ impl Server {
             assert!(n > 0, "fal serve exited early; stdout so far:\n{banner}");
             if let Some(url) = line.trim().strip_prefix("fal is listening on ") {
                 // http://… or https://…
-                break url.to_owned();
+                break url.split_whitespace().next().unwrap().to_owned();
             }
             banner.push_str(&line);
         };
