@@ -12,6 +12,7 @@
 //!   between backends (connection set-up, migrations, advisory locks) lives
 //!   behind [`Backend`].
 //! - [`migrate`]: embedded migrations per backend and their runner.
+//! - [`testing`]: fresh PostgreSQL databases for tests and benchmarks.
 //! - [`changes`]: PostgreSQL LISTEN/NOTIFY, so every server drops a cached
 //!   record as soon as any server changes it.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 pub mod changes;
 pub mod migrate;
 pub mod sql;
+pub mod testing;
 
 use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, Scope, Timestamp, UserId};

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use fal_core::{
     KeyId, KeyRecord, KeySecret, OsRandom, Pepper, Scope, SecretHasher, Timestamp, UserId,
@@ -20,10 +19,8 @@ use fal_store::{
 /// Keeps a test's database alive (the temp dir) until the test ends.
 enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { base: String, name: String },
+    Postgres { base: String, url: String },
 }
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 async fn sqlite_store() -> (SqlStore, Guard) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,53 +30,14 @@ async fn sqlite_store() -> (SqlStore, Guard) {
     (store, Guard::Sqlite(dir))
 }
 
-/// `FAL_TEST_DATABASE_URL`, or `None` after saying loudly that PostgreSQL is skipped.
-pub fn postgres_base_url(test: &str) -> Option<String> {
-    match std::env::var("FAL_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but FAL_TEST_DATABASE_URL is not: the PostgreSQL suite must run in CI"
-            );
-            // Written straight to stderr: libtest captures `eprintln!` of
-            // passing tests, and a skip must be seen.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "*** SKIPPED PostgreSQL conformance case `{test}`: FAL_TEST_DATABASE_URL is not set ***"
-            );
-            None
-        }
-    }
-}
-
 async fn postgres_store(base: &str) -> (SqlStore, Guard) {
-    sqlx::any::install_default_drivers();
-    let name = format!(
-        "fal_conf_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    let admin = sqlx::AnyPool::connect(base).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name}"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
+    let url = fal_store::testing::create_database(base, "fal_conf")
         .await
         .unwrap();
-    admin.close().await;
-    let (prefix, _) = base.split('?').next().unwrap().rsplit_once('/').unwrap();
-    let store = SqlStore::open(&format!("{prefix}/{name}"), Timestamp(0))
-        .await
-        .unwrap();
+    let store = SqlStore::open(&url, Timestamp(0)).await.unwrap();
     let guard = Guard::Postgres {
         base: base.to_owned(),
-        name,
+        url,
     };
     (store, guard)
 }
@@ -98,22 +56,17 @@ where
     F: FnOnce(SqlStore) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(base) = postgres_base_url(name) else {
+    let Some(base) = fal_store::testing::postgres_url_or_skip(name) else {
         return;
     };
     let (store, guard) = postgres_store(&base).await;
     case(store.clone()).await;
     store.close().await;
     // Drop the case's database so repeated runs do not pile them up.
-    if let Guard::Postgres { base, name } = guard {
-        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        admin.close().await;
+    if let Guard::Postgres { base, url } = guard {
+        fal_store::testing::drop_database(&base, &url)
+            .await
+            .unwrap();
     }
 }
 

@@ -7,4 +7,5 @@ mod gateway;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod postgres;
 mod upstream;
