@@ -380,7 +380,10 @@ impl App {
                 let mut tick = tokio::time::interval(interval);
                 tick.tick().await;
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = verifier.flush_requested() => {}
+                    }
                     verifier.flush_usage().await;
                 }
             }

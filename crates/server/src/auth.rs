@@ -57,6 +57,9 @@ impl Cached {
     }
 }
 
+/// Uses pending write-back beyond which an early flush is asked for.
+pub const PENDING_SOFT_LIMIT: usize = 10_000;
+
 /// Verifies credentials against storage, through a bounded cache.
 pub struct Verifier {
     /// HMAC keyed with the pepper.
@@ -71,6 +74,10 @@ pub struct Verifier {
     max_staleness_ms: i64,
     /// Entries used since the last write-back of `last_used_at`.
     pending: Mutex<Vec<Arc<Cached>>>,
+    /// Wakes the write-back task early when `pending` grows past
+    /// [`PENDING_SOFT_LIMIT`], so memory stays bounded however many keys
+    /// are used between two periodic flushes.
+    flush_soon: tokio::sync::Notify,
 }
 
 /// Why a request is not authenticated.
@@ -116,6 +123,7 @@ impl Verifier {
             clock,
             max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
             pending: Mutex::new(Vec::new()),
+            flush_soon: tokio::sync::Notify::new(),
         }
     }
 
@@ -196,11 +204,18 @@ impl Verifier {
             entry.last_used.store(now.millis(), Ordering::Relaxed);
         }
         if !entry.dirty.load(Ordering::Relaxed) && !entry.dirty.swap(true, Ordering::AcqRel) {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(entry.clone());
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push(entry.clone());
+            if pending.len() >= PENDING_SOFT_LIMIT {
+                self.flush_soon.notify_one();
+            }
         }
+    }
+
+    /// Completes when enough uses are pending that they should be written
+    /// back before the next periodic flush.
+    pub async fn flush_requested(&self) {
+        self.flush_soon.notified().await;
     }
 
     /// Drops a cached record, so the next use reads storage again.
