@@ -325,7 +325,7 @@ async fn main() {
         _ => eprintln!("*** SKIPPED PostgreSQL figures: FAL_TEST_DATABASE_URL is not set ***"),
     }
 
-    println!("\n{:<62} {}", "measure", "value");
+    println!("\n{:<62} value", "measure");
     for (k, v) in rows {
         println!("{k:<62} {v}");
     }
