@@ -6,12 +6,17 @@ use serde_json::json;
 use crate::KeyCommand;
 use crate::output::generated_key_message;
 
+/// A client with the first credentials found: `--key`, `FAL_KEY`,
+/// `FAL_KEY_ID`+`FAL_KEY_SECRET`, then the GitHub login (for this host).
 pub(crate) fn client(host: &str, explicit: Option<&str>) -> anyhow::Result<Client> {
     let creds = credentials::from_env(explicit)?;
-    if creds.is_none() {
-        return Err(fal_client::CredentialError::Missing.into());
+    if creds.is_some() {
+        return Ok(Client::new(host, creds));
     }
-    Ok(Client::new(host, creds))
+    match crate::login::login_for(host) {
+        Some(path) => Ok(Client::new(host, None).with_session_file(path)),
+        None => Err(fal_client::CredentialError::Missing.into()),
+    }
 }
 
 /// Runs a `fal key` subcommand.
@@ -110,22 +115,27 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
 
 /// `fal auth whoami`.
 pub async fn whoami(host: &str, explicit: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let creds = credentials::from_env(explicit)?.ok_or(fal_client::CredentialError::Missing)?;
-    let source = creds.source;
-    let user = Client::new(host, Some(creds)).current_user().await?;
+    let source = match credentials::from_env(explicit)? {
+        Some(c) => c.source.to_string(),
+        None => "GitHub login".to_owned(),
+    };
+    let user = client(host, explicit)?.current_user().await?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "user": user,
-                "credential_source": source.to_string(),
+                "credential_source": source,
             }))?
         );
     } else {
-        let key = user.credential.key_id.as_deref().unwrap_or("-");
+        let how = match user.credential.key_id.as_deref() {
+            Some(key) => format!("key {key} ({} scope), from {source}", user.credential.scope),
+            None => format!("a GitHub login session ({} scope)", user.credential.scope),
+        };
         println!(
-            "{} ({}), user id {}\nauthenticated with key {} ({} scope), from {}",
-            user.nickname, user.full_name, user.user_id, key, user.credential.scope, source
+            "{} ({}), user id {}\nauthenticated with {how}",
+            user.nickname, user.full_name, user.user_id
         );
     }
     Ok(())

@@ -11,6 +11,7 @@
 
 pub mod apps;
 pub mod keys;
+pub mod login;
 pub mod output;
 pub mod serve;
 
@@ -105,9 +106,42 @@ pub struct ServeArgs {
     /// notification (e.g. 5s, 500ms).
     #[arg(long, env = "FAL_MAX_STALENESS", value_parser = apps::parse_duration_ms, default_value = "5s")]
     pub max_staleness: u64,
+    /// GitHub sign-in.
+    #[command(flatten)]
+    pub github: GithubArgs,
+    /// Lifetime of access tokens issued after GitHub sign-in (e.g. 15m).
+    #[arg(long, env = "FAL_ACCESS_TOKEN_TTL", value_parser = apps::parse_duration_ms, default_value = "15m")]
+    pub access_token_ttl: u64,
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,
+}
+
+/// GitHub sign-in settings of `fal serve`.
+#[derive(Debug, Clone, Args)]
+pub struct GithubArgs {
+    /// The GitHub OAuth app's client id (enables GitHub sign-in).
+    #[arg(long, env = "FAL_GITHUB_CLIENT_ID", requires = "github_client_secret")]
+    pub github_client_id: Option<String>,
+    /// The GitHub OAuth app's client secret.
+    #[arg(long, env = "FAL_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<String>,
+    /// GitHub's web URL (GitHub Enterprise Server: https://HOST).
+    #[arg(long, env = "FAL_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: String,
+    /// GitHub's API URL (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "FAL_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// GitHub logins allowed to sign in (comma-separated).
+    #[arg(long, env = "FAL_GITHUB_ALLOW_USERS", value_delimiter = ',')]
+    pub github_allow_users: Vec<String>,
+    /// GitHub organisations whose members may sign in (comma-separated).
+    #[arg(long, env = "FAL_GITHUB_ALLOW_ORGS", value_delimiter = ',')]
+    pub github_allow_orgs: Vec<String>,
 }
 
 /// `fal apps …`.
@@ -170,6 +204,14 @@ pub enum KeyCommand {
 /// `fal auth …`.
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
+    /// Sign in with GitHub (device flow).
+    Login {
+        /// Do not open a browser; just print the URL and code.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Sign out: ends the session on the server and removes the local login.
+    Logout,
     /// Show the user and credential in use.
     Whoami {
         /// Machine-readable output.
@@ -219,6 +261,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Run { app, data } => apps::run(&cli.host, cli.key.as_deref(), &app, &data).await,
+        Command::Auth(AuthCommand::Login { no_browser }) => {
+            login::login(&cli.host, no_browser).await
+        }
+        Command::Auth(AuthCommand::Logout) => login::logout(&cli.host).await,
         Command::Auth(AuthCommand::Whoami { json }) => {
             keys::whoami(&cli.host, cli.key.as_deref(), json).await
         }

@@ -50,6 +50,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.demo = args.demo;
     config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
+    config.session_ttl.access = std::time::Duration::from_millis(args.access_token_ttl);
+    let g = args.github;
+    if let (Some(client_id), Some(secret)) = (g.github_client_id, g.github_client_secret) {
+        let trim = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        config.github = Some(fal_server::github::GithubConfig {
+            client_id,
+            client_secret: secret.into(),
+            url: g.github_url.trim_end_matches('/').to_owned(),
+            api_url: g.github_api_url.trim_end_matches('/').to_owned(),
+            allow_users: trim(g.github_allow_users),
+            allow_orgs: trim(g.github_allow_orgs),
+        });
+    }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(fal_server::config::TlsFiles { cert, key });
     }
@@ -71,6 +89,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("pepper: {}", app.config().pepper_path().display());
     if app.config().demo {
         println!("demo app: fal-ai/echo");
+    }
+    match &app.config().github {
+        Some(g) if g.allow_users.is_empty() && g.allow_orgs.is_empty() => println!(
+            "GitHub sign-in: on, but nobody is allowed yet (set --github-allow-users or --github-allow-orgs)"
+        ),
+        Some(_) => println!("GitHub sign-in: on"),
+        None => println!("GitHub sign-in: not configured"),
     }
     let scheme = if tls { "https" } else { "http" };
     let workers = workers

@@ -54,9 +54,9 @@ impl fmt::Display for CredentialSource {
 pub enum CredentialError {
     /// Nothing found anywhere.
     #[error(
-        "no credentials found: set FAL_KEY_ID and FAL_KEY_SECRET (or FAL_KEY='<key_id>:<key_secret>'), or pass --key. \
-         An ADMIN key can make more with `fal key generate`; the first `fal serve` prints one, and \
-         `fal admin recover-key` makes a new one on the server's machine"
+        "no credentials found: set FAL_KEY_ID and FAL_KEY_SECRET (or FAL_KEY='<key_id>:<key_secret>'), pass --key, \
+         or run `fal auth login` to sign in with GitHub. An ADMIN key can make more with `fal key generate`; \
+         the first `fal serve` prints one, and `fal admin recover-key` makes a new one on the server's machine"
     )]
     Missing,
     /// A `<key_id>:<key_secret>` value without the colon (or with an empty half).

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod credentials;
+pub mod session;
 
 use std::time::Duration;
 
@@ -133,8 +134,32 @@ pub struct Client {
     base: String,
     /// Connection pool.
     http: reqwest::Client,
-    /// The key pair to send, if any.
+    /// The key pair to send, if any (wins over a login).
     credentials: Option<KeyCredentials>,
+    /// The GitHub login file to use when there is no key pair.
+    session: Option<std::path::PathBuf>,
+}
+
+/// One poll of the device flow, as the server reports it.
+#[derive(Debug)]
+pub enum DevicePoll {
+    /// Not yet.
+    Pending,
+    /// Poll less often: seconds.
+    SlowDown(u64),
+    /// Signed in.
+    Done {
+        /// Bearer token.
+        access_token: String,
+        /// Refresh token.
+        refresh_token: String,
+        /// Seconds the access token lives.
+        expires_in: u64,
+        /// The user's GitHub login.
+        nickname: String,
+        /// The user's name.
+        full_name: String,
+    },
 }
 
 /// Splits `OWNER/NAME`.
@@ -191,7 +216,109 @@ impl Client {
             base: normalize_host(host),
             http,
             credentials,
+            session: None,
         }
+    }
+
+    /// Uses the GitHub login in `path` when no key pair is set.
+    pub fn with_session_file(mut self, path: std::path::PathBuf) -> Client {
+        self.session = Some(path);
+        self
+    }
+
+    /// A current access token from the login file, refreshed (under the
+    /// file lock, re-reading the file first in case another process did it)
+    /// when it expires within 30 seconds.
+    async fn bearer(&self, path: &std::path::Path) -> Result<String, ClientError> {
+        let not_logged_in = || ClientError::Credentials(CredentialError::Missing);
+        let now = session::unix_now();
+        let current = session::SessionFile::load(path).ok_or_else(not_logged_in)?;
+        if current.expires_at > now + 30 {
+            return Ok(current.access_token);
+        }
+        let _lock = session::FileLock::acquire(path)
+            .map_err(|e| ClientError::Usage(format!("cannot lock {}: {e}", path.display())))?;
+        let mut file = session::SessionFile::load(path).ok_or_else(not_logged_in)?;
+        if file.expires_at > now + 30 {
+            return Ok(file.access_token);
+        }
+        #[derive(Deserialize)]
+        struct Refreshed {
+            access_token: String,
+            refresh_token: String,
+            expires_in: u64,
+        }
+        let req = self
+            .http
+            .post(format!("{}/auth/refresh", self.base))
+            .json(&json!({"refresh_token": file.refresh_token}));
+        let r: Refreshed = self.send(req).await?;
+        file.access_token = r.access_token;
+        file.refresh_token = r.refresh_token;
+        file.expires_at = session::unix_now() + r.expires_in;
+        file.save(path)
+            .map_err(|e| ClientError::Usage(format!("cannot save {}: {e}", path.display())))?;
+        Ok(file.access_token)
+    }
+
+    /// `GET /auth/github`: whether the server offers GitHub sign-in.
+    pub async fn github_configured(&self) -> Result<bool, ClientError> {
+        let v: Value = self
+            .send(self.http.get(format!("{}/auth/github", self.base)))
+            .await?;
+        Ok(v["configured"].as_bool().unwrap_or(false))
+    }
+
+    /// `POST /auth/device`: starts GitHub's device flow.
+    pub async fn device_start(&self) -> Result<Value, ClientError> {
+        self.send(self.http.post(format!("{}/auth/device", self.base)))
+            .await
+    }
+
+    /// `POST /auth/device/token`: polls once.
+    pub async fn device_poll(&self, device_code: &str) -> Result<DevicePoll, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/auth/device/token", self.base))
+            .json(&json!({"device_code": device_code}));
+        let resp = self.send_raw(req).await?;
+        let accepted = resp.status() == StatusCode::ACCEPTED;
+        let v: Value = resp
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if accepted {
+            return Ok(match v["status"].as_str() {
+                Some("slow_down") => DevicePoll::SlowDown(v["interval"].as_u64().unwrap_or(10)),
+                _ => DevicePoll::Pending,
+            });
+        }
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        Ok(DevicePoll::Done {
+            access_token: s("access_token"),
+            refresh_token: s("refresh_token"),
+            expires_in: v["expires_in"].as_u64().unwrap_or(0),
+            nickname: v["user"]["nickname"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            full_name: v["user"]["full_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+
+    /// `POST /auth/logout` for the login in `file`: ends the session on the
+    /// server, so copies of its tokens stop working.
+    pub async fn logout(&self, file: &session::SessionFile) -> Result<(), ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/auth/logout", self.base))
+            .bearer_auth(&file.access_token)
+            .json(&json!({"refresh_token": file.refresh_token}));
+        self.send_raw(req).await?;
+        Ok(())
     }
 
     /// The server's base URL.
@@ -199,18 +326,16 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ClientError> {
-        let creds = self
-            .credentials
-            .as_ref()
-            .ok_or(ClientError::Credentials(CredentialError::Missing))?;
+    async fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ClientError> {
+        let auth = match (&self.credentials, &self.session) {
+            (Some(creds), _) => format!("Key {}:{}", creds.key_id, creds.secret.expose_secret()),
+            (None, Some(path)) => format!("Bearer {}", self.bearer(path).await?),
+            (None, None) => return Err(ClientError::Credentials(CredentialError::Missing)),
+        };
         Ok(self
             .http
             .request(method, format!("{}{path}", self.base))
-            .header(
-                reqwest::header::AUTHORIZATION,
-                format!("Key {}:{}", creds.key_id, creds.secret.expose_secret()),
-            ))
+            .header(reqwest::header::AUTHORIZATION, auth))
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
@@ -243,7 +368,8 @@ impl Client {
     /// `POST /keys`.
     pub async fn create_key(&self, scope: &str, alias: &str) -> Result<CreatedKey, ClientError> {
         let req = self
-            .request(Method::POST, "/keys")?
+            .request(Method::POST, "/keys")
+            .await?
             .json(&json!({"scope": scope, "alias": alias}));
         self.send(req).await
     }
@@ -258,7 +384,7 @@ impl Client {
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
-        let req = self.request(Method::GET, "/keys")?.query(&query);
+        let req = self.request(Method::GET, "/keys").await?.query(&query);
         self.send(req).await
     }
 
@@ -278,7 +404,9 @@ impl Client {
 
     /// `DELETE /keys/{key_id}`.
     pub async fn revoke_key(&self, key_id: &str) -> Result<(), ClientError> {
-        let req = self.request(Method::DELETE, &format!("/keys/{key_id}"))?;
+        let req = self
+            .request(Method::DELETE, &format!("/keys/{key_id}"))
+            .await?;
         let resp = self.send_raw(req).await?;
         if resp.status() == StatusCode::NO_CONTENT || resp.status().is_success() {
             Ok(())
@@ -299,21 +427,24 @@ impl Client {
         if let Some(t) = timeout_ms {
             body["timeout_ms"] = json!(t);
         }
-        let req = self.request(Method::POST, "/apps")?.json(&body);
+        let req = self.request(Method::POST, "/apps").await?.json(&body);
         self.send(req).await
     }
 
     /// `GET /apps`.
     pub async fn list_apps(&self) -> Result<Vec<Value>, ClientError> {
-        let v: Value = self.send(self.request(Method::GET, "/apps")?).await?;
+        let v: Value = self.send(self.request(Method::GET, "/apps").await?).await?;
         Ok(v["apps"].as_array().cloned().unwrap_or_default())
     }
 
     /// `DELETE /apps/{owner}/{name}`.
     pub async fn delete_app(&self, app: &str) -> Result<(), ClientError> {
         let (owner, name) = split_app(app)?;
-        self.send_raw(self.request(Method::DELETE, &format!("/apps/{owner}/{name}"))?)
-            .await?;
+        self.send_raw(
+            self.request(Method::DELETE, &format!("/apps/{owner}/{name}"))
+                .await?,
+        )
+        .await?;
         Ok(())
     }
 
@@ -322,7 +453,8 @@ impl Client {
     pub async fn run(&self, app: &str, json_body: Vec<u8>) -> Result<RunResponse, ClientError> {
         let (owner, name) = split_app(app)?;
         let req = self
-            .request(Method::POST, &format!("/run/{owner}/{name}"))?
+            .request(Method::POST, &format!("/run/{owner}/{name}"))
+            .await?
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(json_body);
         let resp = self.send_raw(req).await?;
@@ -349,7 +481,7 @@ impl Client {
 
     /// `GET /users/current`.
     pub async fn current_user(&self) -> Result<CurrentUser, ClientError> {
-        let req = self.request(Method::GET, "/users/current")?;
+        let req = self.request(Method::GET, "/users/current").await?;
         self.send(req).await
     }
 }

@@ -130,6 +130,11 @@ impl SecretHasher {
         SecretHash(self.mac(secret.expose().as_bytes()))
     }
 
+    /// The stored form of a session token (same keyed hash as key secrets).
+    pub fn hash_token(&self, token: &crate::token::SessionToken) -> SecretHash {
+        SecretHash(self.mac(token.expose().as_bytes()))
+    }
+
     /// Whether `secret` hashes to `stored`, compared in constant time.
     pub fn verify(&self, secret: &KeySecret, stored: &SecretHash) -> bool {
         let computed = self.mac(secret.expose().as_bytes());

@@ -8,6 +8,7 @@
 //! - [`header`]: parsing `Authorization: Key <id>:<secret>` and `FAL_KEY`.
 //! - [`verify`]: the verification rule, one code path for known and unknown ids.
 //! - [`time`]: the injected clock and timestamps.
+//! - [`token`]: session tokens issued after a GitHub sign-in.
 //! - [`random`]: the injected source of randomness.
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod key;
 pub mod random;
 pub mod scope;
 pub mod time;
+pub mod token;
 pub mod verify;
 
 pub use hash::{Pepper, SecretHash, SecretHasher};

@@ -29,6 +29,8 @@ pub struct Principal {
     pub user_id: UserId,
     /// With which key (None for a GitHub-login session).
     pub key_id: Option<KeyId>,
+    /// With which session (GitHub login), when not a key.
+    pub session_id: Option<String>,
     /// With what permission.
     pub scope: Scope,
 }
@@ -52,6 +54,7 @@ pub fn verify(
         Some(r) if secret_ok && !r.revoked && r.key_id == creds.key_id => Ok(Principal {
             user_id: r.user_id.clone(),
             key_id: Some(r.key_id),
+            session_id: None,
             scope: r.scope,
         }),
         _ => Err(VerifyError),

@@ -255,6 +255,11 @@ async fn main() {
 
     let c_small = cached(&small, &hasher, 1_000, &s_secret).await;
     let c_big = cached(&big, &hasher, 100_000, &b_secret).await;
+    if c_big.as_secs_f64() > c_small.as_secs_f64() * 1.10 {
+        eprintln!(
+            "note: cached verification with 1M keys stored is more than 10% slower than with 1k in this run"
+        );
+    }
     rows.push((
         "cached verification, 1k keys stored (median)".into(),
         format!("{:.0} ns", c_small.as_nanos()),
@@ -317,6 +322,11 @@ async fn main() {
             pg.close().await;
             drop_database(&base, &db).await.unwrap();
             let (p50, p99, missed) = propagation(&base).await;
+            // The goal of issue 4, asserted here (a benchmark), not in a timed test.
+            assert!(
+                p99 < Duration::from_secs(1) && missed == 0,
+                "revocation propagation p99 {p99:?} (missed {missed}) misses the 1 s goal"
+            );
             rows.push((
                 "revocation propagation A -> B, 300 runs (p50 / p99)".into(),
                 format!("{} / {} ({missed} not seen within 5 s)", us(p50), us(p99)),

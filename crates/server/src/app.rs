@@ -192,13 +192,27 @@ impl App {
         }
 
         let shared = Arc::new(store.clone());
-        let verifier = Arc::new(Verifier::new(
-            hasher,
+        let sessions = Arc::new(crate::sessions::Sessions::new(
             shared.clone(),
+            hasher.clone(),
             clock.clone(),
-            config.cache_capacity,
-            config.max_staleness,
+            rng.clone(),
+            config.session_ttl,
         ));
+        let verifier = Arc::new(
+            Verifier::new(
+                hasher,
+                shared.clone(),
+                clock.clone(),
+                config.cache_capacity,
+                config.max_staleness,
+            )
+            .with_sessions(sessions.clone()),
+        );
+        let github = config
+            .github
+            .clone()
+            .map(|g| Arc::new(crate::github::Github::new(g)));
         let (builtin, demo_task) = if config.demo {
             let owner = store
                 .bootstrap_user()
@@ -227,6 +241,9 @@ impl App {
             users: shared,
             clock,
             rng,
+            github,
+            sessions,
+            tls: config.tls.is_some(),
         })?;
         Ok(App {
             config,

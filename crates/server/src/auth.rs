@@ -72,6 +72,8 @@ pub struct Verifier {
     clock: Arc<dyn Clock>,
     /// Records older than this are read again.
     max_staleness_ms: i64,
+    /// Sessions from GitHub sign-in, for `Bearer` tokens.
+    sessions: Option<Arc<crate::sessions::Sessions>>,
     /// Entries used since the last write-back of `last_used_at`.
     pending: Mutex<Vec<Arc<Cached>>>,
     /// Wakes the write-back task early when `pending` grows past
@@ -93,6 +95,8 @@ pub enum AuthFailure {
     Invalid,
     /// Storage is down and the key is not in cache.
     Unavailable,
+    /// A session token that is unknown, expired or logged out.
+    InvalidSession,
 }
 
 impl From<AuthFailure> for ApiError {
@@ -103,6 +107,13 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Malformed => ApiError::MalformedKey,
             AuthFailure::Invalid => ApiError::InvalidCredentials,
             AuthFailure::Unavailable => ApiError::Unavailable,
+            AuthFailure::InvalidSession => ApiError::Status {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: "invalid_session",
+                detail: "This login has expired or was ended: run `fal auth login` again \
+                         (or set FAL_KEY_ID and FAL_KEY_SECRET)"
+                    .into(),
+            },
         }
     }
 }
@@ -122,8 +133,23 @@ impl Verifier {
             cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             clock,
             max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
+            sessions: None,
             pending: Mutex::new(Vec::new()),
             flush_soon: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Also accepts session tokens (`Authorization: Bearer`).
+    pub fn with_sessions(mut self, sessions: Arc<crate::sessions::Sessions>) -> Verifier {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// Authenticates a session token (bearer or cookie).
+    pub async fn authenticate_session(&self, token: &str) -> Result<Principal, AuthFailure> {
+        match &self.sessions {
+            Some(s) => s.authenticate(token).await,
+            None => Err(AuthFailure::InvalidSession),
         }
     }
 
@@ -137,8 +163,7 @@ impl Verifier {
         let value = header.ok_or(AuthFailure::Missing)?;
         match parse_authorization(value) {
             Ok(AuthHeader::Key(creds)) => self.verify(&creds).await,
-            // Sessions from GitHub sign-in are not issued by this server yet.
-            Ok(AuthHeader::Bearer(_)) => Err(AuthFailure::UnsupportedScheme),
+            Ok(AuthHeader::Bearer(token)) => self.authenticate_session(token).await,
             Err(HeaderError::Missing) => Err(AuthFailure::Missing),
             Err(HeaderError::UnsupportedScheme) => Err(AuthFailure::UnsupportedScheme),
             Err(HeaderError::MalformedKey) => Err(AuthFailure::Malformed),
@@ -283,6 +308,12 @@ struct Shared {
     upstream: UpstreamClient,
     /// Makes request ids (shared by all workers, so ids stay unique).
     request_ids: Arc<RequestIds>,
+    /// GitHub sign-in, when configured.
+    github: Option<Arc<crate::github::Github>>,
+    /// Sessions after GitHub sign-in.
+    sessions: Arc<crate::sessions::Sessions>,
+    /// Whether served over TLS (cookies get `Secure`).
+    tls: bool,
     /// Users, for `GET /users/current`.
     users: Arc<dyn UserStore>,
     /// Now.
@@ -309,6 +340,12 @@ pub struct StateParts {
     pub clock: Arc<dyn Clock>,
     /// Randomness.
     pub rng: Arc<dyn RandomSource>,
+    /// GitHub sign-in, when configured.
+    pub github: Option<Arc<crate::github::Github>>,
+    /// Sessions.
+    pub sessions: Arc<crate::sessions::Sessions>,
+    /// Served over TLS.
+    pub tls: bool,
 }
 
 impl AppState {
@@ -326,8 +363,36 @@ impl AppState {
                 users: p.users,
                 clock: p.clock,
                 rng: p.rng,
+                github: p.github,
+                sessions: p.sessions,
+                tls: p.tls,
             }),
         })
+    }
+
+    /// GitHub sign-in, when configured.
+    pub fn github(&self) -> Option<&crate::github::Github> {
+        self.inner.github.as_deref()
+    }
+
+    /// Sessions.
+    pub fn sessions(&self) -> &crate::sessions::Sessions {
+        &self.inner.sessions
+    }
+
+    /// Now.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    /// Randomness.
+    pub fn rng(&self) -> &dyn RandomSource {
+        self.inner.rng.as_ref()
+    }
+
+    /// Whether served over TLS.
+    pub fn tls(&self) -> bool {
+        self.inner.tls
     }
 
     /// The same state with its own upstream client, for a worker thread
@@ -345,6 +410,9 @@ impl AppState {
                 users: s.users.clone(),
                 clock: s.clock.clone(),
                 rng: s.rng.clone(),
+                github: s.github.clone(),
+                sessions: s.sessions.clone(),
+                tls: s.tls,
             }),
         }
     }
@@ -384,6 +452,16 @@ async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| ApiError::MalformedKey)?),
     };
+    // The dashboard's session cookie counts only for safe methods: a
+    // cross-site page can make a browser send cookies, never an
+    // Authorization header, so nothing that changes state rides on a cookie.
+    if header.is_none()
+        && parts.method.is_safe()
+        && let Some(token) =
+            crate::api::github::cookie(&parts.headers, crate::api::github::SESSION_COOKIE)
+    {
+        return Ok(state.inner.verifier.authenticate_session(&token).await?);
+    }
     let principal = state.inner.verifier.authenticate(header).await?;
     Ok(principal)
 }

@@ -30,6 +30,10 @@ pub struct Config {
     pub demo: bool,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// Sign-in with GitHub, when configured.
+    pub github: Option<crate::github::GithubConfig>,
+    /// Lifetimes of sessions after GitHub sign-in.
+    pub session_ttl: crate::sessions::SessionTtl,
 }
 
 /// The PEM files for HTTPS.
@@ -54,6 +58,8 @@ impl Config {
             usage_flush_interval: Duration::from_secs(10),
             demo: false,
             tls: None,
+            github: None,
+            session_ttl: crate::sessions::SessionTtl::default(),
         }
     }
 

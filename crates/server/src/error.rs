@@ -50,6 +50,16 @@ pub enum ApiError {
     /// The request was well-formed but a value is not acceptable.
     #[error("{0}")]
     Unprocessable(String),
+    /// A reply with its own status and code (sign-in flows).
+    #[error("{detail}")]
+    Status {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable code.
+        code: &'static str,
+        /// Message.
+        detail: String,
+    },
     /// The thing already exists.
     #[error("{0}")]
     Conflict(String),
@@ -79,6 +89,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Status { status, .. } => *status,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -98,6 +109,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "invalid_value",
+            ApiError::Status { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::BadGateway(_) => "upstream_unreachable",
             ApiError::GatewayTimeout(_) => "upstream_timeout",

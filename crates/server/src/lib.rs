@@ -12,6 +12,7 @@
 //! - [`api`]: the REST handlers.
 //! - [`gateway`]: `/run/OWNER/NAME/…`, forwarding to model upstreams.
 //! - [`tls`]: serving HTTPS with rustls.
+//! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
@@ -21,7 +22,9 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod github;
 pub mod pepper;
+pub mod sessions;
 pub mod tls;
 
 pub use app::{App, BootstrapKey, RunningServer};

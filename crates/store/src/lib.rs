@@ -234,6 +234,87 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: &User) -> Result<(), StoreError>;
     /// The user with this id.
     async fn user(&self, user_id: &UserId) -> Result<Option<User>, StoreError>;
+    /// The user signed in with this GitHub account, by GitHub's numeric id
+    /// (which survives a renamed login).
+    async fn user_by_github_id(&self, github_id: i64) -> Result<Option<User>, StoreError>;
+    /// Updates the names shown for a user (they change on GitHub).
+    async fn update_user_names(
+        &self,
+        user_id: &UserId,
+        nickname: &str,
+        full_name: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// What kind of session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// The CLI's device-flow login: access and refresh tokens.
+    Cli,
+    /// The dashboard's cookie: one token, no refresh.
+    Web,
+}
+
+impl SessionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Cli => "cli",
+            SessionKind::Web => "web",
+        }
+    }
+}
+
+/// A session after GitHub sign-in. Tokens are kept only as keyed hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Stable id (for logout).
+    pub session_id: String,
+    /// Whose.
+    pub user_id: UserId,
+    /// CLI or dashboard.
+    pub kind: SessionKind,
+    /// Hash of the current access token.
+    pub access_hash: String,
+    /// Hash of the current refresh token (CLI sessions).
+    pub refresh_hash: Option<String>,
+    /// When the access token stops working.
+    pub access_expires_at: Timestamp,
+    /// When the refresh token stops working.
+    pub refresh_expires_at: Option<Timestamp>,
+    /// When the session began.
+    pub created_at: Timestamp,
+    /// Set on logout.
+    pub revoked: bool,
+}
+
+/// Sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session.
+    async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError>;
+    /// The session whose access token hashes to `access_hash`.
+    async fn session_by_access(
+        &self,
+        access_hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    /// The session whose refresh token hashes to `refresh_hash`.
+    async fn session_by_refresh(
+        &self,
+        refresh_hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    /// Replaces both tokens of the live session holding `old_refresh_hash`
+    /// (rotation). Returns false if no live session holds it any more (so
+    /// a refresh token works once).
+    async fn rotate_session(
+        &self,
+        old_refresh_hash: &str,
+        access_hash: &str,
+        refresh_hash: &str,
+        access_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Ends a session: neither of its tokens works afterwards.
+    async fn revoke_session(&self, session_id: &str, at: Timestamp) -> Result<(), StoreError>;
 }
 
 /// Deployment-wide facts kept in the database.

@@ -2,6 +2,7 @@
 //! [`ApiError`]s with a message that says what to fix.
 
 pub mod apps;
+pub mod github;
 pub mod keys;
 pub mod users;
 
@@ -22,6 +23,16 @@ pub fn routes() -> Router<AppState> {
         .route("/keys/{key_id}", delete(keys::revoke))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
+        .route("/auth/github", get(github::status))
+        .route("/auth/github/login", get(github::web_login))
+        .route("/auth/github/callback", get(github::web_callback))
+        .route("/auth/device", axum::routing::post(github::device_start))
+        .route(
+            "/auth/device/token",
+            axum::routing::post(github::device_poll),
+        )
+        .route("/auth/refresh", axum::routing::post(github::refresh))
+        .route("/auth/logout", axum::routing::post(github::logout))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
         .route("/run/{owner}/{name}", any(crate::gateway::run))

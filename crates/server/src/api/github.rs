@@ -1,0 +1,309 @@
+//! Sign-in routes: the CLI's device flow, token refresh and logout, and the
+//! dashboard's web flow.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header::{COOKIE, HOST, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fal_core::token::SessionToken;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::ApiJson;
+use crate::auth::{AppState, Caller};
+use crate::error::ApiError;
+use crate::github::{DevicePoll, Github};
+
+/// Cookie holding the dashboard session.
+pub const SESSION_COOKIE: &str = "fal_session";
+/// Cookie holding the web flow's `state` and PKCE verifier until the callback.
+const OAUTH_COOKIE: &str = "fal_oauth";
+
+fn github(state: &AppState) -> Result<&Github, ApiError> {
+    state.github().ok_or_else(|| ApiError::Status {
+        status: StatusCode::NOT_IMPLEMENTED,
+        code: "github_not_configured",
+        detail: "GitHub sign-in is not configured on this server: start fal serve with \
+                 --github-client-id and --github-client-secret (or use a key pair: \
+                 FAL_KEY_ID/FAL_KEY_SECRET)"
+            .into(),
+    })
+}
+
+/// `GET /auth/github`: whether GitHub sign-in is available here.
+pub async fn status(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "configured": state.github().is_some() }))
+}
+
+/// `POST /auth/device`: starts the device flow.
+pub async fn device_start(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let code = github(&state)?.device_code().await?;
+    Ok(Json(serde_json::to_value(code).unwrap_or_default()))
+}
+
+/// `POST /auth/device/token` body.
+#[derive(Deserialize)]
+pub struct DevicePollBody {
+    device_code: String,
+}
+
+fn user_json(u: &fal_store::User) -> Value {
+    json!({"user_id": u.user_id.as_str(), "nickname": u.nickname, "full_name": u.full_name})
+}
+
+/// `POST /auth/device/token`: one poll. 202 while pending (with the interval
+/// to use), 200 with tokens when done.
+pub async fn device_poll(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DevicePollBody>,
+) -> Result<Response, ApiError> {
+    let gh = github(&state)?;
+    let status = |code: StatusCode, c: &'static str, detail: &str| ApiError::Status {
+        status: code,
+        code: c,
+        detail: detail.into(),
+    };
+    match gh.poll_device(&body.device_code).await? {
+        DevicePoll::Pending => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "authorization_pending"})),
+        )
+            .into_response()),
+        DevicePoll::SlowDown(interval) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "slow_down", "interval": interval})),
+        )
+            .into_response()),
+        DevicePoll::Expired => Err(status(
+            StatusCode::GONE,
+            "expired_token",
+            "The code expired before it was entered: run `fal auth login` again",
+        )),
+        DevicePoll::Denied => Err(status(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "Access was denied on GitHub",
+        )),
+        DevicePoll::Token(token) => {
+            let user = gh
+                .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
+                .await?;
+            let issued = state.sessions().issue_cli(&user.user_id).await?;
+            Ok(Json(json!({
+                "access_token": issued.access.expose(),
+                "refresh_token": issued.refresh.expose(),
+                "expires_in": issued.expires_in,
+                "user": user_json(&user),
+            }))
+            .into_response())
+        }
+    }
+}
+
+/// `POST /auth/refresh` body.
+#[derive(Deserialize)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+/// `POST /auth/refresh`: rotates the tokens of a CLI session.
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<Value>, ApiError> {
+    let (issued, _) = state.sessions().refresh(&body.refresh_token).await?;
+    Ok(Json(json!({
+        "access_token": issued.access.expose(),
+        "refresh_token": issued.refresh.expose(),
+        "expires_in": issued.expires_in,
+    })))
+}
+
+/// `POST /auth/logout`: ends the caller's session (bearer token or cookie),
+/// or the one holding `refresh_token` in the body.
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if let Ok(Caller(p)) = &caller
+        && let Some(id) = &p.session_id
+    {
+        state.sessions().revoke(id).await?;
+    }
+    if let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) {
+        state.sessions().revoke_by_refresh(&b.refresh_token).await?;
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_static("fal_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+    );
+    Ok(resp)
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn callback_url(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let scheme = if state.tls() { "https" } else { "http" };
+    format!("{scheme}://{host}/auth/github/callback")
+}
+
+fn cookie_attrs(state: &AppState) -> &'static str {
+    if state.tls() {
+        "Path=/; HttpOnly; SameSite=Lax; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Lax"
+    }
+}
+
+/// `GET /auth/github/login`: the web flow's first step.
+pub async fn web_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let gh = github(&state)?;
+    let st = SessionToken::generate("", state.rng())?;
+    let verifier = SessionToken::generate("", state.rng())?;
+    let challenge = b64url(&Sha256::digest(verifier.expose().as_bytes()));
+    let url = gh.authorize_url(&callback_url(&state, &headers), st.expose(), &challenge);
+    let cookie = format!(
+        "{OAUTH_COOKIE}={}.{}; Max-Age=600; {}",
+        st.expose(),
+        verifier.expose(),
+        cookie_attrs(&state)
+    );
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        LOCATION,
+        HeaderValue::from_str(&url).map_err(|_| ApiError::Internal("url".into()))?,
+    );
+    h.insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|_| ApiError::Internal("cookie".into()))?,
+    );
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Web flow callback query.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Reads one cookie.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `GET /auth/github/callback`: checks `state`, exchanges the code with its
+/// PKCE verifier, signs the user in, and sets a fresh session cookie.
+pub async fn web_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, ApiError> {
+    let gh = github(&state)?;
+    let bad = |detail: &str| ApiError::Status {
+        status: StatusCode::BAD_REQUEST,
+        code: "bad_oauth_state",
+        detail: detail.into(),
+    };
+    if let Some(e) = q.error {
+        return Err(bad(&format!(
+            "GitHub sign-in did not complete ({e}); start again"
+        )));
+    }
+    let stored = cookie(&headers, OAUTH_COOKIE)
+        .ok_or_else(|| bad("The sign-in expired or was started elsewhere; start again"))?;
+    let (st, verifier) = stored
+        .split_once('.')
+        .ok_or_else(|| bad("Malformed sign-in cookie; start again"))?;
+    let given = q.state.unwrap_or_default();
+    if !bool::from(subtle_eq(st.as_bytes(), given.as_bytes())) {
+        return Err(bad("The sign-in's state does not match; start again"));
+    }
+    let code = q
+        .code
+        .ok_or_else(|| bad("GitHub sent no code; start again"))?;
+    let token = gh
+        .exchange_code(&code, verifier, &callback_url(&state, &headers))
+        .await?;
+    let user = gh
+        .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
+        .await?;
+    let (session, ttl) = state.sessions().issue_web(&user.user_id).await?;
+    let attrs = cookie_attrs(&state);
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    h.insert(LOCATION, HeaderValue::from_static("/dashboard/keys"));
+    let set =
+        |v: String| HeaderValue::from_str(&v).map_err(|_| ApiError::Internal("cookie".into()));
+    h.append(
+        SET_COOKIE,
+        set(format!(
+            "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
+            session.expose(),
+            ttl.as_secs()
+        ))?,
+    );
+    h.append(
+        SET_COOKIE,
+        set(format!("{OAUTH_COOKIE}=; Max-Age=0; {attrs}"))?,
+    );
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeEq;
+    if a.len() != b.len() {
+        return subtle::Choice::from(0);
+    }
+    a.ct_eq(b)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64url_matches_rfc7636_example() {
+        // The RFC 7636 appendix B verifier; the expected value was computed with
+        // Python's hashlib and base64.urlsafe_b64encode.
+        use sha2::Digest;
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = super::b64url(&sha2::Sha256::digest(verifier.as_bytes()));
+        assert_eq!(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+}

@@ -1,0 +1,221 @@
+//! The server's own sessions after a GitHub sign-in: a short-lived access
+//! token and a rotating refresh token for the CLI, one token in an HttpOnly
+//! cookie for the dashboard. Only keyed hashes are stored; logout revokes
+//! the session server-side, so copies of its tokens stop working.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fal_core::token::{ACCESS_PREFIX, REFRESH_PREFIX, SessionToken};
+use fal_core::{Clock, Principal, RandomSource, Scope, SecretHasher, Timestamp, UserId};
+use fal_store::{SessionKind, SessionRecord, SessionStore, StoreError};
+
+use crate::auth::AuthFailure;
+use crate::error::ApiError;
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTtl {
+    /// Access tokens (CLI).
+    pub access: Duration,
+    /// Refresh tokens (CLI).
+    pub refresh: Duration,
+    /// Dashboard cookies.
+    pub web: Duration,
+}
+
+impl Default for SessionTtl {
+    fn default() -> SessionTtl {
+        SessionTtl {
+            access: Duration::from_secs(15 * 60),
+            refresh: Duration::from_secs(30 * 24 * 3600),
+            web: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Tokens handed to the CLI.
+pub struct IssuedTokens {
+    /// For `Authorization: Bearer`.
+    pub access: SessionToken,
+    /// For `POST /auth/refresh`.
+    pub refresh: SessionToken,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+}
+
+/// Issues, checks, rotates and ends sessions.
+pub struct Sessions {
+    /// Storage.
+    store: Arc<dyn SessionStore>,
+    /// Keyed hash (the pepper).
+    hasher: SecretHasher,
+    /// Now.
+    clock: Arc<dyn Clock>,
+    /// Randomness for tokens.
+    rng: Arc<dyn RandomSource>,
+    /// Lifetimes.
+    ttl: SessionTtl,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Sessions {
+    /// Sessions over `store`.
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        hasher: SecretHasher,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+        ttl: SessionTtl,
+    ) -> Sessions {
+        Sessions {
+            store,
+            hasher,
+            clock,
+            rng,
+            ttl,
+        }
+    }
+
+    fn hash(&self, t: &SessionToken) -> String {
+        self.hasher.hash_token(t).to_hex()
+    }
+
+    fn session_id(&self) -> Result<String, ApiError> {
+        Ok(SessionToken::generate("s_", self.rng.as_ref())?.expose()[2..34].to_owned())
+    }
+
+    /// A CLI session for `user_id`.
+    pub async fn issue_cli(&self, user_id: &UserId) -> Result<IssuedTokens, ApiError> {
+        let now = self.clock.now();
+        let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
+        let refresh = SessionToken::generate(REFRESH_PREFIX, self.rng.as_ref())?;
+        self.store
+            .create_session(&SessionRecord {
+                session_id: self.session_id()?,
+                user_id: user_id.clone(),
+                kind: SessionKind::Cli,
+                access_hash: self.hash(&access),
+                refresh_hash: Some(self.hash(&refresh)),
+                access_expires_at: now.plus_millis(ms(self.ttl.access)),
+                refresh_expires_at: Some(now.plus_millis(ms(self.ttl.refresh))),
+                created_at: now,
+                revoked: false,
+            })
+            .await?;
+        Ok(IssuedTokens {
+            access,
+            refresh,
+            expires_in: self.ttl.access.as_secs(),
+        })
+    }
+
+    /// A dashboard session; returns the cookie's token and its lifetime.
+    pub async fn issue_web(&self, user_id: &UserId) -> Result<(SessionToken, Duration), ApiError> {
+        let now = self.clock.now();
+        let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
+        self.store
+            .create_session(&SessionRecord {
+                session_id: self.session_id()?,
+                user_id: user_id.clone(),
+                kind: SessionKind::Web,
+                access_hash: self.hash(&access),
+                refresh_hash: None,
+                access_expires_at: now.plus_millis(ms(self.ttl.web)),
+                refresh_expires_at: None,
+                created_at: now,
+                revoked: false,
+            })
+            .await?;
+        Ok((access, self.ttl.web))
+    }
+
+    /// Who a bearer token (or session cookie) belongs to. A session may do
+    /// what an ADMIN key may do, for its own user.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {
+        let token = SessionToken::parse(ACCESS_PREFIX, token).ok_or(AuthFailure::InvalidSession)?;
+        let record = match self.store.session_by_access(&self.hash(&token)).await {
+            Ok(r) => r,
+            Err(StoreError::Unavailable(_)) => return Err(AuthFailure::Unavailable),
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return Err(AuthFailure::Unavailable);
+            }
+        };
+        match record {
+            Some(r) if !r.revoked && r.access_expires_at > self.clock.now() => Ok(Principal {
+                user_id: r.user_id,
+                key_id: None,
+                session_id: Some(r.session_id),
+                scope: Scope::Admin,
+            }),
+            _ => Err(AuthFailure::InvalidSession),
+        }
+    }
+
+    /// Rotates a CLI session: the refresh token works once.
+    pub async fn refresh(&self, refresh: &str) -> Result<(IssuedTokens, UserId), ApiError> {
+        let invalid = || ApiError::Status {
+            status: axum::http::StatusCode::UNAUTHORIZED,
+            code: "invalid_refresh_token",
+            detail: "This login has expired or was ended: run `fal auth login` again".into(),
+        };
+        let old = SessionToken::parse(REFRESH_PREFIX, refresh).ok_or_else(invalid)?;
+        let old_hash = self.hash(&old);
+        let record = self
+            .store
+            .session_by_refresh(&old_hash)
+            .await?
+            .ok_or_else(invalid)?;
+        let now = self.clock.now();
+        let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
+        let new_refresh = SessionToken::generate(REFRESH_PREFIX, self.rng.as_ref())?;
+        let rotated = self
+            .store
+            .rotate_session(
+                &old_hash,
+                &self.hash(&access),
+                &self.hash(&new_refresh),
+                now.plus_millis(ms(self.ttl.access)),
+                now,
+            )
+            .await?;
+        if !rotated {
+            return Err(invalid());
+        }
+        Ok((
+            IssuedTokens {
+                access,
+                refresh: new_refresh,
+                expires_in: self.ttl.access.as_secs(),
+            },
+            record.user_id,
+        ))
+    }
+
+    /// Ends a session.
+    pub async fn revoke(&self, session_id: &str) -> Result<(), ApiError> {
+        Ok(self
+            .store
+            .revoke_session(session_id, self.clock.now())
+            .await?)
+    }
+
+    /// Ends the session holding this refresh token, if any.
+    pub async fn revoke_by_refresh(&self, refresh: &str) -> Result<(), ApiError> {
+        if let Some(t) = SessionToken::parse(REFRESH_PREFIX, refresh)
+            && let Some(r) = self.store.session_by_refresh(&self.hash(&t)).await?
+        {
+            self.revoke(&r.session_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Now (for cookies' expiry).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
