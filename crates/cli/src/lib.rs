@@ -44,8 +44,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the platform: REST API (and, later, the model gateway and dashboard).
-    Serve(ServeArgs),
+    /// Run the platform: REST API, model gateway, GitHub sign-in.
+    Serve(Box<ServeArgs>),
     /// Manage key pairs (`fal keys …` is the same).
     #[command(subcommand, visible_alias = "keys")]
     Key(KeyCommand),
@@ -256,7 +256,7 @@ pub fn main() -> ExitCode {
 /// Dispatches one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Admin(AdminCommand::RecoverKey { data }) => serve::recover_key(data).await,
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
