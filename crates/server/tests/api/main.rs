@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod fake_github;
 mod gateway;
+mod github_web;
 mod helpers;
 mod keys;
 mod lifecycle;

@@ -1,0 +1,170 @@
+//! The dashboard's GitHub sign-in: web flow with state and PKCE, and the
+//! session cookie it sets.
+
+use std::sync::Arc;
+
+use fal_server::github::GithubConfig;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+async fn app_with_github(fake: &FakeGithub) -> TestApp {
+    let url = fake.url.clone();
+    spawn_app_with(
+        move |c| {
+            c.github = Some(GithubConfig {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.to_owned().into(),
+                url: url.clone(),
+                api_url: url,
+                allow_users: vec!["octocat".into()],
+                allow_orgs: vec![],
+            })
+        },
+        Arc::new(fal_core::SystemClock),
+    )
+    .await
+}
+
+fn no_redirects() -> reqwest::Client {
+    let _ = fal_client::http_client();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn query_param(url: &str, name: &str) -> String {
+    let q = url.split_once('?').unwrap().1;
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs the web flow up to the callback; returns the callback's response.
+async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwest::Response {
+    let http = no_redirects();
+    let start = http
+        .get(format!("{}/auth/github/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let location = start.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/login/oauth/authorize?", fake.url)),
+        "{location}"
+    );
+    assert_eq!(query_param(&location, "code_challenge_method"), "S256");
+    let oauth_cookie = start.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(oauth_cookie.contains("HttpOnly") && oauth_cookie.contains("SameSite=Lax"));
+    let cookie = oauth_cookie.split(';').next().unwrap().to_owned();
+    // The user approves on GitHub, which redirects back with a code.
+    fake.issue_code("code-1", &query_param(&location, "code_challenge"));
+    let state = if tamper_state {
+        "forged".to_owned()
+    } else {
+        query_param(&location, "state")
+    };
+    http.get(format!(
+        "{}/auth/github/callback?code=code-1&state={state}",
+        app.url
+    ))
+    .header(COOKIE, cookie)
+    .send()
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_web_flow_sets_an_httponly_samesite_session_cookie() {
+    let fake = FakeGithub::start();
+    let app = app_with_github(&fake).await;
+    let done = sign_in(&app, &fake, false).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()[LOCATION], "/dashboard/keys");
+    let session = done
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("fal_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Secure"),
+        "plain HTTP here; Secure is set under TLS"
+    );
+    let cookie = session.split(';').next().unwrap().to_owned();
+
+    let me = no_redirects()
+        .get(format!("{}/users/current", app.url))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let me: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(me["nickname"], "octocat");
+    assert_eq!(me["credential"]["type"], "session");
+
+    // A cookie never authorises a state change (CSRF): POST needs a header.
+    let post = no_redirects()
+        .post(format!("{}/keys", app.url))
+        .header(COOKIE, &cookie)
+        .json(&serde_json::json!({"scope": "API"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 401);
+}
+
+#[tokio::test]
+async fn a_forged_state_or_missing_cookie_is_refused() {
+    let fake = FakeGithub::start();
+    let app = app_with_github(&fake).await;
+    let forged = sign_in(&app, &fake, true).await;
+    assert_eq!(forged.status(), 400);
+    let body: serde_json::Value = forged.json().await.unwrap();
+    assert_eq!(body["code"], "bad_oauth_state");
+    let no_cookie = no_redirects()
+        .get(format!("{}/auth/github/callback?code=x&state=y", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_cookie.status(), 400);
+}
+
+#[tokio::test]
+async fn without_github_configured_sign_in_says_so_and_keys_still_work() {
+    let app = spawn_app().await;
+    let r = no_redirects()
+        .get(format!("{}/auth/github/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "github_not_configured");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--github-client-id")
+    );
+    let status: serde_json::Value = no_redirects()
+        .get(format!("{}/auth/github", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["configured"], false);
+    app.admin().current_user().await.unwrap();
+}
