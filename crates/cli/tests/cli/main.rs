@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod commands;
+#[path = "../../../server/tests/api/fake_github.rs"]
+mod fake_github;
+mod github;
 mod harness;
 mod models;
 mod python_client;
