@@ -135,6 +135,18 @@ impl SecretHasher {
         SecretHash(self.mac(token.expose().as_bytes()))
     }
 
+    /// A keyed digest of `label` and `data` in hex, for values derived from a
+    /// secret that must not reveal it (such as a CSRF token bound to a
+    /// session token).
+    pub fn derive_hex(&self, label: &str, data: &str) -> String {
+        let mut m = self.keyed.clone();
+        m.update(label.as_bytes());
+        m.update(&[0]);
+        m.update(data.as_bytes());
+        let out: [u8; 32] = m.finalize().into_bytes().into();
+        hex::encode(&out[..16])
+    }
+
     /// Whether `secret` hashes to `stored`, compared in constant time.
     pub fn verify(&self, secret: &KeySecret, stored: &SecretHash) -> bool {
         let computed = self.mac(secret.expose().as_bytes());

@@ -539,6 +539,7 @@ impl RunningServer {
 /// Builds the router over `state`.
 pub fn router(state: AppState) -> Router {
     crate::api::routes()
+        .merge(crate::dashboard::routes())
         .fallback(fallback)
         .with_state(state)
         .layer(middleware::from_fn(log_request))

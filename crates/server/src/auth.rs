@@ -314,6 +314,8 @@ struct Shared {
     sessions: Arc<crate::sessions::Sessions>,
     /// Whether served over TLS (cookies get `Secure`).
     tls: bool,
+    /// One-time links to newly created secrets (dashboard).
+    flashes: Arc<crate::dashboard::Flashes>,
     /// Users, for `GET /users/current`.
     users: Arc<dyn UserStore>,
     /// Now.
@@ -366,6 +368,7 @@ impl AppState {
                 github: p.github,
                 sessions: p.sessions,
                 tls: p.tls,
+                flashes: Arc::default(),
             }),
         })
     }
@@ -395,6 +398,11 @@ impl AppState {
         self.inner.tls
     }
 
+    /// One-time secret links.
+    pub fn flashes(&self) -> &crate::dashboard::Flashes {
+        &self.inner.flashes
+    }
+
     /// The same state with its own upstream client, for a worker thread
     /// with its own runtime (connections to upstreams stay on that thread).
     pub fn for_worker(&self, upstream: UpstreamClient) -> AppState {
@@ -413,6 +421,7 @@ impl AppState {
                 github: s.github.clone(),
                 sessions: s.sessions.clone(),
                 tls: s.tls,
+                flashes: s.flashes.clone(),
             }),
         }
     }
@@ -518,6 +527,28 @@ pub struct CreatedKey {
     pub key: NewKey,
     /// The secret, to show once.
     pub secret: KeySecret,
+}
+
+impl AppState {
+    /// The key-management handle for a dashboard form: only for a session
+    /// principal with ADMIN scope, and only with proof that the form carried
+    /// its session's CSRF token.
+    pub fn dashboard_admin(
+        &self,
+        principal: Principal,
+        _csrf: &crate::sessions::CsrfChecked,
+    ) -> Result<Admin, ApiError> {
+        if principal.scope != Scope::Admin {
+            return Err(ApiError::InsufficientScope {
+                needed: Scope::Admin,
+                has: principal.scope,
+            });
+        }
+        Ok(Admin {
+            principal,
+            state: self.clone(),
+        })
+    }
 }
 
 impl Admin {

@@ -10,6 +10,7 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
+//! - [`dashboard`]: the keys page in the browser (server-rendered).
 //! - [`gateway`]: `/run/OWNER/NAME/…`, forwarding to model upstreams.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod gateway;
 pub mod github;

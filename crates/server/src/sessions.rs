@@ -44,6 +44,11 @@ pub struct IssuedTokens {
     pub expires_in: u64,
 }
 
+/// Proof that a dashboard form carried the CSRF token of its session. Only
+/// [`Sessions::check_csrf`] makes one, and the dashboard's key management
+/// needs one, so a form handler that skips the check does not compile.
+pub struct CsrfChecked(());
+
 /// Issues, checks, rotates and ends sessions.
 pub struct Sessions {
     /// Storage.
@@ -212,6 +217,20 @@ impl Sessions {
             self.revoke(&r.session_id).await?;
         }
         Ok(())
+    }
+
+    /// The CSRF token of the session whose token is `session_token`.
+    pub fn csrf_token(&self, session_token: &str) -> String {
+        self.hasher
+            .derive_hex("fal dashboard csrf v1", session_token)
+    }
+
+    /// Checks a form's CSRF token against its session, in constant time.
+    pub fn check_csrf(&self, session_token: &str, given: &str) -> Option<CsrfChecked> {
+        use subtle::ConstantTimeEq;
+        let want = self.csrf_token(session_token);
+        (want.len() == given.len() && bool::from(want.as_bytes().ct_eq(given.as_bytes())))
+            .then_some(CsrfChecked(()))
     }
 
     /// Now (for cookies' expiry).

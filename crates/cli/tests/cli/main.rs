@@ -3,6 +3,7 @@
 //! commands run against it exactly as a user would type them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod commands;
 #[path = "../../../server/tests/api/fake_github.rs"]
 mod fake_github;

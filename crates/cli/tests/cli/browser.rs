@@ -1,0 +1,52 @@
+//! The dashboard keys page in a real browser: headless Chromium (Debian's),
+//! driven by playwright-core from `tests/browser/keys_page.mjs`. Needs what
+//! `scripts/setup-browser.sh` installs; without it the test says so loudly
+//! and passes, except under CI, where it fails. Set `FAL_SCREENSHOTS=DIR`
+//! to save a screenshot of each page.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::Server;
+
+#[test]
+fn the_keys_page_generates_shows_once_and_revokes_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let playwright = root.join("target/browser-tests");
+    if !Path::new("/usr/bin/chromium").exists()
+        || !playwright.join("node_modules/playwright-core").exists()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but Chromium or playwright-core is missing: run scripts/setup-browser.sh"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "*** SKIPPED browser test: run scripts/setup-browser.sh (Chromium + playwright-core) ***"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
+    let admin = server.bootstrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/keys_page.mjs"))
+        .env("FAL_URL", &server.url)
+        .env("ADMIN_ID", &admin.id)
+        .env("ADMIN_SECRET", &admin.secret)
+        .env("PLAYWRIGHT_DIR", &playwright);
+    if let Some(shots) = std::env::var_os("FAL_SCREENSHOTS") {
+        cmd.env("SHOTS", shots);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("browser test passed"));
+    let log = server.stop();
+    assert!(!log.contains(&admin.secret), "a secret reached the log");
+}

@@ -1,0 +1,573 @@
+//! The dashboard: server-rendered pages to sign in, list, generate and
+//! revoke keys. Every flow works without JavaScript; `app.js` only adds
+//! copy buttons.
+//!
+//! Security: the session is an HttpOnly, SameSite=Lax cookie (Secure under
+//! TLS), a new one at every sign-in, revoked at sign-out, expiring
+//! server-side. Every form carries a CSRF token (bound to the session, or a
+//! double-submit cookie before sign-in), and key management is reachable
+//! only with the [`CsrfChecked`] proof. Pages are sent with a strict
+//! Content-Security-Policy, `X-Frame-Options: DENY` and
+//! `Cache-Control: no-store`. A new secret is shown through a one-time
+//! link (post, redirect, get): reloading or going back never shows it again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::extract::{Path, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use fal_core::header::parse_key_pair;
+use fal_core::token::SessionToken;
+use fal_core::{KeyId, Principal, Scope, Timestamp};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::api::github::{SESSION_COOKIE, cookie};
+use crate::auth::AppState;
+use crate::error::ApiError;
+use crate::sessions::CsrfChecked;
+
+const LAYOUT: &str = include_str!("../templates/layout.html");
+const LOGIN: &str = include_str!("../templates/login.html");
+const KEYS: &str = include_str!("../templates/keys.html");
+const KEY_ROW: &str = include_str!("../templates/key_row.html");
+const CREATED: &str = include_str!("../templates/created.html");
+const SHOWN: &str = include_str!("../templates/shown.html");
+const CONFIRM: &str = include_str!("../templates/confirm_revoke.html");
+const NAV: &str = include_str!("../templates/nav.html");
+const CSS: &str = include_str!("../static/app.css");
+const JS: &str = include_str!("../static/app.js");
+
+/// Cookie for the sign-in form's CSRF token (before there is a session).
+const LOGIN_CSRF_COOKIE: &str = "fal_csrf";
+/// How long a one-time secret link stays valid.
+const FLASH_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fills `{{name}}` (escaped) and `{{{name}}}` (trusted HTML) in a template.
+pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{{{k}}}}}}}"), v);
+        out = out.replace(&format!("{{{{{k}}}}}"), &escape(v));
+    }
+    out
+}
+
+fn page(title: &str, nav: &str, body: &str) -> Html<String> {
+    Html(render(
+        LAYOUT,
+        &[("title", title), ("nav", nav), ("body", body)],
+    ))
+}
+
+/// Secrets created in this process, shown once through `/dashboard/keys/created/{id}`.
+#[derive(Default)]
+pub struct Flashes {
+    /// flash id → (session id, key id, secret, when).
+    inner: Mutex<HashMap<String, (String, String, SecretString, Timestamp)>>,
+}
+
+impl Flashes {
+    fn put(
+        &self,
+        id: String,
+        session: String,
+        key_id: String,
+        secret: SecretString,
+        now: Timestamp,
+    ) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, v| now.millis() - v.3.millis() < FLASH_TTL_MS);
+        m.insert(id, (session, key_id, secret, now));
+    }
+
+    fn take(&self, id: &str, session: &str, now: Timestamp) -> Option<(String, SecretString)> {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(id) {
+            Some(v) if v.0 == session && now.millis() - v.3.millis() < FLASH_TTL_MS => {
+                m.remove(id).map(|v| (v.1, v.2))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The dashboard's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(|| async { redirect("/dashboard/keys") }))
+        .route("/dashboard/login", get(login_page).post(login))
+        .route("/dashboard/logout", post(logout))
+        .route("/dashboard/keys", get(keys_page).post(generate))
+        .route("/dashboard/keys/created/{flash}", get(created))
+        .route(
+            "/dashboard/keys/{key_id}/revoke",
+            get(confirm_revoke).post(revoke),
+        )
+        .route(
+            "/dashboard/static/app.css",
+            get(|| async { ([(CONTENT_TYPE, "text/css")], CSS) }),
+        )
+        .route(
+            "/dashboard/static/app.js",
+            get(|| async { ([(CONTENT_TYPE, "text/javascript")], JS) }),
+        )
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// Strict headers on every dashboard response.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+fn cookie_attrs(state: &AppState) -> &'static str {
+    if state.tls() {
+        "Path=/; HttpOnly; SameSite=Lax; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Lax"
+    }
+}
+
+/// The signed-in dashboard user: principal and session token.
+struct Signed {
+    principal: Principal,
+    token: String,
+    nickname: String,
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Signed> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let principal = state.verifier().authenticate_session(&token).await.ok()?;
+    let nickname = state
+        .users()
+        .user(&principal.user_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|u| u.nickname)
+        .unwrap_or_default();
+    Some(Signed {
+        principal,
+        token,
+        nickname,
+    })
+}
+
+fn nav(state: &AppState, s: &Signed) -> String {
+    render(
+        NAV,
+        &[
+            ("nickname", &s.nickname),
+            ("csrf", &state.sessions().csrf_token(&s.token)),
+        ],
+    )
+}
+
+fn login_form(
+    state: &AppState,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let csrf = SessionToken::generate("", state.rng())?;
+    let github = if state.github().is_some() {
+        "<section class=\"card\" aria-labelledby=\"gh\"><h2 id=\"gh\">Sign in with GitHub</h2>\
+         <p class=\"hint\">For people with a GitHub account this server allows.</p>\
+         <a class=\"button\" href=\"/auth/github/login\">Sign in with GitHub</a></section>"
+    } else {
+        ""
+    };
+    let error = error
+        .map(|e| format!("<div class=\"error\" role=\"alert\">{}</div>", escape(e)))
+        .unwrap_or_default();
+    let body = render(
+        LOGIN,
+        &[
+            ("csrf", csrf.expose()),
+            ("github", github),
+            ("error", &error),
+        ],
+    );
+    let mut resp = (status, page("Sign in", "", &body)).into_response();
+    let c = format!(
+        "{LOGIN_CSRF_COOKIE}={}; Max-Age=3600; {}",
+        csrf.expose(),
+        cookie_attrs(state)
+    );
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if signed_in(&state, &headers).await.is_some() {
+        return Ok(redirect("/dashboard/keys"));
+    }
+    login_form(&state, None, StatusCode::OK)
+}
+
+/// Sign-in form.
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    key_id: String,
+    key_secret: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || expected != form.csrf {
+        return login_form(
+            &state,
+            Some("The form expired; please sign in again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let pair = format!("{}:{}", form.key_id.trim(), form.key_secret.trim());
+    let principal = match parse_key_pair(&pair) {
+        Ok(creds) => state.verifier().verify(&creds).await.ok(),
+        Err(_) => None,
+    };
+    let Some(principal) = principal else {
+        return login_form(
+            &state,
+            Some("No user found for Key ID and Secret"),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    if principal.scope != Scope::Admin {
+        return login_form(
+            &state,
+            Some(
+                "This is an API-scope key: it can call models but cannot sign in to the dashboard. Use an ADMIN key.",
+            ),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    // A new session at every sign-in (no fixation).
+    let (token, ttl) = state.sessions().issue_web(&principal.user_id).await?;
+    let mut resp = redirect("/dashboard/keys");
+    let attrs = cookie_attrs(&state);
+    for c in [
+        format!(
+            "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
+            token.expose(),
+            ttl.as_secs()
+        ),
+        format!("{LOGIN_CSRF_COOKIE}=; Max-Age=0; {attrs}"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Any form with only a CSRF token.
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, page("Forbidden", "", "<h1>Forbidden</h1><p>The form's security token is missing or wrong. Go back, reload the page and try again.</p>")).into_response()
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, ApiError> {
+    let Some(s) = signed_in(&state, &headers).await else {
+        return Ok(redirect("/dashboard/login"));
+    };
+    if state.sessions().check_csrf(&s.token, &form.csrf).is_none() {
+        return Ok(forbidden());
+    }
+    if let Some(id) = &s.principal.session_id {
+        state.sessions().revoke(id).await?;
+    }
+    let mut resp = redirect("/dashboard/login");
+    let c = format!("{SESSION_COOKIE}=; Max-Age=0; {}", cookie_attrs(&state));
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn keys_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(s) = signed_in(&state, &headers).await else {
+        return Ok(redirect("/dashboard/login"));
+    };
+    render_keys(&state, &s, "").await
+}
+
+async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Response, ApiError> {
+    let csrf = state.sessions().csrf_token(&s.token);
+    let proof = state
+        .sessions()
+        .check_csrf(&s.token, &csrf)
+        .ok_or_else(|| ApiError::Internal("csrf".into()))?;
+    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
+    let mut rows = String::new();
+    let mut cursor = None;
+    loop {
+        let page_ = admin.list_keys(100, cursor.as_ref()).await?;
+        for k in &page_.keys {
+            rows.push_str(&render(
+                KEY_ROW,
+                &[
+                    ("key_id", &k.key_id.to_string()),
+                    ("alias", if k.alias.is_empty() { "—" } else { &k.alias }),
+                    ("scope", k.scope.as_str()),
+                    ("created", &k.created_at.to_rfc3339()),
+                    (
+                        "last_used",
+                        &k.last_used_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "never".into()),
+                    ),
+                ],
+            ));
+        }
+        match page_.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    if rows.is_empty() {
+        rows = "      <tr><td colspan=\"6\">No keys yet.</td></tr>".into();
+    }
+    let body = render(
+        KEYS,
+        &[("csrf", &csrf), ("rows", &rows), ("notice", notice)],
+    );
+    Ok(page("Keys", &nav(state, s), &body).into_response())
+}
+
+/// Generate form.
+#[derive(Deserialize)]
+struct GenerateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    alias: String,
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<GenerateForm>,
+) -> Result<Response, ApiError> {
+    let Some(s) = signed_in(&state, &headers).await else {
+        return Ok(redirect("/dashboard/login"));
+    };
+    let Some(proof) = state.sessions().check_csrf(&s.token, &form.csrf) else {
+        return Ok(forbidden());
+    };
+    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
+    let Ok(scope) = form.scope.parse::<Scope>() else {
+        return render_keys(
+            &state,
+            &s,
+            "<div class=\"error\" role=\"alert\">Choose a scope: API or ADMIN.</div>",
+        )
+        .await;
+    };
+    if form.alias.chars().count() > 255 || form.alias.chars().any(char::is_control) {
+        return render_keys(&state, &s, "<div class=\"error\" role=\"alert\">The alias must be at most 255 characters, without control characters.</div>").await;
+    }
+    let created = admin
+        .create_key(scope, form.alias.trim().to_owned())
+        .await?;
+    let flash = SessionToken::generate("", state.rng())?.expose().to_owned();
+    state.flashes().put(
+        flash.clone(),
+        s.principal.session_id.clone().unwrap_or_default(),
+        created.key.record.key_id.to_string(),
+        SecretString::from(created.secret.expose().to_owned()),
+        state.clock().now(),
+    );
+    Ok(redirect(&format!("/dashboard/keys/created/{flash}")))
+}
+
+async fn created(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(flash): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(s) = signed_in(&state, &headers).await else {
+        return Ok(redirect("/dashboard/login"));
+    };
+    let session = s.principal.session_id.clone().unwrap_or_default();
+    let body = match state.flashes().take(&flash, &session, state.clock().now()) {
+        Some((key_id, secret)) => render(
+            CREATED,
+            &[("key_id", &key_id), ("key_secret", secret.expose_secret())],
+        ),
+        None => SHOWN.to_owned(),
+    };
+    Ok(page("Key generated", &nav(&state, &s), &body).into_response())
+}
+
+async fn confirm_revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(s) = signed_in(&state, &headers).await else {
+        return Ok(redirect("/dashboard/login"));
+    };
+    let csrf = state.sessions().csrf_token(&s.token);
+    let proof: CsrfChecked = state
+        .sessions()
+        .check_csrf(&s.token, &csrf)
+        .ok_or_else(|| ApiError::Internal("csrf".into()))?;
+    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
+    // Show the key only if it is the user's own.
+    let mut found = None;
+    let mut cursor = None;
+    loop {
+        let p = admin.list_keys(100, cursor.as_ref()).await?;
+        if let Some(k) = p.keys.iter().find(|k| k.key_id.to_string() == key_id) {
+            found = Some(k.clone());
+            break;
+        }
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let Some(k) = found else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            page(
+                "Not found",
+                &nav(&state, &s),
+                "<h1>No such key</h1><p><a href=\"/dashboard/keys\">Back to keys</a></p>",
+            ),
+        )
+            .into_response());
+    };
+    let body = render(
+        CONFIRM,
+        &[
+            ("key_id", &k.key_id.to_string()),
+            (
+                "alias",
+                if k.alias.is_empty() {
+                    "no alias"
+                } else {
+                    &k.alias
+                },
+            ),
+            ("scope", k.scope.as_str()),
+            ("csrf", &csrf),
+        ],
+    );
+    Ok(page("Revoke key", &nav(&state, &s), &body).into_response())
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, ApiError> {
+    let Some(s) = signed_in(&state, &headers).await else {
+        return Ok(redirect("/dashboard/login"));
+    };
+    let Some(proof) = state.sessions().check_csrf(&s.token, &form.csrf) else {
+        return Ok(forbidden());
+    };
+    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
+    let revoked = match key_id.parse::<KeyId>() {
+        Ok(id) => admin.revoke_key(&id).await?,
+        Err(_) => false,
+    };
+    let notice = if revoked {
+        format!(
+            "<div class=\"notice\" role=\"status\">Key <code>{}</code> was revoked.</div>",
+            escape(&key_id)
+        )
+    } else {
+        "<div class=\"error\" role=\"alert\">No such key.</div>".to_owned()
+    };
+    let mut resp = render_keys(&state, &s, &notice).await?;
+    if !revoked {
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_escape_values_but_not_fragments() {
+        let out = render(
+            "<p>{{a}}</p>{{{b}}}",
+            &[("a", "<script>\"x\""), ("b", "<em>ok</em>")],
+        );
+        assert_eq!(out, "<p>&lt;script&gt;&quot;x&quot;</p><em>ok</em>");
+    }
+}
