@@ -5,6 +5,7 @@
 
 mod browser;
 mod commands;
+mod dashboard_tls;
 #[path = "../../../server/tests/api/fake_github.rs"]
 mod fake_github;
 mod github;

@@ -1,0 +1,157 @@
+//! Dashboard cookies under TLS carry `Secure`; a valid form from one user
+//! cannot revoke another user's key.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::Server;
+use crate::python_client::make_certificates;
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-i"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+fn set_cookies(resp: &str) -> Vec<String> {
+    resp.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// Signs in with a key through the dashboard form; returns the cookie jar path.
+fn dashboard_sign_in(
+    base: &str,
+    jar: &Path,
+    ca: Option<&str>,
+    id: &str,
+    secret: &str,
+) -> Vec<String> {
+    let jar_s = jar.display().to_string();
+    let mut common: Vec<&str> = vec!["-c", &jar_s, "-b", &jar_s];
+    if let Some(ca) = ca {
+        common.extend(["--cacert", ca]);
+    }
+    let login_url = format!("{base}/dashboard/login");
+    let page = curl(&[common.as_slice(), &[login_url.as_str()]].concat());
+    let csrf = hidden_csrf(&page);
+    let form = format!("csrf={csrf}&key_id={id}&key_secret={secret}");
+    let resp = curl(&[common.as_slice(), &["--data", &form, &login_url]].concat());
+    assert!(resp.starts_with("HTTP/1.1 303"), "{resp}");
+    set_cookies(&resp)
+}
+
+#[test]
+fn dashboard_cookies_are_secure_under_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let cert = dir.path().join("server.pem").display().to_string();
+    let key = dir.path().join("server.key").display().to_string();
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        None,
+        &["--tls-cert", &cert, "--tls-key", &key],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    let admin = s.bootstrap();
+    let cookies = dashboard_sign_in(
+        &s.url,
+        &dir.path().join("jar"),
+        Some(&ca),
+        &admin.id,
+        &admin.secret,
+    );
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("fal_session="))
+        .expect("a session cookie");
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(session.contains(attr), "{session} lacks {attr}");
+    }
+    s.stop();
+}
+
+#[test]
+fn a_valid_form_cannot_revoke_another_users_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), None);
+    let admin = s.bootstrap();
+    // The API cannot create users (GitHub sign-in does); add one straight
+    // into the database, as a second process would.
+    let victim =
+        crate::harness::parse_pair(&s.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let mallory = make_other_user_key(&dir.path().join("data"));
+    let jar = dir.path().join("jar");
+    dashboard_sign_in(&s.url, &jar, None, &mallory.0, &mallory.1);
+    let jar_s = jar.display().to_string();
+    let keys_page = curl(&["-b", &jar_s, &format!("{}/dashboard/keys", s.url)]);
+    let csrf = hidden_csrf(&keys_page);
+    let resp = curl(&[
+        "-b",
+        &jar_s,
+        "--data",
+        &format!("csrf={csrf}"),
+        &format!("{}/dashboard/keys/{}/revoke", s.url, victim.id),
+    ]);
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    s.ok(&victim, &["auth", "whoami"]);
+    s.stop();
+}
+
+/// Adds a user with an ADMIN key straight into the SQLite database.
+fn make_other_user_key(data: &Path) -> (String, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fal_core::{OsRandom, Scope, SecretHasher, Timestamp, UserId, mint_key};
+        use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
+        let store = SqlStore::open_sqlite(&data.join("fal.db"), Timestamp(0))
+            .await
+            .unwrap();
+        let pepper =
+            fal_core::Pepper::from_hex(&std::fs::read_to_string(data.join("pepper")).unwrap())
+                .unwrap();
+        let hasher = SecretHasher::new(&pepper);
+        let user = User {
+            user_id: UserId::generate(&OsRandom).unwrap(),
+            nickname: "mallory".into(),
+            full_name: String::new(),
+            github_id: None,
+            created_at: Timestamp(1),
+        };
+        store.create_user(&user).await.unwrap();
+        let (record, secret) = mint_key(&OsRandom, &hasher, &user.user_id, Scope::Admin).unwrap();
+        let id = record.key_id.to_string();
+        store
+            .create_key(&NewKey {
+                record,
+                alias: "mallory".into(),
+                created_at: Timestamp(2),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        (id, secret.expose().to_owned())
+    })
+}
