@@ -508,6 +508,14 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        Admin::for_principal(principal, state)
+    }
+}
+
+impl Admin {
+    /// The one place an `Admin` is made: refuses any principal without
+    /// ADMIN scope (403 naming both scopes).
+    fn for_principal(principal: Principal, state: &AppState) -> Result<Admin, ApiError> {
         if principal.scope != Scope::Admin {
             return Err(ApiError::InsufficientScope {
                 needed: Scope::Admin,
@@ -538,16 +546,7 @@ impl AppState {
         principal: Principal,
         _csrf: &crate::sessions::CsrfChecked,
     ) -> Result<Admin, ApiError> {
-        if principal.scope != Scope::Admin {
-            return Err(ApiError::InsufficientScope {
-                needed: Scope::Admin,
-                has: principal.scope,
-            });
-        }
-        Ok(Admin {
-            principal,
-            state: self.clone(),
-        })
+        Admin::for_principal(principal, self)
     }
 }
 

@@ -348,6 +348,20 @@ async fn logout(
     Ok(resp)
 }
 
+/// Every key of the acting user, newest first, following cursors.
+async fn all_keys(admin: &crate::auth::Admin) -> Result<Vec<fal_store::KeySummary>, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = admin.list_keys(100, cursor.as_ref()).await?;
+        all.extend(page.keys);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
 async fn keys_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -366,10 +380,8 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
         .ok_or_else(|| ApiError::Internal("csrf".into()))?;
     let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
     let mut rows = String::new();
-    let mut cursor = None;
-    loop {
-        let page_ = admin.list_keys(100, cursor.as_ref()).await?;
-        for k in &page_.keys {
+    for k in &all_keys(&admin).await? {
+        {
             rows.push_str(&render(
                 KEY_ROW,
                 &[
@@ -385,10 +397,6 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
                     ),
                 ],
             ));
-        }
-        match page_.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
         }
     }
     if rows.is_empty() {
@@ -483,19 +491,10 @@ async fn confirm_revoke(
         .ok_or_else(|| ApiError::Internal("csrf".into()))?;
     let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
     // Show the key only if it is the user's own.
-    let mut found = None;
-    let mut cursor = None;
-    loop {
-        let p = admin.list_keys(100, cursor.as_ref()).await?;
-        if let Some(k) = p.keys.iter().find(|k| k.key_id.to_string() == key_id) {
-            found = Some(k.clone());
-            break;
-        }
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let found = all_keys(&admin)
+        .await?
+        .into_iter()
+        .find(|k| k.key_id.to_string() == key_id);
     let Some(k) = found else {
         return Ok((
             StatusCode::NOT_FOUND,

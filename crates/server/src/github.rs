@@ -135,23 +135,29 @@ impl Github {
         resp.json().await.map_err(unreachable_github)
     }
 
-    /// Polls a device flow once.
-    pub async fn poll_device(&self, device_code: &str) -> Result<DevicePoll, ApiError> {
-        let answer: TokenAnswer = self
-            .http
+    /// One request to GitHub's token endpoint (device flow and web flow).
+    async fn token_endpoint(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, ApiError> {
+        self.http
             .post(format!("{}/login/oauth/access_token", self.config.url))
             .header("accept", "application/json")
-            .form(&[
-                ("client_id", self.config.client_id.as_str()),
-                ("device_code", device_code),
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ])
+            .form(form)
             .send()
             .await
             .map_err(unreachable_github)?
             .json()
             .await
-            .map_err(unreachable_github)?;
+            .map_err(unreachable_github)
+    }
+
+    /// Polls a device flow once.
+    pub async fn poll_device(&self, device_code: &str) -> Result<DevicePoll, ApiError> {
+        let answer = self
+            .token_endpoint(&[
+                ("client_id", self.config.client_id.as_str()),
+                ("device_code", device_code),
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ])
+            .await?;
         Ok(match (answer.access_token, answer.error.as_deref()) {
             (Some(t), _) => DevicePoll::Token(SecretString::from(t)),
             (None, Some("authorization_pending")) => DevicePoll::Pending,
@@ -192,23 +198,15 @@ impl Github {
         verifier: &str,
         redirect_uri: &str,
     ) -> Result<SecretString, ApiError> {
-        let answer: TokenAnswer = self
-            .http
-            .post(format!("{}/login/oauth/access_token", self.config.url))
-            .header("accept", "application/json")
-            .form(&[
+        let answer = self
+            .token_endpoint(&[
                 ("client_id", self.config.client_id.as_str()),
                 ("client_secret", self.config.client_secret.expose_secret()),
                 ("code", code),
                 ("code_verifier", verifier),
                 ("redirect_uri", redirect_uri),
             ])
-            .send()
-            .await
-            .map_err(unreachable_github)?
-            .json()
-            .await
-            .map_err(unreachable_github)?;
+            .await?;
         answer
             .access_token
             .map(SecretString::from)
