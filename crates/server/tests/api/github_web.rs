@@ -168,3 +168,22 @@ async fn without_github_configured_sign_in_says_so_and_keys_still_work() {
     assert_eq!(status["configured"], false);
     app.admin().current_user().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_sign_in_page_offers_github_only_when_configured() {
+    let fake = FakeGithub::start();
+    let with = app_with_github(&fake).await;
+    let without = spawn_app().await;
+    for (app, offered) in [(&with, true), (&without, false)] {
+        let page = no_redirects()
+            .get(format!("{}/dashboard/login", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+        let html = page.text().await.unwrap();
+        assert_eq!(html.contains("href=\"/auth/github/login\""), offered);
+        assert!(html.contains("Sign in with an ADMIN key"));
+    }
+}
