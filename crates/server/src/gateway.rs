@@ -207,10 +207,29 @@ impl RequestIds {
     }
 }
 
-/// The HTTP client that talks to upstreams (pooled, keep-alive).
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+/// hyper's pooled client: used for `https` upstreams.
+type Fallback = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
-/// Builds the upstream client: http and https (system roots).
+/// Talks to upstreams. Plain-HTTP upstreams go over this worker's own pool
+/// of HTTP/1.1 connections (a connection returns to the pool when its
+/// response body has been read to the end); `https` upstreams go through
+/// hyper's pooled client with rustls. Cheap to clone.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    inner: Arc<Upstreams>,
+}
+
+struct Upstreams {
+    /// For `https` upstreams.
+    fallback: Fallback,
+    /// authority → idle connections.
+    idle: std::sync::Mutex<HashMap<String, Vec<hyper::client::conn::http1::SendRequest<Body>>>>,
+}
+
+/// Idle connections kept per upstream authority.
+const MAX_IDLE_PER_UPSTREAM: usize = 1024;
+
+/// Builds the upstream client.
 pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -220,10 +239,175 @@ pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    let fallback = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https))
+        .pool_max_idle_per_host(MAX_IDLE_PER_UPSTREAM)
+        .build(https);
+    Ok(UpstreamClient {
+        inner: Arc::new(Upstreams {
+            fallback,
+            idle: std::sync::Mutex::new(HashMap::new()),
+        }),
+    })
+}
+
+/// A response body that gives its connection back to the pool once read
+/// to the end (a body dropped early closes the connection instead).
+struct PooledBody {
+    /// The upstream's body.
+    inner: hyper::body::Incoming,
+    /// Where the connection goes back.
+    home: Option<(
+        Arc<Upstreams>,
+        String,
+        hyper::client::conn::http1::SendRequest<Body>,
+    )>,
+}
+
+impl http_body::Body for PooledBody {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled
+            && let Some((pool, authority, sender)) = self.home.take()
+        {
+            pool.put_back(authority, sender);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    /// hyper's server stops polling a body once it reports its end (or
+    /// never polls an empty one), so the connection is given back here when
+    /// the body was read to the end; otherwise it is dropped and closes.
+    fn drop(&mut self) {
+        if http_body::Body::is_end_stream(&self.inner)
+            && let Some((pool, authority, sender)) = self.home.take()
+        {
+            pool.put_back(authority, sender);
+        }
+    }
+}
+
+impl Upstreams {
+    fn take_idle(&self, authority: &str) -> Option<hyper::client::conn::http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.get_mut(authority).and_then(Vec::pop)
+    }
+
+    fn put_back(&self, authority: String, sender: hyper::client::conn::http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(authority).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(sender);
+        }
+    }
+
+    async fn connect(
+        authority: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Body>, String> {
+        let tcp = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("connect {authority}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("handshake {authority}: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req` (absolute URI) to its upstream.
+    pub async fn request(
+        &self,
+        mut req: axum::http::Request<Body>,
+    ) -> Result<axum::http::Response<Body>, String> {
+        let uri = req.uri().clone();
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(a)) => {
+                let a = a.as_str();
+                if a.contains(':') {
+                    a.to_owned()
+                } else {
+                    format!("{a}:80")
+                }
+            }
+            _ => {
+                return self
+                    .inner
+                    .fallback
+                    .request(req)
+                    .await
+                    .map(|r| r.map(Body::new))
+                    .map_err(|e| e.to_string());
+            }
+        };
+        if let Some(a) = uri.authority()
+            && let Ok(host) = HeaderValue::from_str(a.as_str())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        *req.uri_mut() = uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .parse()
+            .map_err(|_| "bad upstream path".to_owned())?;
+        // Reuse an idle connection when one is ready; a connection the
+        // upstream closed meanwhile hands the request back, and it goes out
+        // on a fresh one.
+        let mut req = req;
+        loop {
+            let (mut sender, fresh) = match self.inner.take_idle(&authority) {
+                Some(s) => (s, false),
+                None => (Upstreams::connect(&authority).await?, true),
+            };
+            if sender.ready().await.is_err() {
+                if fresh {
+                    return Err(format!("connection to {authority} closed"));
+                }
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = PooledBody {
+                        inner: body,
+                        home: Some((self.inner.clone(), authority, sender)),
+                    };
+                    return Ok(axum::http::Response::from_parts(parts, Body::new(body)));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if !fresh => req = back,
+                    _ => return Err(e.into_error().to_string()),
+                },
+            }
+        }
+    }
 }
 
 /// Headers that belong to one connection, never forwarded.
@@ -366,7 +550,7 @@ async fn forward(
     let (mut parts, body) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(X_FAL_REQUEST_ID, rid);
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The built-in demo app `fal-ai/echo`: answers with the JSON it was sent

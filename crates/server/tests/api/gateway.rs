@@ -333,3 +333,35 @@ async fn auth_verify_answers_for_reverse_proxies() {
     assert_eq!(status, 401);
     assert_eq!(body["detail"], "No user found for Key ID and Secret");
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let app = spawn_app().await;
+    let (base, u) = upstream::start().await;
+    add_app(&app, "acme/reporter", &format!("{base}/headers"), 5_000).await;
+    add_app(&app, "acme/closer", &format!("{base}/close"), 5_000).await;
+    let auth = api_key(&app).await;
+    for _ in 0..20 {
+        let (status, _, _) = app
+            .call(Method::GET, "/run/acme/reporter", Some(&auth), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        u.connections.lock().unwrap().len(),
+        1,
+        "20 sequential calls should share one upstream connection"
+    );
+    // An upstream that closes after each answer: every call still succeeds.
+    for _ in 0..5 {
+        let r = app
+            .http
+            .get(format!("{}/run/acme/closer", app.url))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "closing");
+    }
+}

@@ -20,12 +20,19 @@ use tokio::sync::Notify;
 pub struct Upstream {
     /// Requests that reached the upstream at all.
     pub hits: Arc<AtomicUsize>,
+    /// Client ports seen by `/headers`: one per connection the gateway opened.
+    pub connections: Arc<std::sync::Mutex<std::collections::BTreeSet<u16>>>,
     /// Released by a test to let the SSE stream send its second event.
     pub release_second_event: Arc<Notify>,
 }
 
-async fn headers(State(u): State<Upstream>, req: Request) -> Response {
+async fn headers(
+    State(u): State<Upstream>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+) -> Response {
     u.hits.fetch_add(1, Ordering::SeqCst);
+    u.connections.lock().unwrap().insert(peer.port());
     let mut h = BTreeMap::new();
     for (k, v) in req.headers() {
         h.insert(k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned());
@@ -79,6 +86,14 @@ async fn sse(State(u): State<Upstream>, _h: HeaderMap) -> Response {
         .unwrap()
 }
 
+/// Answers and asks for the connection to be closed.
+async fn close() -> Response {
+    let mut r = "closing".into_response();
+    r.headers_mut()
+        .insert("connection", "close".parse().unwrap());
+    r
+}
+
 async fn slow(State(u): State<Upstream>) -> &'static str {
     u.hits.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -94,9 +109,17 @@ pub async fn start() -> (String, Upstream) {
         .route("/count", post(count))
         .route("/sse", get(sse))
         .route("/slow", get(slow))
+        .route("/close", get(close))
         .with_state(u.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     (format!("http://{addr}"), u)
 }
