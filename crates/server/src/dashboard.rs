@@ -322,6 +322,26 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// For a form post: the signed-in user and their key-management handle,
+/// or the response to send instead (to sign-in, or 403 for a missing or
+/// wrong CSRF token).
+async fn form_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(Signed, crate::auth::Admin), Response> {
+    let Some(s) = signed_in(state, headers).await else {
+        return Err(redirect("/dashboard/login"));
+    };
+    let Some(proof) = state.sessions().check_csrf(&s.token, csrf) else {
+        return Err(forbidden());
+    };
+    match state.dashboard_admin(s.principal.clone(), &proof) {
+        Ok(admin) => Ok((s, admin)),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
 fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, page("Forbidden", "", "<h1>Forbidden</h1><p>The form's security token is missing or wrong. Go back, reload the page and try again.</p>")).into_response()
 }
@@ -425,13 +445,10 @@ async fn generate(
     headers: HeaderMap,
     Form(form): Form<GenerateForm>,
 ) -> Result<Response, ApiError> {
-    let Some(s) = signed_in(&state, &headers).await else {
-        return Ok(redirect("/dashboard/login"));
+    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+        Ok(both) => both,
+        Err(response) => return Ok(response),
     };
-    let Some(proof) = state.sessions().check_csrf(&s.token, &form.csrf) else {
-        return Ok(forbidden());
-    };
-    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
     let Ok(scope) = form.scope.parse::<Scope>() else {
         return render_keys(
             &state,
@@ -531,13 +548,10 @@ async fn revoke(
     Path(key_id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ApiError> {
-    let Some(s) = signed_in(&state, &headers).await else {
-        return Ok(redirect("/dashboard/login"));
+    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+        Ok(both) => both,
+        Err(response) => return Ok(response),
     };
-    let Some(proof) = state.sessions().check_csrf(&s.token, &form.csrf) else {
-        return Ok(forbidden());
-    };
-    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
     let revoked = match key_id.parse::<KeyId>() {
         Ok(id) => admin.revoke_key(&id).await?,
         Err(_) => false,
