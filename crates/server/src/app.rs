@@ -91,6 +91,11 @@ pub struct App {
     demo_task: Option<JoinHandle<()>>,
 }
 
+/// An upstream client, or the start-up error that says why there is none.
+fn new_upstream_client() -> Result<crate::gateway::UpstreamClient, StartError> {
+    upstream_client().map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
+}
+
 /// Starts the demo upstream on a loopback port; returns its app record.
 async fn start_demo(
     clock: &dyn Clock,
@@ -229,8 +234,7 @@ impl App {
             config.max_staleness,
             builtin,
         ));
-        let upstream = upstream_client()
-            .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))?;
+        let upstream = new_upstream_client()?;
         let key_admin: Arc<dyn KeyAdmin> = shared.clone();
         let state = AppState::new(StateParts {
             verifier,
@@ -338,8 +342,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let upstream = upstream_client()
-                .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))?;
+            let upstream = new_upstream_client()?;
             let router = router(self.state.for_worker(upstream));
             let tls = tls.clone();
             let mut stop = stop_rx.clone();

@@ -165,14 +165,6 @@ fn redirect(to: &str) -> Response {
     r
 }
 
-fn cookie_attrs(state: &AppState) -> &'static str {
-    if state.tls() {
-        "Path=/; HttpOnly; SameSite=Lax; Secure"
-    } else {
-        "Path=/; HttpOnly; SameSite=Lax"
-    }
-}
-
 /// The signed-in dashboard user: principal and session token.
 struct Signed {
     principal: Principal,
@@ -236,7 +228,7 @@ fn login_form(
     let c = format!(
         "{LOGIN_CSRF_COOKIE}={}; Max-Age=3600; {}",
         csrf.expose(),
-        cookie_attrs(state)
+        state.cookie_attrs()
     );
     if let Ok(v) = HeaderValue::from_str(&c) {
         resp.headers_mut().append(SET_COOKIE, v);
@@ -299,7 +291,7 @@ async fn login(
     // A new session at every sign-in (no fixation).
     let (token, ttl) = state.sessions().issue_web(&principal.user_id).await?;
     let mut resp = redirect("/dashboard/keys");
-    let attrs = cookie_attrs(&state);
+    let attrs = state.cookie_attrs();
     for c in [
         format!(
             "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
@@ -361,7 +353,7 @@ async fn logout(
         state.sessions().revoke(id).await?;
     }
     let mut resp = redirect("/dashboard/login");
-    let c = format!("{SESSION_COOKIE}=; Max-Age=0; {}", cookie_attrs(&state));
+    let c = format!("{SESSION_COOKIE}=; Max-Age=0; {}", state.cookie_attrs());
     if let Ok(v) = HeaderValue::from_str(&c) {
         resp.headers_mut().append(SET_COOKIE, v);
     }

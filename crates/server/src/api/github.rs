@@ -170,14 +170,6 @@ fn callback_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/auth/github/callback")
 }
 
-fn cookie_attrs(state: &AppState) -> &'static str {
-    if state.tls() {
-        "Path=/; HttpOnly; SameSite=Lax; Secure"
-    } else {
-        "Path=/; HttpOnly; SameSite=Lax"
-    }
-}
-
 /// `GET /auth/github/login`: the web flow's first step.
 pub async fn web_login(
     State(state): State<AppState>,
@@ -192,7 +184,7 @@ pub async fn web_login(
         "{OAUTH_COOKIE}={}.{}; Max-Age=600; {}",
         st.expose(),
         verifier.expose(),
-        cookie_attrs(&state)
+        state.cookie_attrs()
     );
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
@@ -252,7 +244,7 @@ pub async fn web_callback(
         .split_once('.')
         .ok_or_else(|| bad("Malformed sign-in cookie; start again"))?;
     let given = q.state.unwrap_or_default();
-    if !bool::from(subtle_eq(st.as_bytes(), given.as_bytes())) {
+    if !crate::sessions::same_secret(st, &given) {
         return Err(bad("The sign-in's state does not match; start again"));
     }
     let code = q
@@ -265,7 +257,7 @@ pub async fn web_callback(
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
     let (session, ttl) = state.sessions().issue_web(&user.user_id).await?;
-    let attrs = cookie_attrs(&state);
+    let attrs = state.cookie_attrs();
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
     h.insert(LOCATION, HeaderValue::from_static("/dashboard/keys"));
@@ -285,14 +277,6 @@ pub async fn web_callback(
     );
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
-    use subtle::ConstantTimeEq;
-    if a.len() != b.len() {
-        return subtle::Choice::from(0);
-    }
-    a.ct_eq(b)
 }
 
 #[cfg(test)]
