@@ -343,7 +343,8 @@ impl App {
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let upstream = new_upstream_client()?;
-            let router = router(self.state.for_worker(upstream));
+            let state = self.state.for_worker(upstream);
+            let router = router(state.clone());
             let tls = tls.clone();
             let mut stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
@@ -357,7 +358,7 @@ impl App {
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        serve_listener(listener, router, tls, stopped).await
+                        crate::front::serve(listener, state, router, tls, stopped).await
                     })
                 })
                 .map_err(|e| StartError::Io(format!("cannot start a worker thread: {e}")))?;
@@ -441,7 +442,8 @@ impl App {
             .tls_acceptor()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let background = self.start_background();
-        let result = serve_listener(listener, self.router(), tls, shutdown).await;
+        let result =
+            crate::front::serve(listener, self.state.clone(), self.router(), tls, shutdown).await;
         self.stop_background(background).await;
         result
     }
@@ -449,27 +451,6 @@ impl App {
     /// The verifier (benchmarks measure propagation through it).
     pub fn verifier(&self) -> Arc<Verifier> {
         self.state.verifier().clone()
-    }
-}
-
-/// Serves one listener, over TLS when an acceptor is given.
-async fn serve_listener(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    match tls {
-        Some(acceptor) => crate::tls::serve(listener, acceptor, router, shutdown).await,
-        None => {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
     }
 }
 

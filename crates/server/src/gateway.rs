@@ -194,40 +194,92 @@ impl RequestIds {
 
     /// The next id.
     pub fn next(&self) -> String {
+        String::from_utf8_lossy(&self.next_bytes()).into_owned()
+    }
+
+    /// The next id as ASCII bytes (`8-4-4-4-12` lowercase hex), without
+    /// allocating.
+    pub fn next_bytes(&self) -> [u8; 36] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let p = self.prefix;
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            p >> 32,
-            (p >> 16) & 0xffff,
-            p & 0xffff,
-            n >> 48,
-            n & 0xffff_ffff_ffff
-        )
+        let mut out = [b'-'; 36];
+        let mut put = |range: std::ops::Range<usize>, value: u64| {
+            let width = range.len();
+            for (i, slot) in out[range].iter_mut().enumerate() {
+                let shift = 4 * (width - 1 - i);
+                *slot = HEX[((value >> shift) & 0xf) as usize];
+            }
+        };
+        put(0..8, self.prefix >> 32);
+        put(9..13, (self.prefix >> 16) & 0xffff);
+        put(14..18, self.prefix & 0xffff);
+        put(19..23, n >> 48);
+        put(24..36, n & 0xffff_ffff_ffff);
+        out
     }
 }
 
-/// hyper's pooled client: used for `https` upstreams.
+/// hyper's pooled client, for the requests the hand-written path in
+/// [`crate::front`] passes on (see there): `https` upstreams and the odd
+/// request.
 type Fallback = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
-/// Talks to upstreams. Plain-HTTP upstreams go over this worker's own pool
-/// of HTTP/1.1 connections (a connection returns to the pool when its
-/// response body has been read to the end); `https` upstreams go through
-/// hyper's pooled client with rustls. Cheap to clone.
+/// Talks to upstreams, one per worker thread (its connections belong to
+/// that thread's runtime). Holds the idle keep-alive connections to
+/// plain-HTTP upstreams that [`crate::front`] forwards model calls over,
+/// and hyper's pooled client with rustls for everything else. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct UpstreamClient {
     inner: Arc<Upstreams>,
 }
 
 struct Upstreams {
-    /// For `https` upstreams.
+    /// For `https` upstreams and requests the front passes on.
     fallback: Fallback,
-    /// authority → idle connections.
-    idle: std::sync::Mutex<HashMap<String, Vec<hyper::client::conn::http1::SendRequest<Body>>>>,
+    /// `host:port` → idle connections, most recently used last.
+    idle: std::sync::Mutex<HashMap<String, Vec<UpConn>>>,
 }
 
 /// Idle connections kept per upstream authority.
 const MAX_IDLE_PER_UPSTREAM: usize = 1024;
+
+/// An idle-able HTTP/1.1 connection to a plain-HTTP upstream.
+pub(crate) struct UpConn {
+    /// The socket.
+    pub(crate) stream: tokio::net::TcpStream,
+    /// Bytes read from it and not yet used (a response head being parsed,
+    /// the start of its body). Empty while the connection is idle.
+    pub(crate) buf: Vec<u8>,
+}
+
+impl UpConn {
+    /// Connects to `host:port`.
+    pub(crate) async fn connect(host: &str, port: u16) -> std::io::Result<UpConn> {
+        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(UpConn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Whether an idle connection still looks usable: the upstream has
+    /// neither closed it nor sent anything unasked. Asks the runtime's
+    /// readiness first, so a quiet connection costs no system call.
+    fn looks_alive(&self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            std::task::Poll::Pending => true,
+            std::task::Poll::Ready(Err(_)) => false,
+            std::task::Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
 
 /// Builds the upstream client.
 pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
@@ -251,167 +303,92 @@ pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
     })
 }
 
-/// A response body that gives its connection back to the pool once read
-/// to the end (a body dropped early closes the connection instead).
-struct PooledBody {
-    /// The upstream's body.
-    inner: hyper::body::Incoming,
-    /// Where the connection goes back.
-    home: Option<(
-        Arc<Upstreams>,
-        String,
-        hyper::client::conn::http1::SendRequest<Body>,
-    )>,
-}
-
-impl http_body::Body for PooledBody {
-    type Data = axum::body::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = polled
-            && let Some((pool, authority, sender)) = self.home.take()
-        {
-            pool.put_back(authority, sender);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    /// hyper's server stops polling a body once it reports its end (or
-    /// never polls an empty one), so the connection is given back here when
-    /// the body was read to the end; otherwise it is dropped and closes.
-    fn drop(&mut self) {
-        if http_body::Body::is_end_stream(&self.inner)
-            && let Some((pool, authority, sender)) = self.home.take()
-        {
-            pool.put_back(authority, sender);
-        }
-    }
-}
-
-impl Upstreams {
-    fn take_idle(&self, authority: &str) -> Option<hyper::client::conn::http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get_mut(authority).and_then(Vec::pop)
-    }
-
-    fn put_back(&self, authority: String, sender: hyper::client::conn::http1::SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(authority).or_default();
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(sender);
-        }
-    }
-
-    async fn connect(
-        authority: &str,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Body>, String> {
-        let tcp = tokio::net::TcpStream::connect(authority)
-            .await
-            .map_err(|e| format!("connect {authority}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("handshake {authority}: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
-    }
-}
-
 impl UpstreamClient {
-    /// Sends `req` (absolute URI) to its upstream.
+    /// Sends `req` (absolute URI) to its upstream through hyper's client.
     pub async fn request(
         &self,
-        mut req: axum::http::Request<Body>,
+        req: axum::http::Request<Body>,
     ) -> Result<axum::http::Response<Body>, String> {
-        let uri = req.uri().clone();
-        let authority = match (uri.scheme_str(), uri.authority()) {
-            (Some("http"), Some(a)) => {
-                let a = a.as_str();
-                if a.contains(':') {
-                    a.to_owned()
-                } else {
-                    format!("{a}:80")
-                }
+        self.inner
+            .fallback
+            .request(req)
+            .await
+            .map(|r| r.map(Body::new))
+            .map_err(|e| e.to_string())
+    }
+
+    /// An idle connection to `authority` that still looks usable; closed
+    /// ones found on the way are dropped.
+    pub(crate) fn take_idle(&self, authority: &str) -> Option<UpConn> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(authority)?;
+        while let Some(conn) = list.pop() {
+            if conn.looks_alive() {
+                return Some(conn);
             }
-            _ => {
-                return self
-                    .inner
-                    .fallback
-                    .request(req)
-                    .await
-                    .map(|r| r.map(Body::new))
-                    .map_err(|e| e.to_string());
-            }
-        };
-        if let Some(a) = uri.authority()
-            && let Ok(host) = HeaderValue::from_str(a.as_str())
-        {
-            req.headers_mut().insert(header::HOST, host);
         }
-        *req.uri_mut() = uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/")
-            .parse()
-            .map_err(|_| "bad upstream path".to_owned())?;
-        // Reuse an idle connection when one is ready; a connection the
-        // upstream closed meanwhile hands the request back, and it goes out
-        // on a fresh one.
-        let mut req = req;
-        loop {
-            let (mut sender, fresh) = match self.inner.take_idle(&authority) {
-                Some(s) => (s, false),
-                None => (Upstreams::connect(&authority).await?, true),
-            };
-            if sender.ready().await.is_err() {
-                if fresh {
-                    return Err(format!("connection to {authority} closed"));
-                }
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let body = PooledBody {
-                        inner: body,
-                        home: Some((self.inner.clone(), authority, sender)),
-                    };
-                    return Ok(axum::http::Response::from_parts(parts, Body::new(body)));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(back) if !fresh => req = back,
-                    _ => return Err(e.into_error().to_string()),
-                },
+        None
+    }
+
+    /// Keeps `conn` for the next request to `authority` (its last response
+    /// was read to the end and nothing followed it).
+    pub(crate) fn put_back(&self, authority: &str, mut conn: UpConn) {
+        conn.buf.clear();
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        match idle.get_mut(authority) {
+            Some(list) if list.len() < MAX_IDLE_PER_UPSTREAM => list.push(conn),
+            Some(_) => {}
+            None => {
+                idle.insert(authority.to_owned(), vec![conn]);
             }
         }
     }
+}
+
+/// A plain-HTTP upstream base URL taken apart (see [`split_upstream`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UpstreamParts<'a> {
+    /// `host[:port]` as written: the `Host` header and the pool's key.
+    pub(crate) authority: &'a str,
+    /// The host to connect to (no brackets around an IPv6 address).
+    pub(crate) host: &'a str,
+    /// The port (80 when not written).
+    pub(crate) port: u16,
+    /// The base path, without a trailing slash; may be empty.
+    pub(crate) base: &'a str,
+}
+
+/// Takes an `http://` upstream apart; `None` for `https` (and anything
+/// that is not a plain-HTTP URL), which goes through hyper's client.
+pub(crate) fn split_upstream(url: &str) -> Option<UpstreamParts<'_>> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, base) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, p.parse().ok()?),
+            None if after.is_empty() => (host, 80),
+            None => return None,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, 80),
+        }
+    };
+    (!host.is_empty()).then_some(UpstreamParts {
+        authority,
+        host,
+        port,
+        base: base.trim_end_matches('/'),
+    })
 }
 
 /// Headers that belong to one connection, never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -466,7 +443,7 @@ impl From<GatewayError> for ApiError {
 }
 
 /// Splits `/run/OWNER/NAME/REST` into its parts.
-fn split_run_path(path: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn split_run_path(path: &str) -> Option<(&str, &str, &str)> {
     let rest = path.strip_prefix("/run/")?;
     let (owner, rest) = rest.split_once('/')?;
     let (name, tail) = match rest.find('/') {
@@ -647,5 +624,11 @@ mod tests {
         let (a, b) = (ids.next(), ids.next());
         assert_ne!(a, b);
         assert!(a.parse::<uuid::Uuid>().is_ok(), "{a}");
+        let ids = RequestIds {
+            prefix: 0x0123_4567_89ab_cdef,
+            counter: AtomicU64::new(0xfedc_ba98_7654_3210),
+        };
+        assert_eq!(ids.next(), "01234567-89ab-cdef-fedc-ba9876543210");
+        assert_eq!(ids.next(), "01234567-89ab-cdef-fedc-ba9876543211");
     }
 }

@@ -11,7 +11,10 @@
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
 //! - [`dashboard`]: the keys page in the browser (server-rendered).
-//! - [`gateway`]: `/run/OWNER/NAME/…`, forwarding to model upstreams.
+//! - [`front`]: accepts connections; forwards plain HTTP/1.1 model calls
+//!   by hand and hands everything else to hyper and the router.
+//! - [`gateway`]: `/run/OWNER/NAME/…`: apps, upstream connections, the
+//!   router's (general) forwarding path.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
@@ -23,6 +26,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod pepper;

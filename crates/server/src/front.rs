@@ -1,0 +1,1186 @@
+//! The front door: every accepted connection starts here.
+//!
+//! Model calls are the hot path, so a plain HTTP/1.1 request for `/run/…`
+//! with an `Authorization` header is forwarded by hand on the connection's
+//! own task: its head is parsed in place (httparse), the caller is
+//! authenticated and the app found exactly as the router would, and the
+//! rewritten head goes to a kept-alive connection to the upstream
+//! ([`crate::gateway::UpConn`]). Bodies are copied through the connection's
+//! buffers as they arrive, never held whole; a chunked body passes through
+//! as it is, its framing checked so that both ends agree where it stops.
+//!
+//! Everything else (other paths, HTTP/1.0, `Expect`, `Upgrade`, no
+//! `Authorization` header, an `https` upstream, a head httparse refuses)
+//! hands the connection, with the bytes already read, to hyper and the axum
+//! router for the rest of its life. Both paths give the same answers: the
+//! same [`ApiError`]s, the same header rules (see [`crate::gateway`]).
+//!
+//! Layout: [`serve`] accepts (and does TLS); [`Conn::serve`] reads request
+//! heads and picks a path; [`Conn::prepare`] checks a `/run` request and
+//! writes the upstream's head; [`Conn::forward`] runs the exchange with the
+//! upstream; [`Chunked`] follows chunked framing; [`Rewind`] replays the
+//! bytes already read to hyper.
+
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use fal_core::Principal;
+use fal_store::AppRecord;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::AppState;
+use crate::error::ApiError;
+use crate::gateway::{
+    GatewayError, HOP_BY_HOP, UpConn, X_FAL_KEY_ID, X_FAL_REQUEST_ID, X_FAL_USER_ID,
+    split_run_path, split_upstream,
+};
+
+/// The longest request or response head read before giving up on it.
+const MAX_HEAD: usize = 64 * 1024;
+/// Header lines parsed per head; more, and hyper takes the request.
+const MAX_HEADERS: usize = 64;
+/// Room kept free in a buffer before each read.
+const READ_ROOM: usize = 16 * 1024;
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long connections may take to finish after shutdown begins.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves `listener` until `shutdown` completes: over TLS when an acceptor
+/// is given, the fast path and `router` both over `state`. Then stops
+/// accepting, lets requests under way finish (up to 30 s) and closes idle
+/// connections.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a sender; when all are gone, all are done.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let tcp = match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let conn = Conn {
+                    state: state.clone(),
+                    router: router.clone(),
+                    stop: stop_rx.clone(),
+                    _alive: alive_tx.clone(),
+                };
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => conn.serve(tcp).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(tcp)).await {
+                                Ok(Ok(stream)) => conn.serve(stream).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    if tokio::time::timeout(DRAIN, alive_rx.recv()).await.is_err() {
+        tracing::warn!("connections still open after 30 s; closing them");
+    }
+    Ok(())
+}
+
+/// One client connection.
+struct Conn {
+    /// What the fast path authenticates and forwards with.
+    state: AppState,
+    /// Everything else.
+    router: Router,
+    /// Turns true when the server shuts down.
+    stop: watch::Receiver<bool>,
+    /// Held for as long as the connection lives (see [`serve`]).
+    _alive: mpsc::Sender<()>,
+}
+
+/// How a request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the sender closes (responses only).
+    UntilClose,
+}
+
+/// What [`Conn::prepare`] decided about a request head.
+enum Prepared {
+    /// Let hyper and the router take the connection.
+    HandOff,
+    /// Answer without asking an upstream (an error).
+    Answer {
+        /// The answer.
+        response: Response,
+        /// Bytes of the request head.
+        head_len: usize,
+        /// The request body's framing (to skip it, or to close).
+        body: Framing,
+        /// Method and path, for the log line.
+        log: LogLine,
+    },
+    /// Forward: the upstream's head is ready in `req_out`.
+    Forward(Forward),
+}
+
+/// A request on its way to an upstream.
+struct Forward {
+    /// Bytes of the request head in the client buffer.
+    head_len: usize,
+    /// The request body's framing.
+    body: Framing,
+    /// The app (its upstream URL and timeout).
+    app: Arc<AppRecord>,
+    /// The request id, sent both ways.
+    request_id: [u8; 36],
+    /// `HEAD`: the response has no body whatever its headers say.
+    head_method: bool,
+    /// The client asked to close after this response.
+    close: bool,
+    /// Method and path, for the log line.
+    log: LogLine,
+}
+
+/// How an exchange with an upstream failed.
+enum Failure {
+    /// The client went away or broke its own framing: close, no answer.
+    Client,
+    /// The upstream could not be reached or broke off (502).
+    Upstream(String),
+}
+
+/// The response head an upstream sent, rewritten for the client.
+struct ResponseHead {
+    /// Bytes of the upstream's head in its buffer.
+    head_len: usize,
+    /// The body's framing as the upstream sent it.
+    framing: Framing,
+    /// The upstream connection may be kept once the body has been read.
+    reusable: bool,
+    /// The status, for the log line.
+    status: u16,
+}
+
+impl Conn {
+    /// Serves requests on `io` until the client closes, asks to close, the
+    /// server stops, or the connection is handed to hyper.
+    async fn serve<IO>(mut self, mut io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_ROOM);
+        let mut req_out: Vec<u8> = Vec::with_capacity(4096);
+        let mut resp_out: Vec<u8> = Vec::with_capacity(READ_ROOM);
+        loop {
+            let prepared = loop {
+                if !buf.is_empty() {
+                    match self.prepare(&buf, &mut req_out).await {
+                        Some(p) => break p,
+                        None if buf.len() > MAX_HEAD => break Prepared::HandOff,
+                        None => {}
+                    }
+                }
+                if buf.capacity() - buf.len() < READ_ROOM / 4 {
+                    buf.reserve(READ_ROOM);
+                }
+                let idle = buf.is_empty();
+                let read = tokio::select! {
+                    biased;
+                    read = io.read_buf(&mut buf) => read,
+                    _ = self.stop.wait_for(|s| *s), if idle => return,
+                };
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            };
+            let next = match prepared {
+                Prepared::HandOff => return self.hand_off(io, buf).await,
+                Prepared::Answer {
+                    response,
+                    head_len,
+                    body,
+                    log,
+                } => {
+                    let started = Instant::now();
+                    // The body can be skipped only if it is all here.
+                    let skip = match body {
+                        Framing::Empty => Some(0),
+                        Framing::Length(n) => usize::try_from(n)
+                            .ok()
+                            .filter(|n| buf.len() - head_len >= *n),
+                        Framing::Chunked | Framing::UntilClose => None,
+                    };
+                    let close = skip.is_none() || *self.stop.borrow();
+                    let status = response.status().as_u16();
+                    if write_response(&mut io, &mut resp_out, response, close)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    log_request(&log, status, started);
+                    if let Some(n) = skip {
+                        buf.drain(..head_len + n);
+                    }
+                    !close
+                }
+                Prepared::Forward(f) => {
+                    self.forward(&mut io, &mut buf, &mut req_out, &mut resp_out, f)
+                        .await
+                }
+            };
+            if !next {
+                return;
+            }
+        }
+    }
+
+    /// Looks at the request head at the start of `buf`. `None`: not all of
+    /// it is here yet. Otherwise decides its path; for a request to
+    /// forward, writes the upstream's head into `out`.
+    async fn prepare(&self, buf: &[u8], out: &mut Vec<u8>) -> Option<Prepared> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return None,
+            Err(_) => return Some(Prepared::HandOff),
+        };
+        let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+            return Some(Prepared::HandOff);
+        };
+        if !target.starts_with("/run/") || method == "CONNECT" {
+            return Some(Prepared::HandOff);
+        }
+        let mut authorization = None;
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut close = false;
+        for h in req.headers.iter() {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"authorization") {
+                if authorization.is_some() {
+                    return Some(Prepared::HandOff);
+                }
+                authorization = Some(h.value);
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let n = std::str::from_utf8(h.value).map(|v| v.trim().parse::<u64>());
+                match (n, length) {
+                    (Ok(Ok(n)), None) => length = Some(n),
+                    (Ok(Ok(n)), Some(m)) if n == m => {}
+                    _ => return Some(Prepared::HandOff),
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                if chunked || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Some(Prepared::HandOff);
+                }
+                chunked = true;
+            } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade")
+            {
+                return Some(Prepared::HandOff);
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+            }
+        }
+        let body = match (length, chunked) {
+            (Some(_), true) => return Some(Prepared::HandOff),
+            (Some(0), false) | (None, false) => Framing::Empty,
+            (Some(n), false) => Framing::Length(n),
+            (None, true) => Framing::Chunked,
+        };
+        let Some(authorization) = authorization else {
+            // A dashboard cookie, or nothing: the router decides.
+            return Some(Prepared::HandOff);
+        };
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        let log =
+            tracing::enabled!(tracing::Level::INFO).then(|| (method.to_owned(), path.to_owned()));
+        let answer = |e: ApiError, log| {
+            Some(Prepared::Answer {
+                response: e.into_response(),
+                head_len,
+                body,
+                log,
+            })
+        };
+
+        let principal = match self.authenticate(authorization).await {
+            Ok(p) => p,
+            Err(e) => return answer(e, log),
+        };
+        let Some((owner, name, tail)) = split_run_path(path) else {
+            return answer(GatewayError::BadPath.into(), log);
+        };
+        let app = match self.state.apps().find(owner, name).await {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                return answer(
+                    GatewayError::UnknownApp(format!("{owner}/{name}")).into(),
+                    log,
+                );
+            }
+            Err(e) => return answer(e.into(), log),
+        };
+        let Some(upstream) = split_upstream(&app.upstream) else {
+            return Some(Prepared::HandOff); // https: hyper's client with rustls
+        };
+        let request_id = self.state.request_ids().next_bytes();
+
+        // The upstream's head: request line, Host, the client's end-to-end
+        // headers, who is calling, and the body's framing.
+        out.clear();
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(upstream.base.as_bytes());
+        let query = &target[path.len()..];
+        if upstream.base.is_empty() && tail.is_empty() {
+            out.push(b'/');
+        }
+        out.extend_from_slice(tail.as_bytes());
+        out.extend_from_slice(query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(upstream.authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let connection_named: Vec<&[u8]> = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| tokens(h.value))
+            .collect();
+        for h in req.headers.iter() {
+            let name = h.name.as_bytes();
+            if is_hop_by_hop(name)
+                || connection_named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+                || [
+                    "authorization",
+                    "host",
+                    "content-length",
+                    X_FAL_USER_ID,
+                    X_FAL_KEY_ID,
+                    X_FAL_REQUEST_ID,
+                ]
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            {
+                continue;
+            }
+            put_header(out, name, h.value);
+        }
+        put_identity(out, &principal, &request_id);
+        match body {
+            Framing::Length(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::Empty | Framing::UntilClose => {}
+        }
+        out.extend_from_slice(b"\r\n");
+        Some(Prepared::Forward(Forward {
+            head_len,
+            body,
+            app,
+            request_id,
+            head_method: method == "HEAD",
+            close,
+            log,
+        }))
+    }
+
+    /// The caller behind an `Authorization` header, as the router's
+    /// [`crate::auth::Caller`] would find it.
+    async fn authenticate(&self, value: &[u8]) -> Result<Principal, ApiError> {
+        // What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..0x7f).contains(&b))
+        {
+            return Err(ApiError::MalformedKey);
+        }
+        let value = std::str::from_utf8(value).map_err(|_| ApiError::MalformedKey)?;
+        Ok(self.state.verifier().authenticate(Some(value)).await?)
+    }
+
+    /// Forwards one request and its answer. Returns whether the client
+    /// connection can take another request.
+    async fn forward<IO>(
+        &self,
+        io: &mut IO,
+        buf: &mut Vec<u8>,
+        req_out: &mut Vec<u8>,
+        resp_out: &mut Vec<u8>,
+        f: Forward,
+    ) -> bool
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let started = Instant::now();
+        let Some(upstream) = split_upstream(&f.app.upstream) else {
+            return false;
+        };
+        buf.drain(..f.head_len);
+        // A body that is all here goes out with the head, and can be sent
+        // again on a fresh connection if a kept one turns out closed.
+        let whole = match f.body {
+            Framing::Empty => true,
+            Framing::Length(n) => usize::try_from(n).is_ok_and(|n| n <= buf.len()),
+            Framing::Chunked | Framing::UntilClose => false,
+        };
+        if let (true, Framing::Length(n)) = (whole, f.body) {
+            let n = usize::try_from(n).unwrap_or(0);
+            req_out.extend_from_slice(&buf[..n]);
+            buf.drain(..n);
+        }
+        let wait = Duration::from_millis(u64::try_from(f.app.timeout_ms).unwrap_or(0));
+        let pool = self.state.upstream();
+        let exchange = async {
+            let mut may_reuse = true;
+            loop {
+                let (mut up, reused) =
+                    match pool.take_idle(upstream.authority).filter(|_| may_reuse) {
+                        Some(conn) => (conn, true),
+                        None => match UpConn::connect(upstream.host, upstream.port).await {
+                            Ok(conn) => (conn, false),
+                            Err(e) => {
+                                return Err(Failure::Upstream(format!(
+                                    "connect {}: {e}",
+                                    upstream.authority
+                                )));
+                            }
+                        },
+                    };
+                let retry = reused && whole;
+                if let Err(e) = up.stream.write_all(req_out).await {
+                    if retry {
+                        may_reuse = false;
+                        continue;
+                    }
+                    return Err(Failure::Upstream(e.to_string()));
+                }
+                if !whole {
+                    send_body(io, buf, &mut up, f.body).await?;
+                }
+                match read_response_head(&mut up, f.head_method, resp_out).await {
+                    Ok(head) => return Ok((up, head)),
+                    Err(_) if retry && up.buf.is_empty() => may_reuse = false,
+                    Err(e) => return Err(Failure::Upstream(e)),
+                }
+            }
+        };
+        let app_name = || format!("{}/{}", f.app.owner, f.app.name);
+        let rid = String::from_utf8_lossy(&f.request_id);
+        let failed = |e: ApiError| (e.into_response(), !whole);
+        let (mut up, head) = match tokio::time::timeout(wait, exchange).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(Failure::Client)) => return false,
+            Ok(Err(Failure::Upstream(e))) => {
+                tracing::warn!(app = %app_name(), request_id = %rid, error = %e, "upstream unreachable");
+                let (response, close) = failed(GatewayError::Unreachable.into());
+                return self
+                    .answer_failure(io, resp_out, response, &f, close, started)
+                    .await;
+            }
+            Err(_) => {
+                tracing::warn!(app = %app_name(), request_id = %rid, "upstream timed out");
+                let (response, close) = failed(GatewayError::Timeout(f.app.timeout_ms).into());
+                return self
+                    .answer_failure(io, resp_out, response, &f, close, started)
+                    .await;
+            }
+        };
+
+        // The response: head, then the body as it comes.
+        let close = f.close || *self.stop.borrow();
+        put_header(resp_out, X_FAL_REQUEST_ID.as_bytes(), &f.request_id);
+        match head.framing {
+            Framing::Length(n) => {
+                let _ = write!(resp_out, "content-length: {n}\r\n");
+            }
+            Framing::Chunked | Framing::UntilClose => {
+                resp_out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+            Framing::Empty => {}
+        }
+        if close {
+            resp_out.extend_from_slice(b"connection: close\r\n");
+        }
+        resp_out.extend_from_slice(b"\r\n");
+        up.buf.drain(..head.head_len);
+        let finished = send_response_body(io, &mut up, head.framing, resp_out).await;
+        log_request(&f.log, head.status, started);
+        match finished {
+            Ok(()) => {
+                if head.reusable && up.buf.is_empty() {
+                    pool.put_back(upstream.authority, up);
+                }
+                !close
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Answers a failed exchange (502/504) with the request id.
+    async fn answer_failure<IO>(
+        &self,
+        io: &mut IO,
+        out: &mut Vec<u8>,
+        mut response: Response,
+        f: &Forward,
+        close: bool,
+        started: Instant,
+    ) -> bool
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Ok(v) = axum::http::HeaderValue::from_bytes(&f.request_id) {
+            response.headers_mut().insert(X_FAL_REQUEST_ID, v);
+        }
+        let status = response.status().as_u16();
+        let close = close || f.close || *self.stop.borrow();
+        let written = write_response(io, out, response, close).await;
+        log_request(&f.log, status, started);
+        written.is_ok() && !close
+    }
+
+    /// Gives the connection to hyper and the router, `read` first.
+    async fn hand_off<IO>(self, io: IO, read: Vec<u8>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(Rewind {
+            read,
+            pos: 0,
+            inner: io,
+        });
+        let service = TowerToHyperService::new(self.router.clone());
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let mut stop = self.stop.clone();
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Sends the rest of a request body that was not all in `buf` when the
+/// head went out, reading more from the client as needed. Leaves in `buf`
+/// whatever follows the body (a pipelined request).
+async fn send_body<IO>(
+    io: &mut IO,
+    buf: &mut Vec<u8>,
+    up: &mut UpConn,
+    framing: Framing,
+) -> Result<(), Failure>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut chunked = Chunked::default();
+    loop {
+        let take = match framing {
+            Framing::Length(_) => usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len())),
+            Framing::Chunked => chunked.scan(buf).map_err(|()| Failure::Client)?,
+            Framing::Empty | Framing::UntilClose => return Ok(()),
+        };
+        if take > 0 {
+            up.stream
+                .write_all(&buf[..take])
+                .await
+                .map_err(|e| Failure::Upstream(e.to_string()))?;
+            buf.drain(..take);
+            left = left.saturating_sub(take as u64);
+        }
+        let done = match framing {
+            Framing::Length(_) => left == 0,
+            _ => chunked.done(),
+        };
+        if done {
+            return Ok(());
+        }
+        if buf.capacity() - buf.len() < READ_ROOM / 4 {
+            buf.reserve(READ_ROOM);
+        }
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(Failure::Client),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads the upstream's response head (skipping `1xx` interim answers) and
+/// writes the client's version of it into `out`, without the framing
+/// headers, which the caller adds.
+async fn read_response_head(
+    up: &mut UpConn,
+    head_method: bool,
+    out: &mut Vec<u8>,
+) -> Result<ResponseHead, String> {
+    loop {
+        if !up.buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&up.buf) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    let status = resp.code.unwrap_or(0);
+                    if (100..200).contains(&status) {
+                        if status == 101 {
+                            return Err("the upstream switched protocols unasked".into());
+                        }
+                        up.buf.drain(..head_len);
+                        continue;
+                    }
+                    return rewrite_response_head(&resp, head_len, head_method, out);
+                }
+                Ok(httparse::Status::Partial) if up.buf.len() <= MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => return Err("response head too large".into()),
+                Err(e) => return Err(format!("bad response head: {e}")),
+            }
+        }
+        if up.buf.capacity() - up.buf.len() < READ_ROOM / 4 {
+            up.buf.reserve(READ_ROOM);
+        }
+        match up.stream.read_buf(&mut up.buf).await {
+            Ok(0) => return Err("the upstream closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The client's response head from the upstream's (see
+/// [`read_response_head`]).
+fn rewrite_response_head(
+    resp: &httparse::Response<'_, '_>,
+    head_len: usize,
+    head_method: bool,
+    out: &mut Vec<u8>,
+) -> Result<ResponseHead, String> {
+    let status = resp.code.unwrap_or(0);
+    let mut length: Option<u64> = None;
+    let mut transfer: Option<&[u8]> = None;
+    let mut close = resp.version != Some(1);
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or("bad Content-Length from the upstream")?;
+            if length.is_some_and(|m| m != n) {
+                return Err("conflicting Content-Length from the upstream".into());
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        }
+    }
+    let no_body = head_method || status == 204 || status == 304;
+    let framing = match (no_body, transfer, length) {
+        (true, _, _) => Framing::Empty,
+        (false, Some(te), _) => {
+            let last = tokens(te).last().unwrap_or_default();
+            if last.eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            }
+        }
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, None, None) => Framing::UntilClose,
+    };
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {status} ");
+    out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let connection_named: Vec<&[u8]> = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .collect();
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        let framing_header = name.eq_ignore_ascii_case(b"content-length") && !no_body;
+        if framing_header
+            || is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(X_FAL_REQUEST_ID.as_bytes())
+            || connection_named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        put_header(out, name, h.value);
+    }
+    Ok(ResponseHead {
+        head_len,
+        framing,
+        reusable: !close && framing != Framing::UntilClose,
+        status,
+    })
+}
+
+/// Writes the response head in `out` and the body after it as it arrives
+/// from the upstream: as is for a length or chunks, re-chunked when the
+/// upstream marks the end by closing. `Ok` once the body has ended.
+async fn send_response_body<IO>(
+    io: &mut IO,
+    up: &mut UpConn,
+    framing: Framing,
+    out: &mut Vec<u8>,
+) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut chunked = Chunked::default();
+    let mut eof = false;
+    loop {
+        // Move what the upstream sent (up to the body's end) behind the head.
+        let done = match framing {
+            Framing::Empty => true,
+            Framing::Length(_) => {
+                let take = usize::try_from(left).map_or(up.buf.len(), |l| l.min(up.buf.len()));
+                out.extend_from_slice(&up.buf[..take]);
+                up.buf.drain(..take);
+                left -= take as u64;
+                left == 0
+            }
+            Framing::Chunked => {
+                let take = chunked
+                    .scan(&up.buf)
+                    .map_err(|()| io::Error::other("bad chunked body from the upstream"))?;
+                out.extend_from_slice(&up.buf[..take]);
+                up.buf.drain(..take);
+                chunked.done()
+            }
+            Framing::UntilClose => {
+                if !up.buf.is_empty() {
+                    let _ = write!(out, "{:x}\r\n", up.buf.len());
+                    out.extend_from_slice(&up.buf);
+                    out.extend_from_slice(b"\r\n");
+                    up.buf.clear();
+                }
+                if eof {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                eof
+            }
+        };
+        if !out.is_empty() {
+            io.write_all(out).await?;
+            io.flush().await?;
+            out.clear();
+        }
+        if done {
+            return Ok(());
+        }
+        if up.buf.capacity() - up.buf.len() < READ_ROOM / 4 {
+            up.buf.reserve(READ_ROOM);
+        }
+        match up.stream.read_buf(&mut up.buf).await {
+            Ok(0) if framing == Framing::UntilClose => eof = true,
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes a whole (small) response made by the router's types: our own
+/// answers, errors among them.
+async fn write_response<IO>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    response: Response,
+    close: bool,
+) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if !is_hop_by_hop(name.as_str().as_bytes()) && name != axum::http::header::CONTENT_LENGTH {
+            put_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    let _ = write!(out, "content-length: {}\r\n", body.len());
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    io.write_all(out).await?;
+    io.flush().await
+}
+
+/// Method and path of a request, kept only when its log line will be
+/// written.
+type LogLine = Option<(String, String)>;
+
+/// One log line per request, as the router's requests get (never the
+/// query, never a header).
+fn log_request(log: &LogLine, status: u16, started: Instant) {
+    if let Some((method, path)) = log {
+        tracing::info!(
+            %method,
+            %path,
+            status,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+/// Writes `name: value\r\n`.
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes who is calling, for the upstream.
+fn put_identity(out: &mut Vec<u8>, principal: &Principal, request_id: &[u8; 36]) {
+    put_header(
+        out,
+        X_FAL_USER_ID.as_bytes(),
+        principal.user_id.as_str().as_bytes(),
+    );
+    if let Some(k) = &principal.key_id {
+        let _ = write!(out, "{X_FAL_KEY_ID}: {k}\r\n");
+    }
+    put_header(out, X_FAL_REQUEST_ID.as_bytes(), request_id);
+}
+
+/// Whether a header belongs to one connection only.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// The comma-separated tokens of a header value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Follows chunked framing over bytes as they arrive, to find where the
+/// body ends (the bytes themselves pass on unchanged). Strict: sizes in
+/// hex, lines ended by CRLF; anything else is an error, so that the two
+/// ends of the proxy cannot disagree on where a body stops.
+#[derive(Debug, Default)]
+struct Chunked {
+    /// Where in the framing the next byte falls.
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// In a chunk-size line: the size so far, and whether a digit was seen.
+    #[default]
+    SizeStart,
+    /// Hex digits of a size.
+    Size(u64),
+    /// After the size: extensions, up to CR.
+    Extension(u64),
+    /// Expecting LF after a size line.
+    SizeLf(u64),
+    /// Inside chunk data: bytes left.
+    Data(u64),
+    /// Expecting CR after chunk data.
+    DataCr,
+    /// Expecting LF after chunk data.
+    DataLf,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// Expecting LF after a trailer line.
+    TrailerLf,
+    /// Expecting the last LF.
+    EndLf,
+    /// The body has ended.
+    Done,
+}
+
+impl Chunked {
+    /// Reads framing from `data`; returns how many of its bytes belong to
+    /// the body (all, unless the body ends inside `data`).
+    fn scan(&mut self, data: &[u8]) -> Result<usize, ()> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < data.len() {
+            if self.state == Done {
+                break;
+            }
+            if let Data(left) = self.state {
+                let take = usize::try_from(left).map_or(data.len() - i, |l| l.min(data.len() - i));
+                i += take;
+                let left = left - take as u64;
+                self.state = if left == 0 { DataCr } else { Data(left) };
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (SizeStart, _) => Size(u64::from(hex(b).ok_or(())?)),
+                (Size(n), b'\r') => SizeLf(n),
+                (Size(n), b';' | b' ' | b'\t') => Extension(n),
+                (Size(n), _) => {
+                    let d = hex(b).ok_or(())?;
+                    if n > u64::MAX >> 4 {
+                        return Err(());
+                    }
+                    Size(n << 4 | u64::from(d))
+                }
+                (Extension(n), b'\r') => SizeLf(n),
+                (Extension(_), b'\n') => return Err(()),
+                (Extension(n), _) => Extension(n),
+                (SizeLf(0), b'\n') => TrailerStart,
+                (SizeLf(n), b'\n') => Data(n),
+                (DataCr, b'\r') => DataLf,
+                (DataLf, b'\n') => SizeStart,
+                (TrailerStart, b'\r') => EndLf,
+                (TrailerStart | Trailer, b'\n') => return Err(()),
+                (Trailer, b'\r') => TrailerLf,
+                (TrailerStart | Trailer, _) => Trailer,
+                (TrailerLf, b'\n') => TrailerStart,
+                (EndLf, b'\n') => Done,
+                _ => return Err(()),
+            };
+        }
+        Ok(i)
+    }
+
+    /// Whether the body has ended.
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+}
+
+/// The value of a hex digit.
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// A connection whose first bytes were already read: replays them, then
+/// reads on.
+struct Rewind<IO> {
+    /// Bytes read before hyper took over.
+    read: Vec<u8>,
+    /// How many of them hyper has had.
+    pos: usize,
+    /// The connection.
+    inner: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.read.len() {
+            let n = out.remaining().min(this.read.len() - this.pos);
+            out.put_slice(&this.read[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.read.len() {
+                this.read = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, out)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(parts: &[&[u8]]) -> Result<(usize, bool), ()> {
+        let mut c = Chunked::default();
+        let mut total = 0;
+        for p in parts {
+            total += c.scan(p)?;
+        }
+        Ok((total, c.done()))
+    }
+
+    #[test]
+    fn chunked_framing_finds_the_end_across_reads() {
+        let body = b"5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nx-trailer: 1\r\n\r\nGET / HTTP/1.1";
+        let end = body.len() - b"GET / HTTP/1.1".len();
+        assert_eq!(scan_all(&[body]), Ok((end, true)));
+        // Byte by byte gives the same answer.
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        let mut c = Chunked::default();
+        let mut used = 0;
+        for b in bytes {
+            used += c.scan(b).unwrap();
+            if c.done() {
+                break;
+            }
+        }
+        assert_eq!(used, end);
+        assert_eq!(
+            scan_all(&[b"a\r\n0123", b"456789\r\n0\r\n\r\n"]),
+            Ok((20, true))
+        );
+        assert_eq!(scan_all(&[b"3\r\nab"]), Ok((5, false)));
+    }
+
+    #[test]
+    fn chunked_framing_is_strict() {
+        for bad in [
+            &b"5\nhello\r\n"[..],
+            b"x\r\n",
+            b"\r\n",
+            b"3\r\nabcX",
+            b"0\r\nbad\n",
+            b"fffffffffffffffff\r\n",
+        ] {
+            assert_eq!(
+                scan_all(&[bad]),
+                Err(()),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_urls_split_for_the_pool() {
+        use crate::gateway::UpstreamParts;
+        assert_eq!(
+            split_upstream("http://127.0.0.1:9000/v1/"),
+            Some(UpstreamParts {
+                authority: "127.0.0.1:9000",
+                host: "127.0.0.1",
+                port: 9000,
+                base: "/v1"
+            })
+        );
+        assert_eq!(
+            split_upstream("http://[::1]/").map(|u| (u.host, u.port, u.base)),
+            Some(("::1", 80, ""))
+        );
+        assert_eq!(split_upstream("https://models.internal"), None);
+        assert_eq!(split_upstream("http://host:notaport"), None);
+    }
+
+    #[test]
+    fn header_tokens_are_trimmed() {
+        let t: Vec<&[u8]> = tokens(b" keep-alive ,, X-Private").collect();
+        assert_eq!(t, [&b"keep-alive"[..], b"X-Private"]);
+    }
+}
