@@ -228,7 +228,9 @@ impl Client {
 
     /// A current access token from the login file, refreshed (under the
     /// file lock, re-reading the file first in case another process did it)
-    /// when it expires within 30 seconds.
+    /// when it expires within 30 seconds. A refresh ends the session's
+    /// previous access token, so a token another process just got is used
+    /// rather than replaced.
     async fn bearer(&self, path: &std::path::Path) -> Result<String, ClientError> {
         let not_logged_in = || ClientError::Credentials(CredentialError::Missing);
         let now = session::unix_now();
@@ -239,7 +241,12 @@ impl Client {
         let _lock = session::FileLock::acquire(path)
             .map_err(|e| ClientError::Usage(format!("cannot lock {}: {e}", path.display())))?;
         let mut file = session::SessionFile::load(path).ok_or_else(not_logged_in)?;
-        if file.expires_at > now + 30 {
+        let now = session::unix_now();
+        // Another process refreshed while this one waited: its access token
+        // is the session's current one (refreshing again would end it while
+        // that process may still be using it), so use it while it lasts.
+        let refreshed_meanwhile = file.refresh_token != current.refresh_token;
+        if file.expires_at > now + 30 || (refreshed_meanwhile && file.expires_at > now) {
             return Ok(file.access_token);
         }
         #[derive(Deserialize)]

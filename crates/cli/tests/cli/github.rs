@@ -184,18 +184,20 @@ fn org_members_may_sign_in_and_a_renamed_login_keeps_its_keys() {
 fn tokens_refresh_transparently_even_with_concurrent_cli_processes() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeGithub::start();
-    // One-second access tokens: every command must refresh.
+    // 32-second access tokens: two seconds after login the token is inside
+    // the CLI's 30-second refresh margin, so the first command to take the
+    // lock must refresh and the others must pick up its new token.
     let s = server(
         dir.path(),
         &fake,
         &["octocat"],
-        &["--access-token-ttl", "1s"],
+        &["--access-token-ttl", "32s"],
         None,
     );
     assert!(login(&s).status.success());
     let before: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(auth_file(dir.path())).unwrap()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let children: Vec<_> = (0..6)
         .map(|_| {
             let mut c = crate::harness::fal();
