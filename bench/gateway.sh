@@ -9,8 +9,11 @@
 # Installs what it needs (nginx, wrk) from Debian's packages. Every request
 # goes to 127.0.0.1 only; each run lasts DURATION seconds.
 #
-# Usage: bench/gateway.sh            (env: DURATION=10 CONNECTIONS=64 WORKERS=2;
-#                                     PERF_OUT=FILE profiles fal during its run)
+# Usage: bench/gateway.sh            (env: DURATION=10 CONNECTIONS=64 WORKERS=2 ROUNDS=3;
+#                                     PERF_OUT=FILE profiles fal during its runs,
+#                                     PERF_NGINX_OUT=FILE nginx's plain proxy)
+# Each round runs the four targets one after another; the table shows each
+# target's median over the rounds, so one noisy run does not decide a ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,36 +108,70 @@ done
 to_ms() { # wrk latency like 512.00us / 1.20ms / 2.00s -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
-run() { # label url [pid-to-profile]
-  local out
-  if [ -n "${PERF_OUT:-}" ] && [ -n "${3:-}" ]; then
-    perf record -q -F 1999 -e cpu-clock -g -p "$3" -o "$PERF_OUT" -- sleep "$DURATION" >/dev/null 2>&1 &
+pids_of() { # nginx config name or "fal" -> the processes serving it
+  if [ "$1" = fal ]; then echo "$FAL_PID"; return; fi
+  local master; master=$(cat "$WORK/$1.pid")
+  echo "$master $(pgrep -P "$master" | tr '\n' ' ')"
+}
+cpu_ticks() { # total user+system clock ticks of the given pids
+  local t=0 p
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non2xx|cpu-us-per-request
+  local out="$WORK/wrk.txt" pids="" before=0 after=0
+  [ "$3" != - ] && pids=$(pids_of "$3")
+  if [ -n "${PERF_OUT:-}" ] && [ "$3" = fal ]; then
+    perf record -q -F 1999 -e cpu-clock -g -p "$FAL_PID" -o "$PERF_OUT" -- sleep "$DURATION" >/dev/null 2>&1 &
   fi
-  wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$2" > "$WORK/wrk.txt"
-  out="$WORK/wrk.txt"
-  local rps p50 p99 errs
+  if [ -n "${PERF_NGINX_OUT:-}" ] && [ "$3" = proxy ]; then
+    perf record -q -F 1999 -e cpu-clock -g -p "$(tr ' ' ',' <<<"$pids" | sed 's/,*$//')" \
+      -o "$PERF_NGINX_OUT" -- sleep "$DURATION" >/dev/null 2>&1 &
+  fi
+  [ -n "$pids" ] && before=$(cpu_ticks $pids)
+  wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$2" > "$out"
+  [ -n "$pids" ] && after=$(cpu_ticks $pids)
+  local rps p50 p99 errs total cpu
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$out")")
   p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$out")")
   errs=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out")
-  echo "$1|$rps|$p50|$p99|${errs:-0}"
+  total=$(awk '/requests in/ {print $1}' "$out")
+  cpu=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$total" -v has="$pids" \
+    'BEGIN { if (has == "" || n == 0) print "-"; else printf "%.1f", t / hz * 1e6 / n }')
+  echo "$1|$rps|$p50|$p99|${errs:-0}|$cpu"
 }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s per target; $WORKERS nginx workers = $WORKERS fal worker threads; $(nproc) cores" >&2
-RESULTS=()
-RESULTS+=("$(run "upstream directly" "http://127.0.0.1:$UP_PORT/")")
-RESULTS+=("$(run "nginx proxy (no auth)" "http://127.0.0.1:$PROXY_PORT/")")
-RESULTS+=("$(run "fal gateway (API key)" "http://127.0.0.1:$FAL_PORT/run/bench/ok" "$FAL_PID")")
-RESULTS+=("$(run "nginx + auth_request to fal" "http://127.0.0.1:$AUTH_PORT/")")
-
-BASE_RPS=$(cut -d'|' -f2 <<<"${RESULTS[1]}")
-BASE_P99=$(cut -d'|' -f4 <<<"${RESULTS[1]}")
-printf '\n%-30s %12s %10s %10s %8s %12s %12s\n' "target" "requests/s" "p50 ms" "p99 ms" "non-2xx" "rps/nginx" "p99/nginx"
-for r in "${RESULTS[@]}"; do
-  IFS='|' read -r label rps p50 p99 errs <<<"$r"
-  printf '%-30s %12.0f %10.3f %10.3f %8s %12.2f %12.2f\n' "$label" "$rps" "$p50" "$p99" "$errs" \
-    "$(awk -v a="$rps" -v b="$BASE_RPS" 'BEGIN{print a/b}')" "$(awk -v a="$p99" -v b="$BASE_P99" 'BEGIN{print a/b}')"
+ROUNDS="${ROUNDS:-3}"
+echo "load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s per target, $ROUNDS interleaved rounds (medians); $WORKERS nginx workers = $WORKERS fal worker threads; $(nproc) cores" >&2
+LABELS=("upstream directly" "nginx proxy (no auth)" "fal gateway (API key)" "nginx + auth_request to fal")
+URLS=("http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$PROXY_PORT/" "http://127.0.0.1:$FAL_PORT/run/bench/ok" "http://127.0.0.1:$AUTH_PORT/")
+SERVERS=(upstream proxy fal authreq)
+: > "$WORK/rounds.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  for i in 0 1 2 3; do
+    r=$(run "${LABELS[$i]}" "${URLS[$i]}" "${SERVERS[$i]}")
+    echo "$round|$i|$r" >> "$WORK/rounds.txt"
+    echo "  round $round: $r" >&2
+  done
 done
-FAL_RPS=$(cut -d'|' -f2 <<<"${RESULTS[2]}")
-AUTHREQ_RPS=$(cut -d'|' -f2 <<<"${RESULTS[3]}")
-printf '\nfal gateway / nginx + auth_request: %.2fx requests/s\n' "$(awk -v a="$FAL_RPS" -v b="$AUTHREQ_RPS" 'BEGIN{print a/b}')"
+col() { # target-index field-number -> median over rounds
+  awk -F'|' -v i="$1" -v f="$2" '$2 == i { print $f }' "$WORK/rounds.txt" | median
+}
+for i in 0 1 2 3; do
+  RPS[$i]=$(col "$i" 4); P50[$i]=$(col "$i" 5); P99[$i]=$(col "$i" 6)
+  ERRS[$i]=$(awk -F'|' -v i="$i" '$2 == i { s += $7 } END { print s + 0 }' "$WORK/rounds.txt")
+  CPU[$i]=$(awk -F'|' -v i="$i" '$2 == i && $8 != "-" { print $8 }' "$WORK/rounds.txt" | median)
+done
+
+printf '\n%-30s %12s %10s %10s %8s %10s %12s %12s\n' "target (median of $ROUNDS)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "cpu us/req" "rps/nginx" "p99/nginx"
+for i in 0 1 2 3; do
+  printf '%-30s %12.0f %10.3f %10.3f %8s %10s %12.2f %12.2f\n' "${LABELS[$i]}" "${RPS[$i]}" "${P50[$i]}" "${P99[$i]}" "${ERRS[$i]}" \
+    "${CPU[$i]:--}" "$(awk -v a="${RPS[$i]}" -v b="${RPS[1]}" 'BEGIN{print a/b}')" "$(awk -v a="${P99[$i]}" -v b="${P99[1]}" 'BEGIN{print a/b}')"
+done
+printf '\nfal gateway / nginx + auth_request: %.2fx requests/s\n' "$(awk -v a="${RPS[2]}" -v b="${RPS[3]}" 'BEGIN{print a/b}')"
+echo "(cpu us/req: CPU time of the serving processes only, per request; for nginx + auth_request it leaves out fal's /auth/verify work)"

@@ -23,6 +23,7 @@
 
 use std::future::Future;
 use std::io::{self, Write as _};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -156,7 +157,7 @@ enum Prepared {
         /// The request body's framing (to skip it, or to close).
         body: Framing,
         /// Method and path, for the log line.
-        log: LogLine,
+        log: Option<LogLine>,
     },
     /// Forward: the upstream's head is ready in `req_out`.
     Forward(Forward),
@@ -177,7 +178,7 @@ struct Forward {
     /// The client asked to close after this response.
     close: bool,
     /// Method and path, for the log line.
-    log: LogLine,
+    log: Option<LogLine>,
 }
 
 /// How an exchange with an upstream failed.
@@ -210,6 +211,8 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_ROOM);
         let mut req_out: Vec<u8> = Vec::with_capacity(4096);
         let mut resp_out: Vec<u8> = Vec::with_capacity(READ_ROOM);
+        // Times upstream exchanges; made at the first one.
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let prepared = loop {
                 if !buf.is_empty() {
@@ -241,7 +244,6 @@ impl Conn {
                     body,
                     log,
                 } => {
-                    let started = Instant::now();
                     // The body can be skipped only if it is all here.
                     let skip = match body {
                         Framing::Empty => Some(0),
@@ -258,15 +260,22 @@ impl Conn {
                     {
                         return;
                     }
-                    log_request(&log, status, started);
+                    log_request(&log, status);
                     if let Some(n) = skip {
                         buf.drain(..head_len + n);
                     }
                     !close
                 }
                 Prepared::Forward(f) => {
-                    self.forward(&mut io, &mut buf, &mut req_out, &mut resp_out, f)
-                        .await
+                    self.forward(
+                        &mut io,
+                        &mut buf,
+                        &mut req_out,
+                        &mut resp_out,
+                        &mut timer,
+                        f,
+                    )
+                    .await
                 }
             };
             if !next {
@@ -279,9 +288,9 @@ impl Conn {
     /// it is here yet. Otherwise decides its path; for a request to
     /// forward, writes the upstream's head into `out`.
     async fn prepare(&self, buf: &[u8], out: &mut Vec<u8>) -> Option<Prepared> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let head_len = match req.parse(buf) {
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return None,
             Err(_) => return Some(Prepared::HandOff),
@@ -333,8 +342,11 @@ impl Conn {
             return Some(Prepared::HandOff);
         };
         let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let log =
-            tracing::enabled!(tracing::Level::INFO).then(|| (method.to_owned(), path.to_owned()));
+        let log = tracing::enabled!(tracing::Level::INFO).then(|| LogLine {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            started: Instant::now(),
+        });
         let answer = |e: ApiError, log| {
             Some(Prepared::Answer {
                 response: e.into_response(),
@@ -351,7 +363,11 @@ impl Conn {
         let Some((owner, name, tail)) = split_run_path(path) else {
             return answer(GatewayError::BadPath.into(), log);
         };
-        let app = match self.state.apps().find(owner, name).await {
+        // `owner/name` as it stands in the path: the directory's cache key.
+        let key = path
+            .get("/run/".len().."/run/".len() + owner.len() + 1 + name.len())
+            .unwrap_or_default();
+        let app = match self.state.apps().find_keyed(key, owner, name).await {
             Ok(Some(app)) => app,
             Ok(None) => {
                 return answer(
@@ -411,7 +427,9 @@ impl Conn {
         put_identity(out, &principal, &request_id);
         match body {
             Framing::Length(n) => {
-                let _ = write!(out, "content-length: {n}\r\n");
+                out.extend_from_slice(b"content-length: ");
+                put_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
             }
             Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Framing::Empty | Framing::UntilClose => {}
@@ -450,12 +468,12 @@ impl Conn {
         buf: &mut Vec<u8>,
         req_out: &mut Vec<u8>,
         resp_out: &mut Vec<u8>,
+        timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
         f: Forward,
     ) -> bool
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let started = Instant::now();
         let Some(upstream) = split_upstream(&f.app.upstream) else {
             return false;
         };
@@ -477,19 +495,23 @@ impl Conn {
         let exchange = async {
             let mut may_reuse = true;
             loop {
-                let (mut up, reused) =
-                    match pool.take_idle(upstream.authority).filter(|_| may_reuse) {
-                        Some(conn) => (conn, true),
-                        None => match UpConn::connect(upstream.host, upstream.port).await {
-                            Ok(conn) => (conn, false),
-                            Err(e) => {
-                                return Err(Failure::Upstream(format!(
-                                    "connect {}: {e}",
-                                    upstream.authority
-                                )));
-                            }
-                        },
-                    };
+                let idle = if may_reuse {
+                    pool.take_idle(upstream.authority)
+                } else {
+                    None
+                };
+                let (mut up, reused) = match idle {
+                    Some(conn) => (conn, true),
+                    None => match UpConn::connect(upstream.host, upstream.port).await {
+                        Ok(conn) => (conn, false),
+                        Err(e) => {
+                            return Err(Failure::Upstream(format!(
+                                "connect {}: {e}",
+                                upstream.authority
+                            )));
+                        }
+                    },
+                };
                 let retry = reused && whole;
                 if let Err(e) = up.stream.write_all(req_out).await {
                     if retry {
@@ -509,24 +531,43 @@ impl Conn {
             }
         };
         let app_name = || format!("{}/{}", f.app.owner, f.app.name);
-        let rid = String::from_utf8_lossy(&f.request_id);
+        let rid = || String::from_utf8_lossy(&f.request_id).into_owned();
         let failed = |e: ApiError| (e.into_response(), !whole);
-        let (mut up, head) = match tokio::time::timeout(wait, exchange).await {
+        // The app's timeout, on the connection's one timer: a timer that
+        // fires no later than this deadline is left alone (firing early, it
+        // is moved on), so back-to-back requests do not re-arm it.
+        let deadline = tokio::time::Instant::now() + wait;
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline || timer.is_elapsed() {
+            timer.as_mut().reset(deadline);
+        }
+        let outcome = {
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    done = &mut exchange => break Ok(done),
+                    () = timer.as_mut() => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break Err(());
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+            }
+        };
+        let (mut up, head) = match outcome {
             Ok(Ok(done)) => done,
             Ok(Err(Failure::Client)) => return false,
             Ok(Err(Failure::Upstream(e))) => {
-                tracing::warn!(app = %app_name(), request_id = %rid, error = %e, "upstream unreachable");
+                tracing::warn!(app = %app_name(), request_id = %rid(), error = %e, "upstream unreachable");
                 let (response, close) = failed(GatewayError::Unreachable.into());
-                return self
-                    .answer_failure(io, resp_out, response, &f, close, started)
-                    .await;
+                return self.answer_failure(io, resp_out, response, &f, close).await;
             }
             Err(_) => {
-                tracing::warn!(app = %app_name(), request_id = %rid, "upstream timed out");
+                tracing::warn!(app = %app_name(), request_id = %rid(), "upstream timed out");
                 let (response, close) = failed(GatewayError::Timeout(f.app.timeout_ms).into());
-                return self
-                    .answer_failure(io, resp_out, response, &f, close, started)
-                    .await;
+                return self.answer_failure(io, resp_out, response, &f, close).await;
             }
         };
 
@@ -535,7 +576,9 @@ impl Conn {
         put_header(resp_out, X_FAL_REQUEST_ID.as_bytes(), &f.request_id);
         match head.framing {
             Framing::Length(n) => {
-                let _ = write!(resp_out, "content-length: {n}\r\n");
+                resp_out.extend_from_slice(b"content-length: ");
+                put_decimal(resp_out, n);
+                resp_out.extend_from_slice(b"\r\n");
             }
             Framing::Chunked | Framing::UntilClose => {
                 resp_out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -548,7 +591,7 @@ impl Conn {
         resp_out.extend_from_slice(b"\r\n");
         up.buf.drain(..head.head_len);
         let finished = send_response_body(io, &mut up, head.framing, resp_out).await;
-        log_request(&f.log, head.status, started);
+        log_request(&f.log, head.status);
         match finished {
             Ok(()) => {
                 if head.reusable && up.buf.is_empty() {
@@ -568,7 +611,6 @@ impl Conn {
         mut response: Response,
         f: &Forward,
         close: bool,
-        started: Instant,
     ) -> bool
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -579,7 +621,7 @@ impl Conn {
         let status = response.status().as_u16();
         let close = close || f.close || *self.stop.borrow();
         let written = write_response(io, out, response, close).await;
-        log_request(&f.log, status, started);
+        log_request(&f.log, status);
         written.is_ok() && !close
     }
 
@@ -674,9 +716,15 @@ async fn read_response_head(
 ) -> Result<ResponseHead, String> {
     loop {
         if !up.buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&up.buf) {
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp,
+                &up.buf,
+                &mut headers,
+            );
+            match parsed {
                 Ok(httparse::Status::Complete(head_len)) => {
                     let status = resp.code.unwrap_or(0);
                     if (100..200).contains(&status) {
@@ -888,19 +936,25 @@ where
     io.flush().await
 }
 
-/// Method and path of a request, kept only when its log line will be
-/// written.
-type LogLine = Option<(String, String)>;
+/// What a request's log line needs, kept only when it will be written.
+struct LogLine {
+    /// The method.
+    method: String,
+    /// The path, without the query.
+    path: String,
+    /// When its head had been read.
+    started: Instant,
+}
 
 /// One log line per request, as the router's requests get (never the
 /// query, never a header).
-fn log_request(log: &LogLine, status: u16, started: Instant) {
-    if let Some((method, path)) = log {
+fn log_request(log: &Option<LogLine>, status: u16) {
+    if let Some(l) = log {
         tracing::info!(
-            %method,
-            %path,
+            method = %l.method,
+            path = %l.path,
             status,
-            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ms = l.started.elapsed().as_secs_f64() * 1000.0,
             "request"
         );
     }
@@ -922,7 +976,9 @@ fn put_identity(out: &mut Vec<u8>, principal: &Principal, request_id: &[u8; 36])
         principal.user_id.as_str().as_bytes(),
     );
     if let Some(k) = &principal.key_id {
-        let _ = write!(out, "{X_FAL_KEY_ID}: {k}\r\n");
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = k.as_uuid().hyphenated().encode_lower(&mut text);
+        put_header(out, X_FAL_KEY_ID.as_bytes(), text.as_bytes());
     }
     put_header(out, X_FAL_REQUEST_ID.as_bytes(), request_id);
 }
@@ -931,7 +987,22 @@ fn put_identity(out: &mut Vec<u8>, principal: &Principal, request_id: &[u8; 36])
 fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
-        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Writes `n` in decimal.
+fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The comma-separated tokens of a header value, trimmed.

@@ -133,19 +133,30 @@ impl AppDirectory {
         owner: &str,
         name: &str,
     ) -> Result<Option<Arc<AppRecord>>, StoreError> {
-        let key = format!("{owner}/{name}");
-        if let Some(app) = self.builtin.get(&key) {
+        self.find_keyed(&format!("{owner}/{name}"), owner, name)
+            .await
+    }
+
+    /// The app `owner/name`, whose cache key `owner/name` the caller
+    /// already has (a slice of the request path: no allocation on a hit).
+    pub async fn find_keyed(
+        &self,
+        key: &str,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<Arc<AppRecord>>, StoreError> {
+        if let Some(app) = self.builtin.get(key) {
             return Ok(Some(app.clone()));
         }
         let now = self.clock.now();
-        if let Some(hit) = self.cache.get(&key)
+        if let Some(hit) = self.cache.get(key)
             && now.millis().saturating_sub(hit.fetched_at.millis()) <= self.max_staleness_ms
         {
             return Ok(hit.app);
         }
         let app = self.lookup.app(owner, name).await?.map(Arc::new);
         self.cache.insert(
-            key,
+            key.to_owned(),
             CachedApp {
                 app: app.clone(),
                 fetched_at: now,
@@ -388,15 +399,16 @@ pub(crate) fn split_upstream(url: &str) -> Option<UpstreamParts<'_>> {
 }
 
 /// Headers that belong to one connection, never forwarded.
-pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// Lowercase, as both forwarding paths compare them.
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
@@ -408,7 +420,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for h in named.iter().chain(HOP_BY_HOP.iter()) {
+    for h in named {
+        headers.remove(h);
+    }
+    for h in HOP_BY_HOP {
         headers.remove(h);
     }
 }

@@ -37,6 +37,16 @@ pub struct Server {
     pub env: Vec<(String, String)>,
 }
 
+impl Drop for Server {
+    /// A test that fails before `stop` must not leave its server running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A key pair parsed from the seed's message.
 #[derive(Debug, Clone)]
 pub struct Pair {
