@@ -11,7 +11,8 @@
 #
 # Usage: bench/gateway.sh            (env: DURATION=10 CONNECTIONS=64 WORKERS=2 ROUNDS=3;
 #                                     PERF_OUT=FILE profiles fal during its runs,
-#                                     PERF_NGINX_OUT=FILE nginx's plain proxy)
+#                                     PERF_NGINX_OUT=FILE nginx's plain proxy;
+#                                     FAL_BIN=PATH uses that fal binary)
 # Each round runs the four targets one after another; the table shows each
 # target's median over the rounds, so one noisy run does not decide a ratio.
 set -euo pipefail
@@ -30,9 +31,13 @@ if ! need nginx || ! need wrk; then
     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
 fi
 
-echo "building fal (release)" >&2
-cargo build --release -q -p fal-cli
-FAL="$PWD/target/release/fal"
+if [ -n "${FAL_BIN:-}" ]; then
+  FAL="$FAL_BIN"   # a binary built otherwise (say, with frame pointers for perf)
+else
+  echo "building fal (release)" >&2
+  cargo build --release -q -p fal-cli
+  FAL="$PWD/target/release/fal"
+fi
 
 WORK="$(mktemp -d /tmp/fal-bench.XXXXXX)"
 PIDS=()
@@ -131,8 +136,12 @@ run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non
     perf record -q -F 1999 -e cpu-clock -g -p "$(tr ' ' ',' <<<"$pids" | sed 's/,*$//')" \
       -o "$PERF_NGINX_OUT" -- sleep "$DURATION" >/dev/null 2>&1 &
   fi
+  local up_pids up_before up_after wrk_cpu
+  up_pids=$(pids_of upstream)
   [ -n "$pids" ] && before=$(cpu_ticks $pids)
-  wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$2" > "$out"
+  up_before=$(cpu_ticks $up_pids)
+  wrk_cpu=$( { TIMEFORMAT='%U %S'; time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$2" > "$out"; } 2>&1 | awk '{print $1 + $2}')
+  up_after=$(cpu_ticks $up_pids)
   [ -n "$pids" ] && after=$(cpu_ticks $pids)
   local rps p50 p99 errs total cpu
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -142,7 +151,10 @@ run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non
   total=$(awk '/requests in/ {print $1}' "$out")
   cpu=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$total" -v has="$pids" \
     'BEGIN { if (has == "" || n == 0) print "-"; else printf "%.1f", t / hz * 1e6 / n }')
-  echo "$1|$rps|$p50|$p99|${errs:-0}|$cpu"
+  local up_cpu wrk_us
+  up_cpu=$(awk -v t=$((up_after - up_before)) -v hz="$HZ" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  wrk_us=$(awk -v t="$wrk_cpu" -v n="$total" 'BEGIN { printf "%.1f", t * 1e6 / n }')
+  echo "$1|$rps|$p50|$p99|${errs:-0}|$cpu|$up_cpu|$wrk_us"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -166,12 +178,14 @@ for i in 0 1 2 3; do
   RPS[$i]=$(col "$i" 4); P50[$i]=$(col "$i" 5); P99[$i]=$(col "$i" 6)
   ERRS[$i]=$(awk -F'|' -v i="$i" '$2 == i { s += $7 } END { print s + 0 }' "$WORK/rounds.txt")
   CPU[$i]=$(awk -F'|' -v i="$i" '$2 == i && $8 != "-" { print $8 }' "$WORK/rounds.txt" | median)
+  UPCPU[$i]=$(col "$i" 9); WRKCPU[$i]=$(col "$i" 10)
 done
 
-printf '\n%-30s %12s %10s %10s %8s %10s %12s %12s\n' "target (median of $ROUNDS)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "cpu us/req" "rps/nginx" "p99/nginx"
+printf '\n%-30s %11s %8s %8s %8s %10s %9s %9s %10s %10s\n' "target (median of $ROUNDS)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "rps/nginx" "p99/nginx" "proxy us" "upstrm us" "wrk us"
 for i in 0 1 2 3; do
-  printf '%-30s %12.0f %10.3f %10.3f %8s %10s %12.2f %12.2f\n' "${LABELS[$i]}" "${RPS[$i]}" "${P50[$i]}" "${P99[$i]}" "${ERRS[$i]}" \
-    "${CPU[$i]:--}" "$(awk -v a="${RPS[$i]}" -v b="${RPS[1]}" 'BEGIN{print a/b}')" "$(awk -v a="${P99[$i]}" -v b="${P99[1]}" 'BEGIN{print a/b}')"
+  printf '%-30s %11.0f %8.3f %8.3f %8s %10.2f %9.2f %9s %10s %10s\n' "${LABELS[$i]}" "${RPS[$i]}" "${P50[$i]}" "${P99[$i]}" "${ERRS[$i]}" \
+    "$(awk -v a="${RPS[$i]}" -v b="${RPS[1]}" 'BEGIN{print a/b}')" "$(awk -v a="${P99[$i]}" -v b="${P99[1]}" 'BEGIN{print a/b}')" \
+    "${CPU[$i]:--}" "${UPCPU[$i]}" "${WRKCPU[$i]}"
 done
 printf '\nfal gateway / nginx + auth_request: %.2fx requests/s\n' "$(awk -v a="${RPS[2]}" -v b="${RPS[3]}" 'BEGIN{print a/b}')"
-echo "(cpu us/req: CPU time of the serving processes only, per request; for nginx + auth_request it leaves out fal's /auth/verify work)"
+echo "(CPU time per request, in us: 'proxy' of the proxy under test (for nginx + auth_request, nginx only, not fal's /auth/verify), 'upstrm' of the model stand-in, 'wrk' of the load generator)"

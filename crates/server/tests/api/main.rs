@@ -4,6 +4,7 @@
 
 mod auth;
 mod fake_github;
+mod front;
 mod gateway;
 mod github_web;
 mod helpers;
