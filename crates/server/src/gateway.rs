@@ -528,14 +528,19 @@ async fn forward(
     let sent = state
         .upstream()
         .request(axum::http::Request::from_parts(parts, body));
+    let failed = |e: GatewayError| {
+        let mut r = ApiError::from(e).into_response();
+        r.headers_mut().insert(X_FAL_REQUEST_ID, rid.clone());
+        Ok(r)
+    };
     let upstream = match tokio::time::timeout(wait, sent).await {
         Err(_) => {
             tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, "upstream timed out");
-            return Err(GatewayError::Timeout(app.timeout_ms).into());
+            return failed(GatewayError::Timeout(app.timeout_ms));
         }
         Ok(Err(e)) => {
             tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = %e, "upstream unreachable");
-            return Err(GatewayError::Unreachable.into());
+            return failed(GatewayError::Unreachable);
         }
         Ok(Ok(r)) => r,
     };

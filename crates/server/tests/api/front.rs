@@ -40,6 +40,15 @@ async fn setup() -> (TestApp, upstream::Upstream, String) {
         .create_app("acme/count", &format!("{base}/count"), Some(5_000))
         .await
         .unwrap();
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    admin
+        .create_app("acme/gone", &format!("http://{closed}"), Some(2_000))
+        .await
+        .unwrap();
     let k = admin.create_key("API", "raw").await.unwrap();
     let auth = format!("Key {}:{}", k.key_id, k.key_secret);
     (app, u, auth)
@@ -104,6 +113,15 @@ async fn http_1_0_and_expect_continue_take_the_general_path() {
     .await;
     assert!(out.starts_with("HTTP/1.0 200"), "{out}");
     assert!(out.contains("/headers/old"));
+    // The general path answers an unreachable upstream alike: 502 JSON
+    // with the request id.
+    let out = exchange(
+        &app,
+        format!("GET /run/acme/gone HTTP/1.0\r\nauthorization: {auth}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.0 502"), "{out}");
+    assert!(out.contains("x-fal-request-id: ") && out.contains("upstream_unreachable"));
 
     let mut s = TcpStream::connect(host_of(&app)).await.unwrap();
     s.write_all(

@@ -210,18 +210,20 @@ async fn unknown_apps_unreachable_and_slow_upstreams_answer_json() {
         .await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 
-    let (status, _, body) = app
+    let (status, headers, body) = app
         .call(Method::POST, "/run/acme/gone", Some(&auth), Some("{}"))
         .await;
     assert_eq!(status, 502);
+    assert!(headers.contains_key("x-fal-request-id"));
     assert_eq!(body["code"], "upstream_unreachable");
     assert!(body["detail"].is_string());
 
     let started = std::time::Instant::now();
-    let (status, _, body) = app
+    let (status, headers, body) = app
         .call(Method::GET, "/run/acme/slow", Some(&auth), None)
         .await;
     assert_eq!(status, 504);
+    assert!(headers.contains_key("x-fal-request-id"));
     assert_eq!(body["code"], "upstream_timeout");
     assert!(body["detail"].as_str().unwrap().contains("300 ms"));
     assert!(
