@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,
+    /// Close a client connection idle this long between requests, or this
+    /// slow to send a request head (e.g. 60s).
+    #[arg(long, env = "FAL_IDLE_TIMEOUT", value_parser = apps::parse_duration_ms, default_value = "60s")]
+    pub idle_timeout: u64,
 }
 
 /// GitHub sign-in settings of `fal serve`.

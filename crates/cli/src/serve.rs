@@ -50,6 +50,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.demo = args.demo;
     config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
+    config.idle_timeout = std::time::Duration::from_millis(args.idle_timeout);
     config.session_ttl.access = std::time::Duration::from_millis(args.access_token_ttl);
     let g = args.github;
     if let (Some(client_id), Some(secret)) = (g.github_client_id, g.github_client_secret) {

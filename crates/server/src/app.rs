@@ -343,6 +343,7 @@ impl App {
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let upstream = new_upstream_client()?;
+            let idle = self.config.idle_timeout;
             let state = self.state.for_worker(upstream);
             let router = router(state.clone());
             let tls = tls.clone();
@@ -358,7 +359,7 @@ impl App {
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        crate::front::serve(listener, state, router, tls, stopped).await
+                        crate::front::serve(listener, state, router, tls, idle, stopped).await
                     })
                 })
                 .map_err(|e| StartError::Io(format!("cannot start a worker thread: {e}")))?;
@@ -442,8 +443,15 @@ impl App {
             .tls_acceptor()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let background = self.start_background();
-        let result =
-            crate::front::serve(listener, self.state.clone(), self.router(), tls, shutdown).await;
+        let result = crate::front::serve(
+            listener,
+            self.state.clone(),
+            self.router(),
+            tls,
+            self.config.idle_timeout,
+            shutdown,
+        )
+        .await;
         self.stop_background(background).await;
         result
     }

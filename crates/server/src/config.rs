@@ -34,6 +34,10 @@ pub struct Config {
     pub github: Option<crate::github::GithubConfig>,
     /// Lifetimes of sessions after GitHub sign-in.
     pub session_ttl: crate::sessions::SessionTtl,
+    /// How long a client connection may sit idle between requests, or take
+    /// to send a request head, before it is closed (so idle and slow
+    /// clients cannot hold connections forever).
+    pub idle_timeout: Duration,
 }
 
 /// The PEM files for HTTPS.
@@ -60,6 +64,7 @@ impl Config {
             tls: None,
             github: None,
             session_ttl: crate::sessions::SessionTtl::default(),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 

@@ -68,6 +68,7 @@ pub async fn serve(
     state: AppState,
     router: Router,
     tls: Option<TlsAcceptor>,
+    idle_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -91,6 +92,7 @@ pub async fn serve(
                     state: state.clone(),
                     router: router.clone(),
                     stop: stop_rx.clone(),
+                    idle_timeout,
                     _alive: alive_tx.clone(),
                 };
                 let tls = tls.clone();
@@ -127,6 +129,8 @@ struct Conn {
     router: Router,
     /// Turns true when the server shuts down.
     stop: watch::Receiver<bool>,
+    /// How long to wait for the next request head, idle time included.
+    idle_timeout: Duration,
     /// Held for as long as the connection lives (see [`serve`]).
     _alive: mpsc::Sender<()>,
 }
@@ -211,9 +215,13 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_ROOM);
         let mut req_out: Vec<u8> = Vec::with_capacity(4096);
         let mut resp_out: Vec<u8> = Vec::with_capacity(READ_ROOM);
-        // Times upstream exchanges; made at the first one.
+        // Times the wait for each request head and each upstream exchange;
+        // made at first use, then only moved.
         let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
+            // The next head must be here by then (it shares the timer with
+            // upstream exchanges; see `forward`).
+            let head_deadline = tokio::time::Instant::now() + self.idle_timeout;
             let prepared = loop {
                 if !buf.is_empty() {
                     match self.prepare(&buf, &mut req_out).await {
@@ -226,10 +234,22 @@ impl Conn {
                     buf.reserve(READ_ROOM);
                 }
                 let idle = buf.is_empty();
+                let timer =
+                    timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(head_deadline)));
+                if timer.deadline() > head_deadline || timer.is_elapsed() {
+                    timer.as_mut().reset(head_deadline);
+                }
                 let read = tokio::select! {
                     biased;
                     read = io.read_buf(&mut buf) => read,
                     _ = self.stop.wait_for(|s| *s), if idle => return,
+                    () = timer.as_mut() => {
+                        if tokio::time::Instant::now() >= head_deadline {
+                            return; // idle too long, or too slow a head
+                        }
+                        timer.as_mut().reset(head_deadline);
+                        continue;
+                    }
                 };
                 match read {
                     Ok(0) | Err(_) => return,
@@ -636,7 +656,11 @@ impl Conn {
             inner: io,
         });
         let service = TowerToHyperService::new(self.router.clone());
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.idle_timeout);
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let mut stop = self.stop.clone();

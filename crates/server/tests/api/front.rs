@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use crate::upstream;
 
 fn host_of(app: &TestApp) -> String {
@@ -253,5 +253,87 @@ async fn every_upstream_framing_reaches_the_client_intact() {
         let r = get("/empty").send().await.unwrap();
         assert_eq!(r.status(), 204);
         assert_eq!(r.text().await.unwrap(), "");
+    }
+}
+
+/// Whether the server closes `s` within `within`, reading (and discarding)
+/// whatever it sends first.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = Vec::new();
+    matches!(
+        tokio::time::timeout(within, s.read_to_end(&mut sink)).await,
+        Ok(Ok(_))
+    )
+}
+
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed() {
+    let app = spawn_app_with(
+        |c| c.idle_timeout = Duration::from_millis(300),
+        std::sync::Arc::new(fal_core::SystemClock),
+    )
+    .await;
+    let (base, _u) = upstream::start().await;
+    app.admin()
+        .create_app("acme/reporter", &format!("{base}/headers"), Some(5_000))
+        .await
+        .unwrap();
+    let auth = app.admin_auth();
+    let started = std::time::Instant::now();
+
+    // Says nothing at all.
+    let mut silent = TcpStream::connect(host_of(&app)).await.unwrap();
+    // Starts a head and stalls.
+    let mut slow = TcpStream::connect(host_of(&app)).await.unwrap();
+    slow.write_all(b"GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // A model call answered, then nothing more (the hand-written path).
+    let mut after_call = TcpStream::connect(host_of(&app)).await.unwrap();
+    after_call
+        .write_all(
+            format!("GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // An API call answered, then nothing more (hyper's path).
+    let mut after_api = TcpStream::connect(host_of(&app)).await.unwrap();
+    after_api
+        .write_all(
+            format!("GET /users/current HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("slow head", &mut slow),
+        ("idle after a model call", &mut after_call),
+        ("idle after an API call", &mut after_api),
+    ] {
+        assert!(
+            closed_within(s, Duration::from_secs(5)).await,
+            "{name}: connection still open"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // A connection in use is not cut: requests 200 ms apart, past 300 ms in all.
+    let mut busy = TcpStream::connect(host_of(&app)).await.unwrap();
+    for _ in 0..3 {
+        busy.write_all(
+            format!("GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut got = [0u8; 12];
+        busy.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"HTTP/1.1 200");
+        // Drain the rest of this answer before waiting.
+        let mut rest = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(50), busy.read(&mut rest)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
