@@ -417,12 +417,7 @@ impl Conn {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(upstream.authority.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let connection_named: Vec<&[u8]> = req
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| tokens(h.value))
-            .collect();
+        let connection_named = connection_named(req.headers);
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             if is_hop_by_hop(name)
@@ -823,12 +818,7 @@ fn rewrite_response_head(
     let _ = write!(out, "HTTP/1.1 {status} ");
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
-    let connection_named: Vec<&[u8]> = resp
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .collect();
+    let connection_named = connection_named(resp.headers);
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let framing_header = name.eq_ignore_ascii_case(b"content-length") && !no_body;
@@ -1027,6 +1017,15 @@ fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+/// The header names listed in `Connection` headers: hop-by-hop too.
+fn connection_named<'a>(headers: &[httparse::Header<'a>]) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .collect()
 }
 
 /// The comma-separated tokens of a header value, trimmed.

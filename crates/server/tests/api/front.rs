@@ -281,31 +281,25 @@ async fn idle_and_slow_connections_are_closed() {
     let auth = app.admin_auth();
     let started = std::time::Instant::now();
 
+    // A connection that has sent `raw`.
+    let sent = |raw: String| {
+        let host = host_of(&app);
+        async move {
+            let mut s = TcpStream::connect(host).await.unwrap();
+            s.write_all(raw.as_bytes()).await.unwrap();
+            s
+        }
+    };
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n");
     // Says nothing at all.
-    let mut silent = TcpStream::connect(host_of(&app)).await.unwrap();
+    let mut silent = sent(String::new()).await;
     // Starts a head and stalls.
-    let mut slow = TcpStream::connect(host_of(&app)).await.unwrap();
-    slow.write_all(b"GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\n")
-        .await
-        .unwrap();
+    let mut slow = sent("GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\n".into()).await;
     // A model call answered, then nothing more (the hand-written path).
-    let mut after_call = TcpStream::connect(host_of(&app)).await.unwrap();
-    after_call
-        .write_all(
-            format!("GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut after_call = sent(get("/run/acme/reporter")).await;
     // An API call answered, then nothing more (hyper's path).
-    let mut after_api = TcpStream::connect(host_of(&app)).await.unwrap();
-    after_api
-        .write_all(
-            format!("GET /users/current HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut after_api = sent(get("/users/current")).await;
     for (name, s) in [
         ("silent", &mut silent),
         ("slow head", &mut slow),
@@ -322,12 +316,9 @@ async fn idle_and_slow_connections_are_closed() {
     // A connection in use is not cut: requests 200 ms apart, past 300 ms in all.
     let mut busy = TcpStream::connect(host_of(&app)).await.unwrap();
     for _ in 0..3 {
-        busy.write_all(
-            format!("GET /run/acme/reporter HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
+        busy.write_all(get("/run/acme/reporter").as_bytes())
+            .await
+            .unwrap();
         let mut got = [0u8; 12];
         busy.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"HTTP/1.1 200");
