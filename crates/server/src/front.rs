@@ -179,6 +179,9 @@ struct Forward {
     request_id: [u8; 36],
     /// `HEAD`: the response has no body whatever its headers say.
     head_method: bool,
+    /// Safe to send twice (RFC 9110): may be resent when a kept connection
+    /// closes without answering.
+    idempotent: bool,
     /// The client asked to close after this response.
     close: bool,
     /// Method and path, for the log line.
@@ -456,6 +459,10 @@ impl Conn {
             app,
             request_id,
             head_method: method == "HEAD",
+            idempotent: matches!(
+                method,
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            ),
             close,
             log,
         }))
@@ -538,9 +545,12 @@ impl Conn {
                 if !whole {
                     send_body(io, buf, &mut up, f.body).await?;
                 }
+                // A kept connection closed without a byte of answer: the
+                // upstream most likely dropped it idle as the request went
+                // out. Only a request that is safe to repeat goes again.
                 match read_response_head(&mut up, f.head_method, resp_out).await {
                     Ok(head) => return Ok((up, head)),
-                    Err(_) if retry && up.buf.is_empty() => may_reuse = false,
+                    Err(_) if retry && f.idempotent && up.buf.is_empty() => may_reuse = false,
                     Err(e) => return Err(Failure::Upstream(e)),
                 }
             }

@@ -174,6 +174,7 @@ async fn raw_upstream() -> String {
             let (mut s, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
+                let mut served = 0;
                 loop {
                     let mut chunk = [0u8; 4096];
                     let n = s.read(&mut chunk).await.unwrap_or(0);
@@ -187,7 +188,17 @@ async fn raw_upstream() -> String {
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     buf.drain(..end + 4);
                     let line = head.lines().next().unwrap_or_default().to_owned();
-                    if line.starts_with("HEAD ") {
+                    served += 1;
+                    if line.contains("/drop-second") {
+                        // Drops a kept connection as its second request
+                        // arrives, as an upstream closing idle ones would.
+                        if served > 1 {
+                            return;
+                        }
+                        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .unwrap();
+                    } else if line.starts_with("HEAD ") {
                         s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
                             .await
                             .unwrap();
@@ -327,4 +338,33 @@ async fn idle_and_slow_connections_are_closed() {
         let _ = tokio::time::timeout(Duration::from_millis(50), busy.read(&mut rest)).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn a_kept_connection_closed_unanswered_is_retried_only_when_safe() {
+    let (app, _u, auth) = setup().await;
+    let base = raw_upstream().await;
+    app.admin()
+        .create_app("acme/raw", &base, Some(5_000))
+        .await
+        .unwrap();
+    let call = |method: reqwest::Method| {
+        app.http
+            .request(method, format!("{}/run/acme/raw/drop-second", app.url))
+            .header("authorization", &auth)
+            .body("{}")
+    };
+    // Opens the connection that will be kept.
+    let r = call(reqwest::Method::GET).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The kept connection is dropped unanswered: a GET goes again on a new one.
+    let r = call(reqwest::Method::GET).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    // A POST is not repeated: the upstream may have acted on it.
+    let r = call(reqwest::Method::POST).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    // And the next call works again.
+    let r = call(reqwest::Method::GET).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
