@@ -135,6 +135,35 @@ struct Conn {
     _alive: mpsc::Sender<()>,
 }
 
+/// The connection's one timer, for the wait for each request head and each
+/// upstream exchange. A deadline that falls after the timer's current one
+/// leaves it alone (firing early, it is moved on), so back-to-back requests
+/// with the same timeouts register no timer.
+#[derive(Default)]
+struct ConnTimer {
+    /// Made at first use, then only moved.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ConnTimer {
+    /// Completes once `deadline` has passed.
+    async fn reached(&mut self, deadline: tokio::time::Instant) {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline || sleep.is_elapsed() {
+            sleep.as_mut().reset(deadline);
+        }
+        loop {
+            sleep.as_mut().await;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
 /// How a request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -146,6 +175,19 @@ enum Framing {
     Chunked,
     /// Until the sender closes (responses only).
     UntilClose,
+}
+
+impl Framing {
+    /// The body's length if all of it is among the `available` bytes
+    /// that follow its head (`Some(0)` for no body); `None` if not, or if
+    /// only reading it through would tell.
+    fn all_in(self, available: usize) -> Option<usize> {
+        match self {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => usize::try_from(n).ok().filter(|n| *n <= available),
+            Framing::Chunked | Framing::UntilClose => None,
+        }
+    }
 }
 
 /// What [`Conn::prepare`] decided about a request head.
@@ -218,9 +260,8 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_ROOM);
         let mut req_out: Vec<u8> = Vec::with_capacity(4096);
         let mut resp_out: Vec<u8> = Vec::with_capacity(READ_ROOM);
-        // Times the wait for each request head and each upstream exchange;
-        // made at first use, then only moved.
-        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        // Times the wait for each request head and each upstream exchange.
+        let mut timer = ConnTimer::default();
         loop {
             // The next head must be here by then (it shares the timer with
             // upstream exchanges; see `forward`).
@@ -237,22 +278,12 @@ impl Conn {
                     buf.reserve(READ_ROOM);
                 }
                 let idle = buf.is_empty();
-                let timer =
-                    timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(head_deadline)));
-                if timer.deadline() > head_deadline || timer.is_elapsed() {
-                    timer.as_mut().reset(head_deadline);
-                }
                 let read = tokio::select! {
                     biased;
                     read = io.read_buf(&mut buf) => read,
                     _ = self.stop.wait_for(|s| *s), if idle => return,
-                    () = timer.as_mut() => {
-                        if tokio::time::Instant::now() >= head_deadline {
-                            return; // idle too long, or too slow a head
-                        }
-                        timer.as_mut().reset(head_deadline);
-                        continue;
-                    }
+                    // Idle too long, or too slow a head.
+                    () = timer.reached(head_deadline) => return,
                 };
                 match read {
                     Ok(0) | Err(_) => return,
@@ -268,13 +299,7 @@ impl Conn {
                     log,
                 } => {
                     // The body can be skipped only if it is all here.
-                    let skip = match body {
-                        Framing::Empty => Some(0),
-                        Framing::Length(n) => usize::try_from(n)
-                            .ok()
-                            .filter(|n| buf.len() - head_len >= *n),
-                        Framing::Chunked | Framing::UntilClose => None,
-                    };
+                    let skip = body.all_in(buf.len() - head_len);
                     let close = skip.is_none() || *self.stop.borrow();
                     let status = response.status().as_u16();
                     if write_response(&mut io, &mut resp_out, response, close)
@@ -383,21 +408,14 @@ impl Conn {
             Ok(p) => p,
             Err(e) => return answer(e, log),
         };
-        let Some((owner, name, tail)) = split_run_path(path) else {
+        let Some(run) = split_run_path(path) else {
             return answer(GatewayError::BadPath.into(), log);
         };
-        // `owner/name` as it stands in the path: the directory's cache key.
-        let key = path
-            .get("/run/".len().."/run/".len() + owner.len() + 1 + name.len())
-            .unwrap_or_default();
-        let app = match self.state.apps().find_keyed(key, owner, name).await {
+        let tail = run.tail;
+        let found = self.state.apps().find_keyed(run.app, run.owner, run.name);
+        let app = match found.await {
             Ok(Some(app)) => app,
-            Ok(None) => {
-                return answer(
-                    GatewayError::UnknownApp(format!("{owner}/{name}")).into(),
-                    log,
-                );
-            }
+            Ok(None) => return answer(GatewayError::UnknownApp(run.app.to_owned()).into(), log),
             Err(e) => return answer(e.into(), log),
         };
         let Some(upstream) = split_upstream(&app.upstream) else {
@@ -443,15 +461,7 @@ impl Conn {
             put_header(out, name, h.value);
         }
         put_identity(out, &principal, &request_id);
-        match body {
-            Framing::Length(n) => {
-                out.extend_from_slice(b"content-length: ");
-                put_decimal(out, n);
-                out.extend_from_slice(b"\r\n");
-            }
-            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            Framing::Empty | Framing::UntilClose => {}
-        }
+        put_framing(out, body);
         out.extend_from_slice(b"\r\n");
         Some(Prepared::Forward(Forward {
             head_len,
@@ -490,7 +500,7 @@ impl Conn {
         buf: &mut Vec<u8>,
         req_out: &mut Vec<u8>,
         resp_out: &mut Vec<u8>,
-        timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+        timer: &mut ConnTimer,
         f: Forward,
     ) -> bool
     where
@@ -502,13 +512,9 @@ impl Conn {
         buf.drain(..f.head_len);
         // A body that is all here goes out with the head, and can be sent
         // again on a fresh connection if a kept one turns out closed.
-        let whole = match f.body {
-            Framing::Empty => true,
-            Framing::Length(n) => usize::try_from(n).is_ok_and(|n| n <= buf.len()),
-            Framing::Chunked | Framing::UntilClose => false,
-        };
-        if let (true, Framing::Length(n)) = (whole, f.body) {
-            let n = usize::try_from(n).unwrap_or(0);
+        let in_hand = f.body.all_in(buf.len());
+        let whole = in_hand.is_some();
+        if let Some(n) = in_hand {
             req_out.extend_from_slice(&buf[..n]);
             buf.drain(..n);
         }
@@ -558,28 +564,12 @@ impl Conn {
         let app_name = || format!("{}/{}", f.app.owner, f.app.name);
         let rid = || String::from_utf8_lossy(&f.request_id).into_owned();
         let failed = |e: ApiError| (e.into_response(), !whole);
-        // The app's timeout, on the connection's one timer: a timer that
-        // fires no later than this deadline is left alone (firing early, it
-        // is moved on), so back-to-back requests do not re-arm it.
+        // The app's timeout, on the connection's one timer.
         let deadline = tokio::time::Instant::now() + wait;
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline || timer.is_elapsed() {
-            timer.as_mut().reset(deadline);
-        }
-        let outcome = {
-            tokio::pin!(exchange);
-            loop {
-                tokio::select! {
-                    biased;
-                    done = &mut exchange => break Ok(done),
-                    () = timer.as_mut() => {
-                        if tokio::time::Instant::now() >= deadline {
-                            break Err(());
-                        }
-                        timer.as_mut().reset(deadline);
-                    }
-                }
-            }
+        let outcome = tokio::select! {
+            biased;
+            done = exchange => Ok(done),
+            () = timer.reached(deadline) => Err(()),
         };
         let (mut up, head) = match outcome {
             Ok(Ok(done)) => done,
@@ -599,17 +589,7 @@ impl Conn {
         // The response: head, then the body as it comes.
         let close = f.close || *self.stop.borrow();
         put_header(resp_out, X_FAL_REQUEST_ID.as_bytes(), &f.request_id);
-        match head.framing {
-            Framing::Length(n) => {
-                resp_out.extend_from_slice(b"content-length: ");
-                put_decimal(resp_out, n);
-                resp_out.extend_from_slice(b"\r\n");
-            }
-            Framing::Chunked | Framing::UntilClose => {
-                resp_out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            }
-            Framing::Empty => {}
-        }
+        put_framing(resp_out, head.framing);
         if close {
             resp_out.extend_from_slice(b"connection: close\r\n");
         }
@@ -1012,6 +992,22 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Writes the header that frames a body sent on: its length, or chunks
+/// (a body that ends by closing is sent on in chunks).
+fn put_framing(out: &mut Vec<u8>, framing: Framing) {
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            put_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        Framing::Empty => {}
+    }
 }
 
 /// Writes `n` in decimal.

@@ -457,15 +457,34 @@ impl From<GatewayError> for ApiError {
     }
 }
 
+/// A model call's path taken apart (see [`split_run_path`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RunPath<'a> {
+    /// `OWNER/NAME`: the app directory's cache key, as it stands in the path.
+    pub(crate) app: &'a str,
+    /// The owner.
+    pub(crate) owner: &'a str,
+    /// The name.
+    pub(crate) name: &'a str,
+    /// The rest of the path after the name (may be empty).
+    pub(crate) tail: &'a str,
+}
+
 /// Splits `/run/OWNER/NAME/REST` into its parts.
-pub(crate) fn split_run_path(path: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn split_run_path(path: &str) -> Option<RunPath<'_>> {
     let rest = path.strip_prefix("/run/")?;
-    let (owner, rest) = rest.split_once('/')?;
-    let (name, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
+    let (owner, after_owner) = rest.split_once('/')?;
+    let (name, tail) = match after_owner.find('/') {
+        Some(i) => (&after_owner[..i], &after_owner[i..]),
+        None => (after_owner, ""),
     };
-    (!owner.is_empty() && !name.is_empty()).then_some((owner, name, tail))
+    let app = &rest[..rest.len() - tail.len()];
+    (!owner.is_empty() && !name.is_empty()).then_some(RunPath {
+        app,
+        owner,
+        name,
+        tail,
+    })
 }
 
 /// The gateway handler.
@@ -474,12 +493,13 @@ pub async fn run(
     Caller(principal): Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (owner, name, tail) = split_run_path(req.uri().path()).ok_or(GatewayError::BadPath)?;
+    let run = split_run_path(req.uri().path()).ok_or(GatewayError::BadPath)?;
     let app = state
         .apps()
-        .find(owner, name)
+        .find_keyed(run.app, run.owner, run.name)
         .await?
-        .ok_or_else(|| GatewayError::UnknownApp(format!("{owner}/{name}")))?;
+        .ok_or_else(|| GatewayError::UnknownApp(run.app.to_owned()))?;
+    let tail = run.tail;
     // An upstream without a path ("http://host:port") still needs one.
     let bare_host = app.upstream.splitn(4, '/').count() < 4;
     let tail = if tail.is_empty() && bare_host {
@@ -587,12 +607,13 @@ mod tests {
 
     #[test]
     fn run_paths_split_into_owner_name_and_tail() {
+        let parts = |p| split_run_path(p).map(|r| (r.app, r.owner, r.name, r.tail));
         assert_eq!(
-            split_run_path("/run/fal-ai/echo"),
-            Some(("fal-ai", "echo", ""))
+            parts("/run/fal-ai/echo"),
+            Some(("fal-ai/echo", "fal-ai", "echo", ""))
         );
-        assert_eq!(split_run_path("/run/a/b/c/d"), Some(("a", "b", "/c/d")));
-        assert_eq!(split_run_path("/run/a/b/"), Some(("a", "b", "/")));
+        assert_eq!(parts("/run/a/b/c/d"), Some(("a/b", "a", "b", "/c/d")));
+        assert_eq!(parts("/run/a/b/"), Some(("a/b", "a", "b", "/")));
         assert_eq!(split_run_path("/run/a"), None);
         assert_eq!(split_run_path("/run//b"), None);
     }

@@ -228,6 +228,18 @@ async fn raw_upstream() -> String {
     format!("http://{addr}")
 }
 
+/// A call to `acme/raw` (the hand-written upstream) at `path`.
+fn call_raw(
+    app: &TestApp,
+    auth: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    app.http
+        .request(method, format!("{}/run/acme/raw{path}", app.url))
+        .header("authorization", auth)
+}
+
 #[tokio::test]
 async fn every_upstream_framing_reaches_the_client_intact() {
     let (app, _u, auth) = setup().await;
@@ -237,11 +249,7 @@ async fn every_upstream_framing_reaches_the_client_intact() {
         .await
         .unwrap();
     // One reqwest client: each answer must leave the connection in step.
-    let get = |path: &str| {
-        app.http
-            .get(format!("{}/run/acme/raw{path}", app.url))
-            .header("authorization", &auth)
-    };
+    let get = |path: &str| call_raw(&app, &auth, reqwest::Method::GET, path);
     for _ in 0..2 {
         let r = get("/until-close").send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -251,10 +259,7 @@ async fn every_upstream_framing_reaches_the_client_intact() {
         let r = get("/chunked").send().await.unwrap();
         assert_eq!(r.text().await.unwrap(), "chunked");
 
-        let r = app
-            .http
-            .head(format!("{}/run/acme/raw/x", app.url))
-            .header("authorization", &auth)
+        let r = call_raw(&app, &auth, reqwest::Method::HEAD, "/x")
             .send()
             .await
             .unwrap();
@@ -348,12 +353,7 @@ async fn a_kept_connection_closed_unanswered_is_retried_only_when_safe() {
         .create_app("acme/raw", &base, Some(5_000))
         .await
         .unwrap();
-    let call = |method: reqwest::Method| {
-        app.http
-            .request(method, format!("{}/run/acme/raw/drop-second", app.url))
-            .header("authorization", &auth)
-            .body("{}")
-    };
+    let call = |method| call_raw(&app, &auth, method, "/drop-second").body("{}");
     // Opens the connection that will be kept.
     let r = call(reqwest::Method::GET).send().await.unwrap();
     assert_eq!(r.status(), 200);
