@@ -144,7 +144,10 @@ pub async fn logout(
     Ok(resp)
 }
 
-fn b64url(bytes: &[u8]) -> String {
+/// Unpadded base64url (RFC 4648 §5), as PKCE's S256 challenge uses it.
+/// Pinned to RFC 7636's worked example by a test; the fake GitHub in the
+/// tests checks challenges with it too.
+pub fn b64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

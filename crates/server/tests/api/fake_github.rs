@@ -37,23 +37,6 @@ pub struct FakeGithub {
     pub state: Arc<Mutex<FakeState>>,
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 async fn device_code(
     State(f): State<FakeGithub>,
     Form(form): Form<HashMap<String, String>>,
@@ -91,10 +74,9 @@ async fn token(
     let code = form.get("code").cloned().unwrap_or_default();
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
     let ok_secret = form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
-    let ok_pkce = s
-        .codes
-        .get(&code)
-        .is_some_and(|challenge| *challenge == b64url(&Sha256::digest(verifier.as_bytes())));
+    let ok_pkce = s.codes.get(&code).is_some_and(|challenge| {
+        *challenge == fal_server::api::github::b64url(&Sha256::digest(verifier.as_bytes()))
+    });
     if ok_secret && ok_pkce {
         s.codes.remove(&code);
         Json(json!({"access_token": GITHUB_TOKEN, "token_type": "bearer"}))
