@@ -253,7 +253,7 @@ struct ResponseHead {
 impl Conn {
     /// Serves requests on `io` until the client closes, asks to close, the
     /// server stops, or the connection is handed to hyper.
-    async fn serve<IO>(mut self, mut io: IO)
+    async fn serve<IO>(self, mut io: IO)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -262,6 +262,14 @@ impl Conn {
         let mut resp_out: Vec<u8> = Vec::with_capacity(READ_ROOM);
         // Times the wait for each request head and each upstream exchange.
         let mut timer = ConnTimer::default();
+        // Ends an idle wait when the server stops. Made once: registering
+        // a fresh waiter for every request head costs more than polling
+        // the same one again.
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::pin!(stopped);
         loop {
             // The next head must be here by then (it shares the timer with
             // upstream exchanges; see `forward`).
@@ -281,7 +289,7 @@ impl Conn {
                 let read = tokio::select! {
                     biased;
                     read = io.read_buf(&mut buf) => read,
-                    _ = self.stop.wait_for(|s| *s), if idle => return,
+                    () = &mut stopped, if idle => return,
                     // Idle too long, or too slow a head.
                     () = timer.reached(head_deadline) => return,
                 };
@@ -438,13 +446,11 @@ impl Conn {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(upstream.authority.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let connection_named = connection_named(req.headers);
+        let connection_named = ConnectionNamed::of(req.headers);
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             if is_hop_by_hop(name)
-                || connection_named
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(name))
+                || connection_named.names(name)
                 || [
                     "authorization",
                     "host",
@@ -482,10 +488,11 @@ impl Conn {
     /// [`crate::auth::Caller`] would find it.
     async fn authenticate(&self, value: &[u8]) -> Result<Principal, ApiError> {
         // What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
-        if !value
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..0x7f).contains(&b))
-        {
+        // Folded without stopping early, so that it runs as vector code.
+        let visible = value.iter().fold(true, |ok, &b| {
+            ok & ((b == b'\t') | (b' '..0x7f).contains(&b))
+        });
+        if !visible {
             return Err(ApiError::MalformedKey);
         }
         let value = std::str::from_utf8(value).map_err(|_| ApiError::MalformedKey)?;
@@ -805,19 +812,19 @@ fn rewrite_response_head(
         (false, None, None) => Framing::UntilClose,
     };
     out.clear();
-    let _ = write!(out, "HTTP/1.1 {status} ");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_decimal(out, u64::from(status));
+    out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
-    let connection_named = connection_named(resp.headers);
+    let connection_named = ConnectionNamed::of(resp.headers);
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let framing_header = name.eq_ignore_ascii_case(b"content-length") && !no_body;
         if framing_header
             || is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(X_FAL_REQUEST_ID.as_bytes())
-            || connection_named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name))
+            || connection_named.names(name)
         {
             continue;
         }
@@ -1025,13 +1032,39 @@ fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// The header names listed in `Connection` headers: hop-by-hop too.
-fn connection_named<'a>(headers: &[httparse::Header<'a>]) -> Vec<&'a [u8]> {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .collect()
+/// The header names listed in a head's `Connection` headers: hop-by-hop
+/// too. Looked up in place rather than collected, as every request and
+/// response asks.
+struct ConnectionNamed<'h, 'b> {
+    /// The head's headers, if a `Connection` header among them lists a
+    /// name beyond `close` and the fixed hop-by-hop ones (which go anyway):
+    /// rare, so the common head is not searched again per header.
+    headers: Option<&'h [httparse::Header<'b>]>,
+}
+
+impl<'h, 'b> ConnectionNamed<'h, 'b> {
+    /// The names listed in `headers`.
+    fn of(headers: &'h [httparse::Header<'b>]) -> Self {
+        let more =
+            Self::listed(headers).any(|t| !t.eq_ignore_ascii_case(b"close") && !is_hop_by_hop(t));
+        ConnectionNamed {
+            headers: more.then_some(headers),
+        }
+    }
+
+    /// Whether `name` is listed (and not already hop-by-hop).
+    fn names(&self, name: &[u8]) -> bool {
+        self.headers
+            .is_some_and(|headers| Self::listed(headers).any(|t| t.eq_ignore_ascii_case(name)))
+    }
+
+    /// The tokens of every `Connection` header.
+    fn listed(headers: &'h [httparse::Header<'b>]) -> impl Iterator<Item = &'b [u8]> + 'h {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| tokens(h.value))
+    }
 }
 
 /// The comma-separated tokens of a header value, trimmed.
@@ -1274,8 +1307,23 @@ mod tests {
             split_upstream("http://[::1]/").map(|u| (u.host, u.port, u.base)),
             Some(("::1", 80, ""))
         );
+        assert_eq!(
+            split_upstream("http://[::1]:8080/a/b//").map(|u| (
+                u.authority,
+                u.host,
+                u.port,
+                u.base
+            )),
+            Some(("[::1]:8080", "::1", 8080, "/a/b"))
+        );
+        assert_eq!(
+            split_upstream("http://models.internal").map(|u| (u.authority, u.port, u.base)),
+            Some(("models.internal", 80, ""))
+        );
         assert_eq!(split_upstream("https://models.internal"), None);
         assert_eq!(split_upstream("http://host:notaport"), None);
+        assert_eq!(split_upstream("http://[::1]x/"), None);
+        assert_eq!(split_upstream("http://:80/"), None);
     }
 
     #[test]

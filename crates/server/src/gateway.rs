@@ -248,8 +248,10 @@ pub struct UpstreamClient {
 struct Upstreams {
     /// For `https` upstreams and requests the front passes on.
     fallback: Fallback,
-    /// `host:port` → idle connections, most recently used last.
-    idle: std::sync::Mutex<HashMap<String, Vec<UpConn>>>,
+    /// `host:port` → idle connections, most recently used last. Looked up
+    /// twice per model call, so with a fast hasher: the keys are the
+    /// operator's upstream addresses, not an attacker's choice.
+    idle: std::sync::Mutex<HashMap<String, Vec<UpConn>, foldhash::fast::RandomState>>,
 }
 
 /// Idle connections kept per upstream authority.
@@ -309,7 +311,7 @@ pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
     Ok(UpstreamClient {
         inner: Arc::new(Upstreams {
             fallback,
-            idle: std::sync::Mutex::new(HashMap::new()),
+            idle: std::sync::Mutex::new(HashMap::default()),
         }),
     })
 }
@@ -371,30 +373,33 @@ pub(crate) struct UpstreamParts<'a> {
 
 /// Takes an `http://` upstream apart; `None` for `https` (and anything
 /// that is not a plain-HTTP URL), which goes through hyper's client.
+///
+/// Runs twice per model call, so it looks at bytes (every separator is
+/// ASCII) rather than through `str`'s pattern machinery.
 pub(crate) fn split_upstream(url: &str) -> Option<UpstreamParts<'_>> {
     let rest = url.strip_prefix("http://")?;
-    let (authority, base) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
+    let slash = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+    let (authority, base) = rest.split_at_checked(slash)?;
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
+        let close = v6.bytes().position(|b| b == b']')?;
+        let (host, after) = (v6.get(..close)?, v6.get(close + 1..)?);
         match after.strip_prefix(':') {
             Some(p) => (host, p.parse().ok()?),
             None if after.is_empty() => (host, 80),
             None => return None,
         }
     } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().ok()?),
+        match authority.bytes().rposition(|b| b == b':') {
+            Some(i) => (authority.get(..i)?, authority.get(i + 1..)?.parse().ok()?),
             None => (authority, 80),
         }
     };
+    let base_len = base.len() - base.bytes().rev().take_while(|&b| b == b'/').count();
     (!host.is_empty()).then_some(UpstreamParts {
         authority,
         host,
         port,
-        base: base.trim_end_matches('/'),
+        base: base.get(..base_len)?,
     })
 }
 
