@@ -85,7 +85,11 @@ nginx_conf authreq "$WORKERS" "server { listen 127.0.0.1:$AUTH_PORT;
     proxy_pass_request_body off; proxy_set_header Content-Length \"\"; } }"
 
 # fal: fresh data directory, same number of worker threads, quiet logs.
-RUST_LOG=warn "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" \
+# In a session of its own, as each nginx daemonizes into one: with the
+# kernel's autogroup scheduling (sched_autogroup_enabled=1) a session is a
+# scheduling group, and fal left in this script's session would share one
+# CPU share with wrk while the upstream nginx had a whole one to itself.
+RUST_LOG=warn setsid "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" \
   --workers "$WORKERS" > "$WORK/fal.out" 2> "$WORK/fal.err" &
 FAL_PID=$!
 PIDS+=($FAL_PID)
@@ -126,6 +130,9 @@ cpu_ticks() { # total user+system clock ticks of the given pids
   echo "$t"
 }
 HZ=$(getconf CLK_TCK)
+cpu_total_idle() { # all CPUs: "total idle" clock ticks so far
+  awk '/^cpu / { t = 0; for (f = 2; f <= 9; f++) t += $f; print t, $5 + $6 }' /proc/stat
+}
 run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non2xx|cpu-us-per-request
   local out="$WORK/wrk.txt" pids="" before=0 after=0
   [ "$3" != - ] && pids=$(pids_of "$3")
@@ -140,7 +147,10 @@ run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non
   up_pids=$(pids_of upstream)
   [ -n "$pids" ] && before=$(cpu_ticks $pids)
   up_before=$(cpu_ticks $up_pids)
+  local sys_before sys_after
+  sys_before=$(cpu_total_idle)
   wrk_cpu=$( { TIMEFORMAT='%U %S'; time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$2" > "$out"; } 2>&1 | awk '{print $1 + $2}')
+  sys_after=$(cpu_total_idle)
   up_after=$(cpu_ticks $up_pids)
   [ -n "$pids" ] && after=$(cpu_ticks $pids)
   local rps p50 p99 errs total cpu
@@ -154,7 +164,10 @@ run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non
   local up_cpu wrk_us
   up_cpu=$(awk -v t=$((up_after - up_before)) -v hz="$HZ" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
   wrk_us=$(awk -v t="$wrk_cpu" -v n="$total" 'BEGIN { printf "%.1f", t * 1e6 / n }')
-  echo "$1|$rps|$p50|$p99|${errs:-0}|$cpu|$up_cpu|$wrk_us"
+  local idle
+  idle=$(awk -v b="$sys_before" -v a="$sys_after" 'BEGIN { split(b, x, " "); split(a, y, " ");
+    printf "%.1f", 100 * (y[2] - x[2]) / (y[1] - x[1]) }')
+  echo "$1|$rps|$p50|$p99|${errs:-0}|$cpu|$up_cpu|$wrk_us|$idle"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -178,14 +191,21 @@ for i in 0 1 2 3; do
   RPS[$i]=$(col "$i" 4); P50[$i]=$(col "$i" 5); P99[$i]=$(col "$i" 6)
   ERRS[$i]=$(awk -F'|' -v i="$i" '$2 == i { s += $7 } END { print s + 0 }' "$WORK/rounds.txt")
   CPU[$i]=$(awk -F'|' -v i="$i" '$2 == i && $8 != "-" { print $8 }' "$WORK/rounds.txt" | median)
-  UPCPU[$i]=$(col "$i" 9); WRKCPU[$i]=$(col "$i" 10)
+  UPCPU[$i]=$(col "$i" 9); WRKCPU[$i]=$(col "$i" 10); IDLE[$i]=$(col "$i" 11)
 done
 
-printf '\n%-30s %11s %8s %8s %8s %10s %9s %9s %10s %10s\n' "target (median of $ROUNDS)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "rps/nginx" "p99/nginx" "proxy us" "upstrm us" "wrk us"
+printf '\n%-30s %11s %8s %8s %8s %10s %9s %9s %10s %10s %7s\n' "target (median of $ROUNDS)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "rps/nginx" "p99/nginx" "proxy us" "upstrm us" "wrk us" "idle %"
 for i in 0 1 2 3; do
-  printf '%-30s %11.0f %8.3f %8.3f %8s %10.2f %9.2f %9s %10s %10s\n' "${LABELS[$i]}" "${RPS[$i]}" "${P50[$i]}" "${P99[$i]}" "${ERRS[$i]}" \
+  printf '%-30s %11.0f %8.3f %8.3f %8s %10.2f %9.2f %9s %10s %10s %7s\n' "${LABELS[$i]}" "${RPS[$i]}" "${P50[$i]}" "${P99[$i]}" "${ERRS[$i]}" \
     "$(awk -v a="${RPS[$i]}" -v b="${RPS[1]}" 'BEGIN{print a/b}')" "$(awk -v a="${P99[$i]}" -v b="${P99[1]}" 'BEGIN{print a/b}')" \
-    "${CPU[$i]:--}" "${UPCPU[$i]}" "${WRKCPU[$i]}"
+    "${CPU[$i]:--}" "${UPCPU[$i]}" "${WRKCPU[$i]}" "${IDLE[$i]}"
 done
-printf '\nfal gateway / nginx + auth_request: %.2fx requests/s\n' "$(awk -v a="${RPS[2]}" -v b="${RPS[3]}" 'BEGIN{print a/b}')"
+# Rounds run the targets back to back, so a round's own ratio compares runs
+# that saw the same machine; their median is less moved by a noisy round.
+ROUND_RATIOS=$(awk -F'|' '$2 == 1 { n[$1] = $4 } $2 == 2 { f[$1] = $4 }
+  END { for (r in f) if (n[r] > 0) printf "%.2f\n", f[r] / n[r] }' "$WORK/rounds.txt" | sort -g)
+printf '\nfal gateway / nginx proxy, round by round: %s (median %.2fx)\n' \
+  "$(tr '\n' ' ' <<<"$ROUND_RATIOS" | sed 's/ $//')" "$(median <<<"$ROUND_RATIOS")"
+printf 'fal gateway / nginx + auth_request: %.2fx requests/s\n' "$(awk -v a="${RPS[2]}" -v b="${RPS[3]}" 'BEGIN{print a/b}')"
 echo "(CPU time per request, in us: 'proxy' of the proxy under test (for nginx + auth_request, nginx only, not fal's /auth/verify), 'upstrm' of the model stand-in, 'wrk' of the load generator)"
+echo "('idle %': share of both CPUs' time left idle during the run)"
