@@ -9,7 +9,7 @@
 # Installs what it needs (nginx, wrk) from Debian's packages. Every request
 # goes to 127.0.0.1 only; each run lasts DURATION seconds.
 #
-# Usage: bench/gateway.sh            (env: DURATION=10 CONNECTIONS=64 WORKERS=2 ROUNDS=3;
+# Usage: bench/gateway.sh            (env: DURATION=10 CONNECTIONS=64 WORKERS=2 ROUNDS=5;
 #                                     PERF_OUT=FILE profiles fal during its runs,
 #                                     PERF_NGINX_OUT=FILE nginx's plain proxy;
 #                                     FAL_BIN=PATH uses that fal binary)
@@ -171,7 +171,7 @@ run() { # label url server(nginx config name | fal | -) -> label|rps|p50|p99|non
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 echo "load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s per target, $ROUNDS interleaved rounds (medians); $WORKERS nginx workers = $WORKERS fal worker threads; $(nproc) cores" >&2
 LABELS=("upstream directly" "nginx proxy (no auth)" "fal gateway (API key)" "nginx + auth_request to fal")
 URLS=("http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$PROXY_PORT/" "http://127.0.0.1:$FAL_PORT/run/bench/ok" "http://127.0.0.1:$AUTH_PORT/")
