@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# User-space instructions per model call of fal's gateway, counted by
+# callgrind: repeatable for the same binary, whatever else the machine is
+# doing (unlike requests/s on a shared 2-core machine). Use it to compare
+# two builds of the hot path.
+#
+# Runs `fal serve --workers 1` under valgrind with an nginx `return 200`
+# upstream, sends wrk's load to /run/bench/ok with an API key for DURATION
+# seconds, and divides the instructions counted during the load by the
+# requests served. Under valgrind SHA-256 runs in software (no SHA
+# extensions), so the key check counts for more than on the real CPU.
+#
+# Usage: bench/instructions.sh       (env: DURATION=8, FAL_BIN=PATH,
+#                                     CALLGRIND_OUT=FILE keeps the counts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-8}"
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk || ! need valgrind; then
+  echo "installing nginx, wrk and valgrind from Debian's packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk valgrind >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk valgrind >/dev/null
+fi
+if [ -n "${FAL_BIN:-}" ]; then
+  FAL="$FAL_BIN"
+else
+  echo "building fal (release)" >&2
+  cargo build --release -q -p fal-cli
+  FAL="$PWD/target/release/fal"
+fi
+
+WORK="$(mktemp -d /tmp/fal-instr.XXXXXX)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/upstream.conf" ] && nginx -c "$WORK/upstream.conf" -p "$WORK" -s quit 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP_PORT=$(free_port); FAL_PORT=$(free_port)
+
+cat > "$WORK/upstream.conf" <<CONF
+worker_processes 1;
+pid $WORK/upstream.pid;
+error_log $WORK/upstream.error.log warn;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{"ok":true}'; } } }
+CONF
+nginx -c "$WORK/upstream.conf" -p "$WORK"
+
+wait_listening() { # output-file
+  for _ in $(seq 1 600); do grep -q "fal is listening" "$1" 2>/dev/null && return; sleep 0.1; done
+  echo "fal did not start; see $1" >&2; exit 1
+}
+value() { sed -n "s/^$1='\(.*\)'/\1/p"; }
+
+# First a plain run to make the key and the app (quicker than under valgrind).
+RUST_LOG=warn "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" --workers 1 \
+  > "$WORK/setup.out" 2>&1 &
+SETUP_PID=$!
+wait_listening "$WORK/setup.out"
+export FAL_HOST="http://127.0.0.1:$FAL_PORT"
+ADMIN="$(value FAL_KEY_ID < "$WORK/setup.out"):$(value FAL_KEY_SECRET < "$WORK/setup.out")"
+KEYS=$(FAL_KEY="$ADMIN" "$FAL" key generate --scope API --alias instructions)
+AUTH="Authorization: Key $(value FAL_KEY_ID <<<"$KEYS"):$(value FAL_KEY_SECRET <<<"$KEYS")"
+FAL_KEY="$ADMIN" "$FAL" apps add bench/ok --upstream "http://127.0.0.1:$UP_PORT" >/dev/null
+kill "$SETUP_PID"; wait "$SETUP_PID" 2>/dev/null || true
+
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+  "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" --workers 1 \
+  > "$WORK/fal.out" 2> "$WORK/valgrind.err" &
+FAL_PID=$!
+PIDS+=("$FAL_PID")
+wait_listening "$WORK/fal.out"
+# One call to warm the caches, then count from zero.
+curl -s -o /dev/null -H "$AUTH" "$FAL_HOST/run/bench/ok"
+callgrind_control -z "$FAL_PID" >/dev/null 2>&1
+wrk -t1 -c4 -d"${DURATION}s" -H "$AUTH" "$FAL_HOST/run/bench/ok" > "$WORK/wrk.txt"
+callgrind_control -d "$FAL_PID" >/dev/null 2>&1
+REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$WORK/wrk.txt")
+[ -z "$NON2XX" ] || { echo "fal answered $NON2XX calls with an error" >&2; exit 1; }
+# The dump taken after the load holds what was counted since the reset.
+DUMP=$(ls -t "$WORK"/callgrind.out.* | head -1)
+TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "requests: $REQUESTS"
+echo "user-space instructions per request: $((TOTAL / REQUESTS))"
+if [ -n "${CALLGRIND_OUT:-}" ]; then
+  cp "$DUMP" "$CALLGRIND_OUT"
+  echo "where they go: callgrind_annotate $CALLGRIND_OUT"
+fi
