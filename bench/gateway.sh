@@ -23,21 +23,9 @@ CONNECTIONS="${CONNECTIONS:-64}"
 WORKERS="${WORKERS:-2}"           # nginx worker processes = fal worker threads
 WRK_THREADS="${WRK_THREADS:-1}"
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk; then
-  echo "installing nginx and wrk from Debian's packages" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null 2>&1 \
-    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
-fi
-
-if [ -n "${FAL_BIN:-}" ]; then
-  FAL="$FAL_BIN"   # a binary built otherwise (say, with frame pointers for perf)
-else
-  echo "building fal (release)" >&2
-  cargo build --release -q -p fal-cli
-  FAL="$PWD/target/release/fal"
-fi
+. bench/lib.sh
+ensure_tools
+fal_binary
 
 WORK="$(mktemp -d /tmp/fal-bench.XXXXXX)"
 PIDS=()
@@ -51,7 +39,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port); PROXY_PORT=$(free_port); AUTH_PORT=$(free_port); FAL_PORT=$(free_port)
 
 nginx_conf() { # name workers server-block
@@ -93,15 +80,9 @@ RUST_LOG=warn setsid "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.
   --workers "$WORKERS" > "$WORK/fal.out" 2> "$WORK/fal.err" &
 FAL_PID=$!
 PIDS+=($FAL_PID)
-for _ in $(seq 1 100); do grep -q "fal is listening" "$WORK/fal.out" 2>/dev/null && break; sleep 0.1; done
-ADMIN_ID=$(sed -n "s/^FAL_KEY_ID='\(.*\)'/\1/p" "$WORK/fal.out")
-ADMIN_SECRET=$(sed -n "s/^FAL_KEY_SECRET='\(.*\)'/\1/p" "$WORK/fal.out")
+wait_listening "$WORK/fal.out"
 export FAL_HOST="http://127.0.0.1:$FAL_PORT"
-KEYS=$(FAL_KEY="$ADMIN_ID:$ADMIN_SECRET" "$FAL" key generate --scope API --alias bench)
-API_ID=$(sed -n "s/^FAL_KEY_ID='\(.*\)'/\1/p" <<<"$KEYS")
-API_SECRET=$(sed -n "s/^FAL_KEY_SECRET='\(.*\)'/\1/p" <<<"$KEYS")
-FAL_KEY="$ADMIN_ID:$ADMIN_SECRET" "$FAL" apps add bench/ok --upstream "http://127.0.0.1:$UP_PORT" >/dev/null
-AUTH="Authorization: Key $API_ID:$API_SECRET"
+AUTH=$(bench_key_and_app "$WORK/fal.out" "$UP_PORT")
 
 # Sanity: each target answers 200 with a valid key (and 401 without, where it checks).
 for url in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$PROXY_PORT/" \

@@ -16,20 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-8}"
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk || ! need valgrind; then
-  echo "installing nginx, wrk and valgrind from Debian's packages" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk valgrind >/dev/null 2>&1 \
-    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk valgrind >/dev/null
-fi
-if [ -n "${FAL_BIN:-}" ]; then
-  FAL="$FAL_BIN"
-else
-  echo "building fal (release)" >&2
-  cargo build --release -q -p fal-cli
-  FAL="$PWD/target/release/fal"
-fi
+. bench/lib.sh
+ensure_tools valgrind
+fal_binary
 
 WORK="$(mktemp -d /tmp/fal-instr.XXXXXX)"
 PIDS=()
@@ -40,7 +29,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port); FAL_PORT=$(free_port)
 
 cat > "$WORK/upstream.conf" <<CONF
@@ -53,22 +41,13 @@ http { access_log off; keepalive_requests 1000000;
 CONF
 nginx -c "$WORK/upstream.conf" -p "$WORK"
 
-wait_listening() { # output-file
-  for _ in $(seq 1 600); do grep -q "fal is listening" "$1" 2>/dev/null && return; sleep 0.1; done
-  echo "fal did not start; see $1" >&2; exit 1
-}
-value() { sed -n "s/^$1='\(.*\)'/\1/p"; }
-
 # First a plain run to make the key and the app (quicker than under valgrind).
 RUST_LOG=warn "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" --workers 1 \
   > "$WORK/setup.out" 2>&1 &
 SETUP_PID=$!
 wait_listening "$WORK/setup.out"
 export FAL_HOST="http://127.0.0.1:$FAL_PORT"
-ADMIN="$(value FAL_KEY_ID < "$WORK/setup.out"):$(value FAL_KEY_SECRET < "$WORK/setup.out")"
-KEYS=$(FAL_KEY="$ADMIN" "$FAL" key generate --scope API --alias instructions)
-AUTH="Authorization: Key $(value FAL_KEY_ID <<<"$KEYS"):$(value FAL_KEY_SECRET <<<"$KEYS")"
-FAL_KEY="$ADMIN" "$FAL" apps add bench/ok --upstream "http://127.0.0.1:$UP_PORT" >/dev/null
+AUTH=$(bench_key_and_app "$WORK/setup.out" "$UP_PORT")
 kill "$SETUP_PID"; wait "$SETUP_PID" 2>/dev/null || true
 
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \

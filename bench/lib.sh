@@ -1,0 +1,55 @@
+# Shared by the scripts in bench/ (sourced, not run): installing the tools,
+# finding the fal binary, free ports, and making the API key and the app
+# that a benchmark calls. Expects to be sourced from the repository root.
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+# ensure_tools [EXTRA_PACKAGE...]: nginx and wrk (and the extra Debian
+# packages, each named after the command it provides) from Debian's packages
+# when any is missing. nginx-light where the release has it, nginx otherwise.
+ensure_tools() {
+  local missing=0 cmd
+  for cmd in nginx wrk "$@"; do need "$cmd" || missing=1; done
+  [ "$missing" = 0 ] && return
+  echo "installing nginx, wrk $* from Debian's packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk "$@" >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk "$@" >/dev/null
+}
+
+# fal_binary: sets FAL to $FAL_BIN (a binary built otherwise, say with frame
+# pointers for perf) or to a fresh release build.
+fal_binary() {
+  if [ -n "${FAL_BIN:-}" ]; then
+    FAL="$FAL_BIN"
+  else
+    echo "building fal (release)" >&2
+    cargo build --release -q -p fal-cli
+    FAL="$PWD/target/release/fal"
+  fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_listening OUTPUT_FILE: until `fal serve` has said it listens (60 s at most).
+wait_listening() {
+  for _ in $(seq 1 600); do grep -q "fal is listening" "$1" 2>/dev/null && return; sleep 0.1; done
+  echo "fal did not start; see $1" >&2
+  exit 1
+}
+
+# key_value NAME < TEXT: the value of a NAME='...' line, as `fal serve` and
+# `fal key generate` print them.
+key_value() { sed -n "s/^$1='\(.*\)'/\1/p"; }
+
+# bench_key_and_app SERVE_OUTPUT UPSTREAM_PORT: with the bootstrap ADMIN key
+# that `fal serve` printed, makes an API key and the app bench/ok in front of
+# the upstream; prints the Authorization header that calls it. FAL_HOST must
+# point at the server.
+bench_key_and_app() {
+  local admin keys
+  admin="$(key_value FAL_KEY_ID < "$1"):$(key_value FAL_KEY_SECRET < "$1")"
+  keys=$(FAL_KEY="$admin" "$FAL" key generate --scope API --alias bench) || return 1
+  FAL_KEY="$admin" "$FAL" apps add bench/ok --upstream "http://127.0.0.1:$2" >/dev/null || return 1
+  echo "Authorization: Key $(key_value FAL_KEY_ID <<<"$keys"):$(key_value FAL_KEY_SECRET <<<"$keys")"
+}
