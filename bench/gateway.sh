@@ -27,39 +27,10 @@ WRK_THREADS="${WRK_THREADS:-1}"
 ensure_tools
 fal_binary
 
-WORK="$(mktemp -d /tmp/fal-bench.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for conf in "$WORK"/*.conf; do
-    [ -f "$conf" ] && nginx -c "$conf" -p "$WORK" -s quit 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+bench_workdir fal-bench
 UP_PORT=$(free_port); PROXY_PORT=$(free_port); AUTH_PORT=$(free_port); FAL_PORT=$(free_port)
 
-nginx_conf() { # name workers server-block
-  cat > "$WORK/$1.conf" <<CONF
-worker_processes $2;
-pid $WORK/$1.pid;
-error_log $WORK/$1.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream model { server 127.0.0.1:$UP_PORT; keepalive 128; }
-  upstream fal { server 127.0.0.1:$FAL_PORT; keepalive 128; }
-  $3
-}
-CONF
-  nginx -c "$WORK/$1.conf" -p "$WORK"
-}
-
-# The model stand-in: one worker, a fixed small JSON answer.
-nginx_conf upstream 1 "server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+start_model_stand_in
 # Plain reverse proxy, no authentication.
 nginx_conf proxy "$WORKERS" "server { listen 127.0.0.1:$PROXY_PORT; location / {
   proxy_pass http://model; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"

@@ -20,31 +20,16 @@ DURATION="${DURATION:-8}"
 ensure_tools valgrind
 fal_binary
 
-WORK="$(mktemp -d /tmp/fal-instr.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/upstream.conf" ] && nginx -c "$WORK/upstream.conf" -p "$WORK" -s quit 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir fal-instr
 UP_PORT=$(free_port); FAL_PORT=$(free_port)
 
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.error.log warn;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{"ok":true}'; } } }
-CONF
-nginx -c "$WORK/upstream.conf" -p "$WORK"
+start_model_stand_in
 
 # First a plain run to make the key and the app (quicker than under valgrind).
 RUST_LOG=warn "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" --workers 1 \
   > "$WORK/setup.out" 2>&1 &
 SETUP_PID=$!
+PIDS+=("$SETUP_PID")
 wait_listening "$WORK/setup.out"
 export FAL_HOST="http://127.0.0.1:$FAL_PORT"
 AUTH=$(bench_key_and_app "$WORK/setup.out" "$UP_PORT")

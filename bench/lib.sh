@@ -1,6 +1,8 @@
 # Shared by the scripts in bench/ (sourced, not run): installing the tools,
-# finding the fal binary, free ports, and making the API key and the app
-# that a benchmark calls. Expects to be sourced from the repository root.
+# finding the fal binary, the work directory and its clean-up, nginx
+# configurations and the model stand-in, free ports, and making the API key
+# and the app that a benchmark calls. Expects to be sourced from the
+# repository root.
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
@@ -27,6 +29,50 @@ fal_binary() {
     cargo build --release -q -p fal-cli
     FAL="$PWD/target/release/fal"
   fi
+}
+
+# bench_workdir PREFIX: sets WORK to a fresh directory under /tmp and PIDS to
+# an empty list; on exit the processes in PIDS are killed, every nginx
+# started from a configuration in WORK is stopped, and WORK is removed.
+bench_workdir() {
+  WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local p conf
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for conf in "$WORK"/*.conf; do
+    [ -f "$conf" ] && nginx -c "$conf" -p "$WORK" -s quit 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+# nginx_conf NAME WORKERS SERVER_BLOCK: writes $WORK/NAME.conf and starts an
+# nginx from it. Upstreams `model` (UP_PORT) and `fal` (FAL_PORT) are
+# declared with keep-alive connections for the server block to proxy to.
+nginx_conf() {
+  cat > "$WORK/$1.conf" <<CONF
+worker_processes $2;
+pid $WORK/$1.pid;
+error_log $WORK/$1.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream model { server 127.0.0.1:$UP_PORT; keepalive 128; }
+  upstream fal { server 127.0.0.1:$FAL_PORT; keepalive 128; }
+  $3
+}
+CONF
+  nginx -c "$WORK/$1.conf" -p "$WORK"
+}
+
+# start_model_stand_in: the model every benchmark calls, an nginx with one
+# worker on UP_PORT answering a fixed small JSON document.
+start_model_stand_in() {
+  nginx_conf upstream 1 "server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
