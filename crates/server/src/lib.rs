@@ -10,6 +10,8 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
+//! - [`cookies`]: every cookie the server sets: names, builder, reader,
+//!   and the rule that keeps them from upstreams.
 //! - [`dashboard`]: the keys page in the browser (server-rendered).
 //! - [`front`]: accepts connections; forwards plain HTTP/1.1 model calls
 //!   by hand and hands everything else to hyper and the router.
@@ -24,6 +26,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod cookies;
 pub mod dashboard;
 pub mod error;
 pub mod front;
