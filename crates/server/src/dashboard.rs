@@ -174,7 +174,7 @@ struct Signed {
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Signed> {
     let token = cookie(headers, SESSION_COOKIE)?;
-    let principal = state.verifier().authenticate_session(&token).await.ok()?;
+    let principal = state.verifier().authenticate_cookie(&token).await.ok()?;
     let nickname = state
         .users()
         .user(&principal.user_id)

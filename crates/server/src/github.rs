@@ -28,8 +28,11 @@ pub struct GithubConfig {
     pub url: String,
     /// `https://api.github.com`, or `https://HOST/api/v3`.
     pub api_url: String,
-    /// Logins allowed to sign in.
+    /// Logins allowed to sign in. GitHub lets another account take a
+    /// login that was given up, so prefer [`GithubConfig::allow_user_ids`].
     pub allow_users: Vec<String>,
+    /// GitHub's numeric user ids allowed to sign in (stable for life).
+    pub allow_user_ids: Vec<i64>,
     /// Organisations whose members may sign in.
     pub allow_orgs: Vec<String>,
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fal_core::token::{ACCESS_PREFIX, REFRESH_PREFIX, SessionToken};
+use fal_core::token::{ACCESS_PREFIX, REFRESH_PREFIX, SessionToken, WEB_PREFIX};
 use fal_core::{Clock, Principal, RandomSource, Scope, SecretHasher, Timestamp, UserId};
 use fal_store::{SessionKind, SessionRecord, SessionStore, StoreError};
 
@@ -128,7 +128,7 @@ impl Sessions {
     /// A dashboard session; returns the cookie's token and its lifetime.
     pub async fn issue_web(&self, user_id: &UserId) -> Result<(SessionToken, Duration), ApiError> {
         let now = self.clock.now();
-        let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
+        let access = SessionToken::generate(WEB_PREFIX, self.rng.as_ref())?;
         self.store
             .create_session(&SessionRecord {
                 session_id: self.session_id()?,
@@ -145,10 +145,28 @@ impl Sessions {
         Ok((access, self.ttl.web))
     }
 
-    /// Who a bearer token (or session cookie) belongs to. A session may do
-    /// what an ADMIN key may do, for its own user.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {
-        let token = SessionToken::parse(ACCESS_PREFIX, token).ok_or(AuthFailure::InvalidSession)?;
+    /// Who a CLI access token, sent as `Authorization: Bearer`, belongs
+    /// to. A dashboard token is refused here (by its prefix, and by its
+    /// session's kind). A session may do what an ADMIN key may do, for its
+    /// own user.
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthFailure> {
+        self.authenticate(ACCESS_PREFIX, SessionKind::Cli, token)
+            .await
+    }
+
+    /// Who the dashboard's session cookie belongs to. A CLI token is
+    /// refused here, as a dashboard token is refused as a bearer token.
+    pub async fn authenticate_cookie(&self, token: &str) -> Result<Principal, AuthFailure> {
+        self.authenticate(WEB_PREFIX, SessionKind::Web, token).await
+    }
+
+    async fn authenticate(
+        &self,
+        prefix: &str,
+        kind: SessionKind,
+        token: &str,
+    ) -> Result<Principal, AuthFailure> {
+        let token = SessionToken::parse(prefix, token).ok_or(AuthFailure::InvalidSession)?;
         let record = match self.store.session_by_access(&self.hash(&token)).await {
             Ok(r) => r,
             Err(StoreError::Unavailable(_)) => return Err(AuthFailure::Unavailable),
@@ -158,12 +176,14 @@ impl Sessions {
             }
         };
         match record {
-            Some(r) if !r.revoked && r.access_expires_at > self.clock.now() => Ok(Principal {
-                user_id: r.user_id,
-                key_id: None,
-                session_id: Some(r.session_id),
-                scope: Scope::Admin,
-            }),
+            Some(r) if r.kind == kind && !r.revoked && r.access_expires_at > self.clock.now() => {
+                Ok(Principal {
+                    user_id: r.user_id,
+                    key_id: None,
+                    session_id: Some(r.session_id),
+                    scope: Scope::Admin,
+                })
+            }
             _ => Err(AuthFailure::InvalidSession),
         }
     }

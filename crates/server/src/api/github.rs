@@ -121,27 +121,30 @@ pub async fn refresh(
     })))
 }
 
-/// `POST /auth/logout`: ends the caller's session (bearer token or cookie),
-/// or the one holding `refresh_token` in the body.
+/// `POST /auth/logout`: ends the caller's session (bearer token), and the
+/// one holding `refresh_token` in the body. With neither it is refused
+/// (401): the dashboard's cookie is not a credential here (the dashboard
+/// has its own logout form, with its CSRF token), and answering 204 to a
+/// cookie would look like a logout while the session lived on.
 pub async fn logout(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if let Ok(Caller(p)) = &caller
-        && let Some(id) = &p.session_id
-    {
-        state.sessions().revoke(id).await?;
+    let refresh = serde_json::from_slice::<RefreshBody>(&body).ok();
+    match caller {
+        Err(e) if refresh.is_none() => return Err(e),
+        Err(_) => {}
+        Ok(Caller(p)) => {
+            if let Some(id) = &p.session_id {
+                state.sessions().revoke(id).await?;
+            }
+        }
     }
-    if let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) {
+    if let Some(b) = refresh {
         state.sessions().revoke_by_refresh(&b.refresh_token).await?;
     }
-    let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_static("fal_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
-    );
-    Ok(resp)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Unpadded base64url (RFC 4648 §5), as PKCE's S256 challenge uses it.
