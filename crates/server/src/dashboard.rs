@@ -289,7 +289,11 @@ async fn login(
         );
     }
     // A new session at every sign-in (no fixation).
-    let (token, ttl) = state.sessions().issue_web(&principal.user_id).await?;
+    // Opened with this key: revoking the key ends the session.
+    let (token, ttl) = state
+        .sessions()
+        .issue_web(&principal.user_id, principal.key_id)
+        .await?;
     let mut resp = redirect("/dashboard/keys");
     let attrs = state.cookie_attrs();
     for c in [

@@ -238,3 +238,168 @@ async fn api_logout_with_only_the_cookie_is_refused_and_clears_nothing() {
         .await;
     assert_eq!(status, 401);
 }
+
+/// `POST /auth/refresh`; returns the status, `Retry-After` and the body.
+async fn refresh(app: &TestApp, token: &str) -> (u16, Option<String>, Value) {
+    let (status, headers, body) = app
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            None,
+            Some(&json!({ "refresh_token": token }).to_string()),
+        )
+        .await;
+    let retry = headers
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, body)
+}
+
+async fn bearer_works(app: &TestApp, access: &str) -> bool {
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/users/current",
+            Some(&format!("Bearer {access}")),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 401, "{status}");
+    status == 200
+}
+
+fn pair(v: &Value) -> (String, String) {
+    (
+        v["access_token"].as_str().unwrap().to_owned(),
+        v["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn revoking_a_key_ends_the_dashboard_sessions_opened_with_it() {
+    let fake = FakeGithub::start();
+    let app = app_with(github_config(&fake, &["octocat"], &[], &[])).await;
+    let k = app.admin().create_key("ADMIN", "to revoke").await.unwrap();
+    let with_k = dashboard_sign_in(&app, &k.key_id, &k.key_secret).await;
+    let with_bootstrap = dashboard_sign_in(&app, &app.admin_id, &app.admin_secret).await;
+    assert!(dashboard_accepts(&app, &with_k).await);
+    let (status, _, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/keys/{}", k.key_id),
+            Some(&app.admin_auth()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(
+        !dashboard_accepts(&app, &with_k).await,
+        "the session opened with the revoked key ended with it"
+    );
+    let generate = no_redirects()
+        .post(format!("{}/dashboard/keys", app.url))
+        .header(COOKIE, format!("fal_session={with_k}"))
+        .form(&[("csrf", "x"), ("scope", "ADMIN"), ("alias", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(generate.status(), 303);
+    assert_eq!(generate.headers()[LOCATION], "/dashboard/login");
+    assert_eq!(app.admin().list_all_keys().await.unwrap().len(), 1);
+    assert!(
+        dashboard_accepts(&app, &with_bootstrap).await,
+        "a session opened with another key lives on"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_refresh_token_ends_the_whole_session() {
+    let fake = FakeGithub::start();
+    let app = app_with(github_config(&fake, &["octocat"], &[], &[])).await;
+    let (_, first_refresh) = cli_sign_in(&app).await;
+    let (status, _, body) = refresh(&app, &first_refresh).await;
+    assert_eq!(status, 200, "{body}");
+    let (access, second_refresh) = pair(&body);
+    assert!(bearer_works(&app, &access).await);
+    // Someone replays the spent token: refused, and the session is over.
+    let (status, _, body) = refresh(&app, &first_refresh).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!bearer_works(&app, &access).await, "the new access token");
+    let (status, _, _) = refresh(&app, &second_refresh).await;
+    assert_eq!(status, 401, "the new refresh token");
+}
+
+#[tokio::test]
+async fn refresh_rechecks_org_membership_and_ends_the_session_of_a_member_removed() {
+    let fake = FakeGithub::start();
+    fake.set_orgs(&["acme"]);
+    let app = app_with(github_config(&fake, &[], &[], &["acme"])).await;
+    let (_, r) = cli_sign_in(&app).await;
+    let (status, _, body) = refresh(&app, &r).await;
+    assert_eq!(status, 200, "{body}");
+    let (access, r) = pair(&body);
+    fake.set_orgs(&["elsewhere"]);
+    let (status, _, body) = refresh(&app, &r).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "access_withdrawn");
+    assert!(!bearer_works(&app, &access).await, "the session ended");
+    fake.set_orgs(&["acme"]);
+    let (status, _, _) = refresh(&app, &r).await;
+    assert_eq!(status, 401, "an ended session stays ended");
+}
+
+#[tokio::test]
+async fn refresh_rechecks_the_login_list() {
+    let fake = FakeGithub::start();
+    let app = app_with(github_config(&fake, &["octocat"], &[], &[])).await;
+    let (access, r) = cli_sign_in(&app).await;
+    // The login changes hands: the session of the id that gave it up ends.
+    fake.set_user(583231, "octo-renamed", "The Octocat");
+    let (status, _, body) = refresh(&app, &r).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!bearer_works(&app, &access).await);
+}
+
+#[tokio::test]
+async fn refresh_answers_503_and_keeps_the_session_when_github_is_down() {
+    let fake = FakeGithub::start();
+    fake.set_orgs(&["acme"]);
+    let app = app_with(github_config(&fake, &[], &[], &["acme"])).await;
+    let (access, r) = cli_sign_in(&app).await;
+    fake.set_down(true);
+    let (status, retry, body) = refresh(&app, &r).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "github_unavailable");
+    assert!(retry.is_some(), "503 says when to retry");
+    assert!(bearer_works(&app, &access).await, "the session lives");
+    fake.set_down(false);
+    let (status, _, body) = refresh(&app, &r).await;
+    assert_eq!(status, 200, "the same refresh token works on retry: {body}");
+}
+
+#[tokio::test]
+async fn the_allow_list_takes_numeric_ids_which_follow_the_account_not_the_login() {
+    let fake = FakeGithub::start();
+    let app = app_with(github_config(&fake, &[], &[583231], &[])).await;
+    let (_, r) = cli_sign_in(&app).await;
+    // A rename keeps access: the id is what is allowed.
+    fake.set_user(583231, "octo-renamed", "The Octocat");
+    let (status, _, body) = refresh(&app, &r).await;
+    assert_eq!(status, 200, "{body}");
+    // Another account that took the login "octocat" is not let in.
+    fake.set_user(999_999, "octocat", "Not The Octocat");
+    let http = no_redirects();
+    http.post(format!("{}/auth/device", app.url))
+        .send()
+        .await
+        .unwrap();
+    let done = http
+        .post(format!("{}/auth/device/token", app.url))
+        .json(&json!({"device_code": "device-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 403);
+    let body: Value = done.json().await.unwrap();
+    assert_eq!(body["code"], "not_allowed");
+}
