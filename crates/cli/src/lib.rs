@@ -140,9 +140,14 @@ pub struct GithubArgs {
         default_value = "https://api.github.com"
     )]
     pub github_api_url: String,
-    /// GitHub logins allowed to sign in (comma-separated).
+    /// GitHub logins allowed to sign in (comma-separated). A login given up
+    /// on GitHub can be taken by someone else: prefer --github-allow-user-ids.
     #[arg(long, env = "FAL_GITHUB_ALLOW_USERS", value_delimiter = ',')]
     pub github_allow_users: Vec<String>,
+    /// GitHub numeric user ids allowed to sign in (comma-separated); an id
+    /// never passes to another account.
+    #[arg(long, env = "FAL_GITHUB_ALLOW_USER_IDS", value_delimiter = ',')]
+    pub github_allow_user_ids: Vec<i64>,
     /// GitHub organisations whose members may sign in (comma-separated).
     #[arg(long, env = "FAL_GITHUB_ALLOW_ORGS", value_delimiter = ',')]
     pub github_allow_orgs: Vec<String>,

@@ -66,6 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             url: g.github_url.trim_end_matches('/').to_owned(),
             api_url: g.github_api_url.trim_end_matches('/').to_owned(),
             allow_users: trim(g.github_allow_users),
+            allow_user_ids: g.github_allow_user_ids,
             allow_orgs: trim(g.github_allow_orgs),
         });
     }
@@ -92,9 +93,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("demo app: fal-ai/echo");
     }
     match &app.config().github {
-        Some(g) if g.allow_users.is_empty() && g.allow_orgs.is_empty() => println!(
-            "GitHub sign-in: on, but nobody is allowed yet (set --github-allow-users or --github-allow-orgs)"
-        ),
+        Some(g)
+            if g.allow_users.is_empty()
+                && g.allow_user_ids.is_empty()
+                && g.allow_orgs.is_empty() =>
+        {
+            println!(
+                "GitHub sign-in: on, but nobody is allowed yet (set --github-allow-user-ids, --github-allow-users or --github-allow-orgs)"
+            )
+        }
         Some(_) => println!("GitHub sign-in: on"),
         None => println!("GitHub sign-in: not configured"),
     }

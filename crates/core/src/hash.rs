@@ -147,6 +147,17 @@ impl SecretHasher {
         hex::encode(&out[..16])
     }
 
+    /// A 256-bit key for `label`, derived from the pepper (an HMAC of the
+    /// label under the pepper), for encrypting values the server keeps at
+    /// rest. Distinct labels give independent keys.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        let mut m = self.keyed.clone();
+        m.update(b"fal derived key v1");
+        m.update(&[0]);
+        m.update(label.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
     /// Whether `secret` hashes to `stored`, compared in constant time.
     pub fn verify(&self, secret: &KeySecret, stored: &SecretHash) -> bool {
         let computed = self.mac(secret.expose().as_bytes());

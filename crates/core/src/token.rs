@@ -1,7 +1,10 @@
-//! Session tokens, issued by the server after a GitHub sign-in: a
+//! Session tokens, issued by the server after a sign-in: for the CLI a
 //! short-lived access token (`fal_at_…`) sent as `Authorization: Bearer`,
-//! and a refresh token (`fal_rt_…`) that is rotated on every use. Both are
-//! 256 random bits; the server stores only their keyed hashes.
+//! and a refresh token (`fal_rt_…`) that is rotated on every use; for the
+//! dashboard a web-session token (`fal_ws_…`) that lives only in its cookie.
+//! Each prefix names where the token is accepted, so a token offered in the
+//! wrong place is refused before any lookup. All are 256 random bits; the
+//! server stores only their keyed hashes.
 
 use std::fmt;
 
@@ -13,6 +16,8 @@ use crate::random::{RandomError, RandomSource};
 pub const ACCESS_PREFIX: &str = "fal_at_";
 /// Prefix of refresh tokens.
 pub const REFRESH_PREFIX: &str = "fal_rt_";
+/// Prefix of the dashboard's session tokens (cookie only, never a bearer).
+pub const WEB_PREFIX: &str = "fal_ws_";
 
 /// A session token. `Debug` never shows it.
 #[derive(Clone)]
@@ -62,6 +67,7 @@ mod tests {
         let t = SessionToken::generate(ACCESS_PREFIX, &OsRandom).unwrap();
         assert!(SessionToken::parse(ACCESS_PREFIX, t.expose()).is_some());
         assert!(SessionToken::parse(REFRESH_PREFIX, t.expose()).is_none());
+        assert!(SessionToken::parse(WEB_PREFIX, t.expose()).is_none());
         assert!(SessionToken::parse(ACCESS_PREFIX, "fal_at_xyz").is_none());
         assert!(!format!("{t:?}").contains(&t.expose()[7..]));
     }

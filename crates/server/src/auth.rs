@@ -145,10 +145,11 @@ impl Verifier {
         self
     }
 
-    /// Authenticates a session token (bearer or cookie).
-    pub async fn authenticate_session(&self, token: &str) -> Result<Principal, AuthFailure> {
+    /// Authenticates the dashboard's session cookie (only the dashboard
+    /// calls this; the API and the gateway never read cookies).
+    pub async fn authenticate_cookie(&self, token: &str) -> Result<Principal, AuthFailure> {
         match &self.sessions {
-            Some(s) => s.authenticate(token).await,
+            Some(s) => s.authenticate_cookie(token).await,
             None => Err(AuthFailure::InvalidSession),
         }
     }
@@ -163,7 +164,10 @@ impl Verifier {
         let value = header.ok_or(AuthFailure::Missing)?;
         match parse_authorization(value) {
             Ok(AuthHeader::Key(creds)) => self.verify(&creds).await,
-            Ok(AuthHeader::Bearer(token)) => self.authenticate_session(token).await,
+            Ok(AuthHeader::Bearer(token)) => match &self.sessions {
+                Some(s) => s.authenticate_bearer(token).await,
+                None => Err(AuthFailure::InvalidSession),
+            },
             Err(HeaderError::Missing) => Err(AuthFailure::Missing),
             Err(HeaderError::UnsupportedScheme) => Err(AuthFailure::UnsupportedScheme),
             Err(HeaderError::MalformedKey) => Err(AuthFailure::Malformed),
@@ -471,16 +475,10 @@ async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| ApiError::MalformedKey)?),
     };
-    // The dashboard's session cookie counts only for safe methods: a
-    // cross-site page can make a browser send cookies, never an
-    // Authorization header, so nothing that changes state rides on a cookie.
-    if header.is_none()
-        && parts.method.is_safe()
-        && let Some(token) =
-            crate::api::github::cookie(&parts.headers, crate::api::github::SESSION_COOKIE)
-    {
-        return Ok(state.inner.verifier.authenticate_session(&token).await?);
-    }
+    // Only explicit credentials: the dashboard's session cookie counts
+    // nowhere here (not even for GET), since a browser attaches it to any
+    // request a link or another site makes, and /run or /auth/verify would
+    // then act as the signed-in user. Only /dashboard pages read it.
     let principal = state.inner.verifier.authenticate(header).await?;
     Ok(principal)
 }

@@ -174,7 +174,7 @@ struct Signed {
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Signed> {
     let token = cookie(headers, SESSION_COOKIE)?;
-    let principal = state.verifier().authenticate_session(&token).await.ok()?;
+    let principal = state.verifier().authenticate_cookie(&token).await.ok()?;
     let nickname = state
         .users()
         .user(&principal.user_id)
@@ -289,7 +289,11 @@ async fn login(
         );
     }
     // A new session at every sign-in (no fixation).
-    let (token, ttl) = state.sessions().issue_web(&principal.user_id).await?;
+    // Opened with this key: revoking the key ends the session.
+    let (token, ttl) = state
+        .sessions()
+        .issue_web(&principal.user_id, principal.key_id)
+        .await?;
     let mut resp = redirect("/dashboard/keys");
     let attrs = state.cookie_attrs();
     for c in [

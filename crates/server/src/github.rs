@@ -28,8 +28,11 @@ pub struct GithubConfig {
     pub url: String,
     /// `https://api.github.com`, or `https://HOST/api/v3`.
     pub api_url: String,
-    /// Logins allowed to sign in.
+    /// Logins allowed to sign in. GitHub lets another account take a
+    /// login that was given up, so prefer [`GithubConfig::allow_user_ids`].
     pub allow_users: Vec<String>,
+    /// GitHub's numeric user ids allowed to sign in (stable for life).
+    pub allow_user_ids: Vec<i64>,
     /// Organisations whose members may sign in.
     pub allow_orgs: Vec<String>,
 }
@@ -220,11 +223,14 @@ impl Github {
             })
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(
+    /// One GET on GitHub's API with the user's token: `Ok(None)` when
+    /// GitHub refuses the token (401: revoked or expired), `Err` with a
+    /// description when GitHub cannot be reached or answers otherwise.
+    async fn fetch<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         token: &SecretString,
-    ) -> Result<T, ApiError> {
+    ) -> Result<Option<T>, String> {
         let resp = self
             .http
             .get(format!("{}{path}", self.config.api_url))
@@ -232,14 +238,108 @@ impl Github {
             .bearer_auth(token.expose_secret())
             .send()
             .await
-            .map_err(unreachable_github)?;
-        if !resp.status().is_success() {
-            return Err(unreachable_github(format!(
-                "{path}: status {}",
-                resp.status()
-            )));
+            .map_err(|e| e.to_string())?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(None);
         }
-        resp.json().await.map_err(unreachable_github)
+        if !resp.status().is_success() {
+            return Err(format!("{path}: status {}", resp.status()));
+        }
+        resp.json().await.map(Some).map_err(|e| e.to_string())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &SecretString,
+    ) -> Result<T, ApiError> {
+        match self.fetch(path, token).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(unreachable_github(format!("{path}: status 401"))),
+            Err(e) => Err(unreachable_github(e)),
+        }
+    }
+
+    /// Whether no allow-list names anybody (then nobody may sign in).
+    fn nobody_allowed(&self) -> bool {
+        let c = &self.config;
+        c.allow_users.is_empty() && c.allow_user_ids.is_empty() && c.allow_orgs.is_empty()
+    }
+
+    /// Whether the user is named by id or by login.
+    fn listed(&self, gh: &GithubUser) -> bool {
+        let c = &self.config;
+        c.allow_user_ids.contains(&gh.id)
+            || c.allow_users
+                .iter()
+                .any(|u| u.eq_ignore_ascii_case(&gh.login))
+    }
+
+    /// Whether the token's user belongs to an allowed organisation
+    /// (`Ok(None)` when GitHub refuses the token).
+    async fn in_allowed_org(&self, token: &SecretString) -> Result<Option<bool>, String> {
+        #[derive(Deserialize)]
+        struct Org {
+            login: String,
+        }
+        let c = &self.config;
+        if c.allow_orgs.is_empty() {
+            return Ok(Some(false));
+        }
+        let orgs: Option<Vec<Org>> = self.fetch("/user/orgs", token).await?;
+        Ok(orgs.map(|orgs| {
+            orgs.iter().any(|o| {
+                c.allow_orgs
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&o.login))
+            })
+        }))
+    }
+
+    /// At refresh: whether the user behind `token` (GitHub id `github_id`,
+    /// as stored at sign-in) is still allowed by the lists and org
+    /// membership. `Ok(false)` when not, or when GitHub no longer accepts
+    /// the token; 503 when GitHub cannot be reached (the caller keeps the
+    /// session, so a retry may work).
+    pub async fn still_allowed(
+        &self,
+        token: &SecretString,
+        github_id: Option<i64>,
+    ) -> Result<bool, ApiError> {
+        let down = |e: String| {
+            tracing::warn!(error = %e, "GitHub could not be reached to re-check access");
+            ApiError::Status {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                code: "github_unavailable",
+                detail: "GitHub could not be reached to confirm your access; try again shortly"
+                    .into(),
+            }
+        };
+        if self.nobody_allowed() {
+            return Ok(false);
+        }
+        let Some(gh) = self
+            .fetch::<GithubUser>("/user", token)
+            .await
+            .map_err(down)?
+        else {
+            return Ok(false);
+        };
+        if github_id != Some(gh.id) {
+            return Ok(false);
+        }
+        if self.listed(&gh) {
+            return Ok(true);
+        }
+        let allowed = self
+            .in_allowed_org(token)
+            .await
+            .map_err(down)?
+            .unwrap_or(false);
+        if !allowed {
+            tracing::info!(login = %gh.login, github_id = gh.id, "access withdrawn at refresh");
+        }
+        Ok(allowed)
     }
 
     /// Confirms the user behind `token`, applies the allow-lists, and finds
@@ -252,36 +352,29 @@ impl Github {
         rng: &dyn RandomSource,
     ) -> Result<User, ApiError> {
         let gh: GithubUser = self.get("/user", token).await?;
-        let c = &self.config;
-        if c.allow_users.is_empty() && c.allow_orgs.is_empty() {
+        if self.nobody_allowed() {
             return Err(not_allowed(
                 "GitHub sign-in is on, but nobody may sign in yet: start fal serve with \
-                 --github-allow-users LOGIN,… or --github-allow-orgs ORG,…"
+                 --github-allow-user-ids ID,…, --github-allow-users LOGIN,… or \
+                 --github-allow-orgs ORG,…"
                     .into(),
             ));
         }
-        let mut allowed = c
-            .allow_users
-            .iter()
-            .any(|u| u.eq_ignore_ascii_case(&gh.login));
-        if !allowed && !c.allow_orgs.is_empty() {
-            #[derive(Deserialize)]
-            struct Org {
-                login: String,
-            }
-            let orgs: Vec<Org> = self.get("/user/orgs", token).await?;
-            allowed = orgs.iter().any(|o| {
-                c.allow_orgs
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(&o.login))
-            });
+        let mut allowed = self.listed(&gh);
+        if !allowed {
+            allowed = match self.in_allowed_org(token).await {
+                Ok(Some(a)) => a,
+                Ok(None) => return Err(unreachable_github("/user/orgs: status 401")),
+                Err(e) => return Err(unreachable_github(e)),
+            };
         }
         if !allowed {
             tracing::info!(login = %gh.login, github_id = gh.id, "GitHub sign-in refused");
             return Err(not_allowed(format!(
-                "GitHub user {} may not sign in to this server: ask its operator to add you to \
-                 --github-allow-users or to an organisation in --github-allow-orgs",
-                gh.login
+                "GitHub user {} may not sign in to this server (GitHub id {}): ask its operator to add \
+                 you to --github-allow-user-ids or --github-allow-users, or to an organisation \
+                 in --github-allow-orgs",
+                gh.login, gh.id
             )));
         }
         let full_name = gh.name.clone().unwrap_or_default();

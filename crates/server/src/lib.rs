@@ -33,6 +33,7 @@ pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod pepper;
+pub mod sealed;
 pub mod sessions;
 pub mod tls;
 

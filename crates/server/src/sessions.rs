@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fal_core::token::{ACCESS_PREFIX, REFRESH_PREFIX, SessionToken};
-use fal_core::{Clock, Principal, RandomSource, Scope, SecretHasher, Timestamp, UserId};
+use fal_core::token::{ACCESS_PREFIX, REFRESH_PREFIX, SessionToken, WEB_PREFIX};
+use fal_core::{Clock, KeyId, Principal, RandomSource, Scope, SecretHasher, Timestamp, UserId};
 use fal_store::{SessionKind, SessionRecord, SessionStore, StoreError};
+use secrecy::SecretString;
 
 use crate::auth::AuthFailure;
 use crate::error::ApiError;
@@ -68,7 +69,33 @@ pub struct Sessions {
     rng: Arc<dyn RandomSource>,
     /// Lifetimes.
     ttl: SessionTtl,
+    /// Seals the GitHub tokens kept for re-checks at refresh.
+    sealer: crate::sealed::Sealer,
 }
+
+/// A refresh token that names a live session, before rotation: the caller
+/// re-checks the user's access (GitHub) and then calls
+/// [`Sessions::finish_refresh`].
+pub struct RefreshGrant {
+    /// The session as stored.
+    pub record: SessionRecord,
+    /// The GitHub token kept at sign-in, opened; `None` for a session made
+    /// before tokens were kept, or whose sealed value did not open.
+    pub github_token: Option<SecretString>,
+    /// Hash of the refresh token presented.
+    old_hash: String,
+}
+
+fn invalid_refresh() -> ApiError {
+    ApiError::Status {
+        status: axum::http::StatusCode::UNAUTHORIZED,
+        code: "invalid_refresh_token",
+        detail: "This login has expired or was ended: run `fal auth login` again".into(),
+    }
+}
+
+/// Label of the key that seals GitHub tokens.
+const GITHUB_TOKEN_SEAL: &str = "fal session github token v1";
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -84,6 +111,7 @@ impl Sessions {
         ttl: SessionTtl,
     ) -> Sessions {
         Sessions {
+            sealer: crate::sealed::Sealer::new(&hasher, GITHUB_TOKEN_SEAL),
             store,
             hasher,
             clock,
@@ -100,14 +128,28 @@ impl Sessions {
         Ok(SessionToken::generate("s_", self.rng.as_ref())?.expose()[2..34].to_owned())
     }
 
-    /// A CLI session for `user_id`.
-    pub async fn issue_cli(&self, user_id: &UserId) -> Result<IssuedTokens, ApiError> {
+    /// A CLI session for `user_id`, keeping the GitHub token it was signed
+    /// in with (sealed) so each refresh can re-check the user's access.
+    pub async fn issue_cli(
+        &self,
+        user_id: &UserId,
+        github_token: Option<&SecretString>,
+    ) -> Result<IssuedTokens, ApiError> {
         let now = self.clock.now();
         let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
         let refresh = SessionToken::generate(REFRESH_PREFIX, self.rng.as_ref())?;
+        let session_id = self.session_id()?;
+        let github_token = match github_token {
+            Some(t) => Some(
+                self.sealer
+                    .seal(t, &session_id, self.rng.as_ref())
+                    .map_err(|_| ApiError::Internal("could not seal the GitHub token".into()))?,
+            ),
+            None => None,
+        };
         self.store
             .create_session(&SessionRecord {
-                session_id: self.session_id()?,
+                session_id,
                 user_id: user_id.clone(),
                 kind: SessionKind::Cli,
                 access_hash: self.hash(&access),
@@ -116,6 +158,8 @@ impl Sessions {
                 refresh_expires_at: Some(now.plus_millis(ms(self.ttl.refresh))),
                 created_at: now,
                 revoked: false,
+                key_id: None,
+                github_token,
             })
             .await?;
         Ok(IssuedTokens {
@@ -126,9 +170,15 @@ impl Sessions {
     }
 
     /// A dashboard session; returns the cookie's token and its lifetime.
-    pub async fn issue_web(&self, user_id: &UserId) -> Result<(SessionToken, Duration), ApiError> {
+    /// `key_id` is the key it was opened with, if any: revoking that key
+    /// ends the session.
+    pub async fn issue_web(
+        &self,
+        user_id: &UserId,
+        key_id: Option<KeyId>,
+    ) -> Result<(SessionToken, Duration), ApiError> {
         let now = self.clock.now();
-        let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
+        let access = SessionToken::generate(WEB_PREFIX, self.rng.as_ref())?;
         self.store
             .create_session(&SessionRecord {
                 session_id: self.session_id()?,
@@ -140,15 +190,35 @@ impl Sessions {
                 refresh_expires_at: None,
                 created_at: now,
                 revoked: false,
+                key_id,
+                github_token: None,
             })
             .await?;
         Ok((access, self.ttl.web))
     }
 
-    /// Who a bearer token (or session cookie) belongs to. A session may do
-    /// what an ADMIN key may do, for its own user.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {
-        let token = SessionToken::parse(ACCESS_PREFIX, token).ok_or(AuthFailure::InvalidSession)?;
+    /// Who a CLI access token, sent as `Authorization: Bearer`, belongs
+    /// to. A dashboard token is refused here (by its prefix, and by its
+    /// session's kind). A session may do what an ADMIN key may do, for its
+    /// own user.
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthFailure> {
+        self.authenticate(ACCESS_PREFIX, SessionKind::Cli, token)
+            .await
+    }
+
+    /// Who the dashboard's session cookie belongs to. A CLI token is
+    /// refused here, as a dashboard token is refused as a bearer token.
+    pub async fn authenticate_cookie(&self, token: &str) -> Result<Principal, AuthFailure> {
+        self.authenticate(WEB_PREFIX, SessionKind::Web, token).await
+    }
+
+    async fn authenticate(
+        &self,
+        prefix: &str,
+        kind: SessionKind,
+        token: &str,
+    ) -> Result<Principal, AuthFailure> {
+        let token = SessionToken::parse(prefix, token).ok_or(AuthFailure::InvalidSession)?;
         let record = match self.store.session_by_access(&self.hash(&token)).await {
             Ok(r) => r,
             Err(StoreError::Unavailable(_)) => return Err(AuthFailure::Unavailable),
@@ -158,37 +228,61 @@ impl Sessions {
             }
         };
         match record {
-            Some(r) if !r.revoked && r.access_expires_at > self.clock.now() => Ok(Principal {
-                user_id: r.user_id,
-                key_id: None,
-                session_id: Some(r.session_id),
-                scope: Scope::Admin,
-            }),
+            Some(r) if r.kind == kind && !r.revoked && r.access_expires_at > self.clock.now() => {
+                Ok(Principal {
+                    user_id: r.user_id,
+                    key_id: None,
+                    session_id: Some(r.session_id),
+                    scope: Scope::Admin,
+                })
+            }
             _ => Err(AuthFailure::InvalidSession),
         }
     }
 
-    /// Rotates a CLI session: the refresh token works once.
-    pub async fn refresh(&self, refresh: &str) -> Result<(IssuedTokens, UserId), ApiError> {
-        let invalid = || ApiError::Status {
-            status: axum::http::StatusCode::UNAUTHORIZED,
-            code: "invalid_refresh_token",
-            detail: "This login has expired or was ended: run `fal auth login` again".into(),
-        };
-        let old = SessionToken::parse(REFRESH_PREFIX, refresh).ok_or_else(invalid)?;
+    /// First half of a refresh: the live CLI session this refresh token
+    /// names. A refresh token that was already spent ends its whole session
+    /// (someone holds a copy: OAuth's reuse detection), and is refused.
+    pub async fn begin_refresh(&self, refresh: &str) -> Result<RefreshGrant, ApiError> {
+        let old = SessionToken::parse(REFRESH_PREFIX, refresh).ok_or_else(invalid_refresh)?;
         let old_hash = self.hash(&old);
-        let record = self
-            .store
-            .session_by_refresh(&old_hash)
-            .await?
-            .ok_or_else(invalid)?;
+        let Some(record) = self.store.session_by_refresh(&old_hash).await? else {
+            self.end_if_spent(&old_hash).await?;
+            return Err(invalid_refresh());
+        };
+        let live = !record.revoked
+            && record.kind == SessionKind::Cli
+            && record
+                .refresh_expires_at
+                .is_some_and(|t| t > self.clock.now());
+        if !live {
+            return Err(invalid_refresh());
+        }
+        let github_token = record.github_token.as_deref().and_then(|sealed| {
+            self.sealer
+                .open(sealed, &record.session_id)
+                .inspect_err(|_| {
+                    tracing::warn!(session_id = %record.session_id, "a session's GitHub token did not open")
+                })
+                .ok()
+        });
+        Ok(RefreshGrant {
+            record,
+            github_token,
+            old_hash,
+        })
+    }
+
+    /// Second half of a refresh: rotates both tokens. The refresh token
+    /// works once; a concurrent second use is treated as reuse.
+    pub async fn finish_refresh(&self, grant: RefreshGrant) -> Result<IssuedTokens, ApiError> {
         let now = self.clock.now();
         let access = SessionToken::generate(ACCESS_PREFIX, self.rng.as_ref())?;
         let new_refresh = SessionToken::generate(REFRESH_PREFIX, self.rng.as_ref())?;
         let rotated = self
             .store
             .rotate_session(
-                &old_hash,
+                &grant.old_hash,
                 &self.hash(&access),
                 &self.hash(&new_refresh),
                 now.plus_millis(ms(self.ttl.access)),
@@ -196,16 +290,23 @@ impl Sessions {
             )
             .await?;
         if !rotated {
-            return Err(invalid());
+            self.end_if_spent(&grant.old_hash).await?;
+            return Err(invalid_refresh());
         }
-        Ok((
-            IssuedTokens {
-                access,
-                refresh: new_refresh,
-                expires_in: self.ttl.access.as_secs(),
-            },
-            record.user_id,
-        ))
+        Ok(IssuedTokens {
+            access,
+            refresh: new_refresh,
+            expires_in: self.ttl.access.as_secs(),
+        })
+    }
+
+    /// Ends the session whose spent refresh token hashes to `hash`, if any.
+    async fn end_if_spent(&self, hash: &str) -> Result<(), ApiError> {
+        if let Some(session_id) = self.store.session_of_spent_refresh(hash).await? {
+            tracing::warn!(session_id = %session_id, "a spent refresh token was used again; the session is ended");
+            self.revoke(&session_id).await?;
+        }
+        Ok(())
     }
 
     /// Ends a session.

@@ -19,6 +19,7 @@
 
 pub mod changes;
 pub mod migrate;
+mod sessions;
 pub mod sql;
 pub mod testing;
 
@@ -181,9 +182,10 @@ pub trait KeyAdmin: Send + Sync {
         limit: u32,
         after: Option<&Cursor>,
     ) -> Result<KeyPage, StoreError>;
-    /// Revokes `key_id` if `user_id` owns it and it is not yet revoked.
-    /// Returns whether the key exists and belongs to the user (revoked now
-    /// or before), so revocation is idempotent.
+    /// Revokes `key_id` if `user_id` owns it and it is not yet revoked, and
+    /// in the same transaction ends the sessions opened with it. Returns
+    /// whether the key exists and belongs to the user (revoked now or
+    /// before), so revocation is idempotent.
     async fn revoke_key(
         &self,
         user_id: &UserId,
@@ -256,7 +258,7 @@ pub enum SessionKind {
 }
 
 impl SessionKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SessionKind::Cli => "cli",
             SessionKind::Web => "web",
@@ -285,6 +287,12 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     /// Set on logout.
     pub revoked: bool,
+    /// The key a dashboard session was opened with: revoking the key ends
+    /// the session.
+    pub key_id: Option<KeyId>,
+    /// The user's GitHub token, sealed by the server (never the token in
+    /// clear; opaque to storage), for re-checking access at refresh.
+    pub github_token: Option<String>,
 }
 
 /// Sessions.
@@ -303,8 +311,10 @@ pub trait SessionStore: Send + Sync {
         refresh_hash: &str,
     ) -> Result<Option<SessionRecord>, StoreError>;
     /// Replaces both tokens of the live session holding `old_refresh_hash`
-    /// (rotation). Returns false if no live session holds it any more (so
-    /// a refresh token works once).
+    /// (rotation), and keeps `old_refresh_hash` as spent until the session's
+    /// refresh expiry (spent entries past their expiry are dropped here).
+    /// Returns false if no live session holds it any more (so a refresh
+    /// token works once).
     async fn rotate_session(
         &self,
         old_refresh_hash: &str,
@@ -315,6 +325,12 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Ends a session: neither of its tokens works afterwards.
     async fn revoke_session(&self, session_id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// The id of the session whose refresh token hashing to `refresh_hash`
+    /// was already spent (by rotation), so a replay can end that session.
+    async fn session_of_spent_refresh(
+        &self,
+        refresh_hash: &str,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// Deployment-wide facts kept in the database.

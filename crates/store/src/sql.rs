@@ -16,8 +16,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::{
     AppAdmin, AppLookup, AppRecord, Backend, Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary,
-    MetaStore, NewKey, SessionKind, SessionRecord, SessionStore, StoreError, User, UserStore,
-    migrate,
+    MetaStore, NewKey, StoreError, User, UserStore, migrate,
 };
 
 /// Name of the `fal_meta` row that records the bootstrap admin user.
@@ -141,7 +140,7 @@ impl SqlStore {
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
@@ -317,6 +316,14 @@ impl KeyAdmin for SqlStore {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
+            // Dashboard sessions opened with this key end with it.
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(at.millis())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
             self.announce(&mut tx, &format!("key:{id}")).await?;
             tx.commit().await?;
             return Ok(true);
@@ -492,110 +499,5 @@ impl AppAdmin for SqlStore {
         }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
-    }
-}
-
-/// Columns of `sessions`, in the order [`session_of`] reads them.
-const SESSION_COLUMNS: &str = "session_id, user_id, kind, access_hash, refresh_hash, \
-     access_expires_at, refresh_expires_at, created_at, revoked_at";
-
-fn session_of(row: &AnyRow) -> Result<SessionRecord, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-    Ok(SessionRecord {
-        session_id: row.try_get("session_id")?,
-        user_id: UserId::from_stored(row.try_get("user_id")?),
-        kind: match kind.as_str() {
-            "cli" => SessionKind::Cli,
-            "web" => SessionKind::Web,
-            _ => return Err(corrupt("unknown session kind")),
-        },
-        access_hash: row.try_get("access_hash")?,
-        refresh_hash: row.try_get("refresh_hash")?,
-        access_expires_at: Timestamp(row.try_get("access_expires_at")?),
-        refresh_expires_at: row
-            .try_get::<Option<i64>, _>("refresh_expires_at")?
-            .map(Timestamp),
-        created_at: Timestamp(row.try_get("created_at")?),
-        revoked: revoked_at.is_some(),
-    })
-}
-
-#[async_trait]
-impl SessionStore for SqlStore {
-    async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
-        )))
-        .bind(s.session_id.as_str())
-        .bind(s.user_id.as_str())
-        .bind(s.kind.as_str())
-        .bind(s.access_hash.as_str())
-        .bind(s.refresh_hash.clone())
-        .bind(s.access_expires_at.millis())
-        .bind(s.refresh_expires_at.map(|t| t.millis()))
-        .bind(s.created_at.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn session_by_access(
-        &self,
-        access_hash: &str,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE access_hash = $1"
-        )))
-        .bind(access_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(session_of).transpose()
-    }
-
-    async fn session_by_refresh(
-        &self,
-        refresh_hash: &str,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE refresh_hash = $1"
-        )))
-        .bind(refresh_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(session_of).transpose()
-    }
-
-    async fn rotate_session(
-        &self,
-        old_refresh_hash: &str,
-        access_hash: &str,
-        refresh_hash: &str,
-        access_expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET access_hash = $1, refresh_hash = $2, access_expires_at = $3
-             WHERE refresh_hash = $4 AND revoked_at IS NULL AND refresh_expires_at > $5",
-        )
-        .bind(access_hash)
-        .bind(refresh_hash)
-        .bind(access_expires_at.millis())
-        .bind(old_refresh_hash)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn revoke_session(&self, session_id: &str, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(at.millis())
-        .bind(session_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }

@@ -269,3 +269,28 @@ fn logout_ends_the_session_everywhere_and_tokens_never_reach_the_logs() {
         assert!(!log.contains(secret), "a token reached the server's log");
     }
 }
+
+#[test]
+fn numeric_ids_allow_sign_in_and_a_login_alone_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeGithub::start();
+    let s = server(
+        dir.path(),
+        &fake,
+        &[],
+        &["--github-allow-user-ids", "1,583231"],
+        None,
+    );
+    let out = login(&s);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Someone else who took the login "octocat" has another id.
+    fake.set_user(4242, "octocat", "Someone Else");
+    let out = login(&s);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--github-allow-user-ids"),
+        "{}",
+        stderr(&out)
+    );
+    s.stop();
+}

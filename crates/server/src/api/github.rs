@@ -90,7 +90,10 @@ pub async fn device_poll(
             let user = gh
                 .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
                 .await?;
-            let issued = state.sessions().issue_cli(&user.user_id).await?;
+            let issued = state
+                .sessions()
+                .issue_cli(&user.user_id, Some(&token))
+                .await?;
             Ok(Json(json!({
                 "access_token": issued.access.expose(),
                 "refresh_token": issued.refresh.expose(),
@@ -108,40 +111,80 @@ pub struct RefreshBody {
     refresh_token: String,
 }
 
-/// `POST /auth/refresh`: rotates the tokens of a CLI session.
+/// `POST /auth/refresh`: rotates the tokens of a CLI session, after
+/// checking with GitHub that the user is still allowed (allow-lists and org
+/// membership, with the GitHub token kept sealed since sign-in). A user no
+/// longer allowed gets 401 and the session ends; when GitHub cannot be
+/// reached the answer is 503 and the session is kept, so a retry may work.
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
-    let (issued, _) = state.sessions().refresh(&body.refresh_token).await?;
+) -> Result<Response, ApiError> {
+    let grant = state.sessions().begin_refresh(&body.refresh_token).await?;
+    let allowed = match (state.github(), &grant.github_token) {
+        (Some(gh), Some(token)) => {
+            let github_id = state
+                .users()
+                .user(&grant.record.user_id)
+                .await?
+                .and_then(|u| u.github_id);
+            match gh.still_allowed(token, github_id).await {
+                Ok(allowed) => allowed,
+                Err(e) => {
+                    let mut resp = e.into_response();
+                    resp.headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("30"));
+                    return Ok(resp);
+                }
+            }
+        }
+        // No GitHub to ask, or no token kept: the access cannot be
+        // confirmed, so the session ends (sign in again).
+        _ => false,
+    };
+    if !allowed {
+        state.sessions().revoke(&grant.record.session_id).await?;
+        return Err(ApiError::Status {
+            status: StatusCode::UNAUTHORIZED,
+            code: "access_withdrawn",
+            detail: "This server no longer allows your GitHub account (or could not confirm it): \
+                     run `fal auth login` again, or ask its operator"
+                .into(),
+        });
+    }
+    let issued = state.sessions().finish_refresh(grant).await?;
     Ok(Json(json!({
         "access_token": issued.access.expose(),
         "refresh_token": issued.refresh.expose(),
         "expires_in": issued.expires_in,
-    })))
+    }))
+    .into_response())
 }
 
-/// `POST /auth/logout`: ends the caller's session (bearer token or cookie),
-/// or the one holding `refresh_token` in the body.
+/// `POST /auth/logout`: ends the caller's session (bearer token), and the
+/// one holding `refresh_token` in the body. With neither it is refused
+/// (401): the dashboard's cookie is not a credential here (the dashboard
+/// has its own logout form, with its CSRF token), and answering 204 to a
+/// cookie would look like a logout while the session lived on.
 pub async fn logout(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if let Ok(Caller(p)) = &caller
-        && let Some(id) = &p.session_id
-    {
-        state.sessions().revoke(id).await?;
+    let refresh = serde_json::from_slice::<RefreshBody>(&body).ok();
+    match caller {
+        Err(e) if refresh.is_none() => return Err(e),
+        Err(_) => {}
+        Ok(Caller(p)) => {
+            if let Some(id) = &p.session_id {
+                state.sessions().revoke(id).await?;
+            }
+        }
     }
-    if let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) {
+    if let Some(b) = refresh {
         state.sessions().revoke_by_refresh(&b.refresh_token).await?;
     }
-    let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_static("fal_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
-    );
-    Ok(resp)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Unpadded base64url (RFC 4648 §5), as PKCE's S256 challenge uses it.
@@ -259,7 +302,7 @@ pub async fn web_callback(
     let user = gh
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
-    let (session, ttl) = state.sessions().issue_web(&user.user_id).await?;
+    let (session, ttl) = state.sessions().issue_web(&user.user_id, None).await?;
     let attrs = state.cookie_attrs();
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();

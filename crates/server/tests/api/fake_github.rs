@@ -29,6 +29,11 @@ pub struct FakeState {
     pub polls: Vec<Instant>,
     /// Web-flow codes and the PKCE challenge each was issued for.
     pub codes: HashMap<String, String>,
+    /// The API answers 503 (GitHub down).
+    pub down: bool,
+    /// The API refuses the user's token (401), as after the user revokes
+    /// the OAuth app.
+    pub token_revoked: bool,
 }
 
 #[derive(Clone)]
@@ -89,18 +94,43 @@ fn authorized(h: &HeaderMap) -> bool {
     h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {GITHUB_TOKEN}"))
 }
 
-async fn user(State(f): State<FakeGithub>, h: HeaderMap) -> Json<Value> {
-    assert!(authorized(&h), "GitHub API called without the user's token");
-    let s = f.state.lock().unwrap();
-    Json(json!({"id": s.user.0, "login": s.user.1, "name": s.user.2}))
+/// The status the API answers instead, when down or the token is refused.
+fn refusal(s: &FakeState) -> Option<axum::http::StatusCode> {
+    if s.down {
+        Some(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+    } else if s.token_revoked {
+        Some(axum::http::StatusCode::UNAUTHORIZED)
+    } else {
+        None
+    }
 }
 
-async fn orgs(State(f): State<FakeGithub>, h: HeaderMap) -> Json<Value> {
+async fn user(
+    State(f): State<FakeGithub>,
+    h: HeaderMap,
+) -> Result<Json<Value>, axum::http::StatusCode> {
+    assert!(authorized(&h), "GitHub API called without the user's token");
+    let s = f.state.lock().unwrap();
+    if let Some(status) = refusal(&s) {
+        return Err(status);
+    }
+    Ok(Json(
+        json!({"id": s.user.0, "login": s.user.1, "name": s.user.2}),
+    ))
+}
+
+async fn orgs(
+    State(f): State<FakeGithub>,
+    h: HeaderMap,
+) -> Result<Json<Value>, axum::http::StatusCode> {
     assert!(authorized(&h));
     let s = f.state.lock().unwrap();
-    Json(Value::Array(
+    if let Some(status) = refusal(&s) {
+        return Err(status);
+    }
+    Ok(Json(Value::Array(
         s.orgs.iter().map(|o| json!({"login": o})).collect(),
-    ))
+    )))
 }
 
 impl FakeGithub {
@@ -117,6 +147,8 @@ impl FakeGithub {
                 script: VecDeque::new(),
                 polls: vec![],
                 codes: HashMap::new(),
+                down: false,
+                token_revoked: false,
             })),
         };
         let app = Router::new()
@@ -140,6 +172,14 @@ impl FakeGithub {
 
     pub fn set_user(&self, id: i64, login: &str, name: &str) {
         self.state.lock().unwrap().user = (id, login.into(), name.into());
+    }
+
+    pub fn set_orgs(&self, orgs: &[&str]) {
+        self.state.lock().unwrap().orgs = orgs.iter().map(|o| o.to_string()).collect();
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     pub fn script(&self, steps: &[&'static str]) {

@@ -11,4 +11,5 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod postgres;
+mod sessions;
 mod upstream;
