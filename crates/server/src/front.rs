@@ -541,6 +541,12 @@ impl Conn {
             return false;
         };
         buf.drain(..f.head_len);
+        // Chunks already broken in the bytes that came with the head are
+        // refused before the upstream sees any of the request.
+        if f.body == Framing::Chunked && Chunked::default().scan(buf).is_err() {
+            let response = rules::bad_chunked().into_response();
+            return self.answer_failure(io, resp_out, response, &f, true).await;
+        }
         // A body that is all here goes out with the head, and can be sent
         // again on a fresh connection if a kept one turns out closed.
         let in_hand = f.body.all_in(buf.len());

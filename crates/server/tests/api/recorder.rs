@@ -3,6 +3,7 @@
 //! framework would not send (both framings at once, a `gzip` coding, broken
 //! chunks, trailers, a 304 with a length).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct Seen {
 pub struct Recorder {
     pub base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Bytes received on every connection, complete requests or not.
+    pub received: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -103,12 +106,13 @@ pub async fn start() -> Recorder {
     let r = Recorder {
         base: format!("http://{}", listener.local_addr().unwrap()),
         seen: Arc::default(),
+        received: Arc::default(),
     };
-    let seen = r.seen.clone();
+    let (seen, received) = (r.seen.clone(), r.received.clone());
     tokio::spawn(async move {
         for conn in 0.. {
             let (mut s, _) = listener.accept().await.unwrap();
-            let seen = seen.clone();
+            let (seen, received) = (seen.clone(), received.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -136,7 +140,10 @@ pub async fn start() -> Recorder {
                         let mut chunk = [0u8; 4096];
                         match s.read(&mut chunk).await {
                             Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            Ok(n) => {
+                                received.fetch_add(n, Ordering::SeqCst);
+                                buf.extend_from_slice(&chunk[..n]);
+                            }
                         }
                     };
                     let answer = answer_for(&request.head);
