@@ -35,6 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/logout", axum::routing::post(github::logout))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
+        // Incomplete model paths get the gateway's own 404, as on the
+        // hand-written path.
+        .route("/run/", gateway_route())
+        .route("/run/{owner}", gateway_route())
         .route("/run/{owner}/{name}", gateway_route())
         .route("/run/{owner}/{name}/{*path}", gateway_route())
 }

@@ -143,6 +143,8 @@ async fn every_gateway_answer_says_nosniff_once() {
             ("/run/acme/rec/no-content", &auth, 204),
             ("/run/acme/rec/x", &bad, 401),
             ("/run/acme/missing", &auth, 404),
+            ("/run/acme", &auth, 404),
+            ("/run/", &auth, 404),
             ("/run/acme/gone", &auth, 502),
             ("/run/acme/slow", &auth, 504),
         ] {
