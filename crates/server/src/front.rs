@@ -7,7 +7,10 @@
 //! rewritten head goes to a kept-alive connection to the upstream
 //! ([`crate::gateway::UpConn`]). Bodies are copied through the connection's
 //! buffers as they arrive, never held whole; a chunked body passes through
-//! as it is, its framing checked so that both ends agree where it stops.
+//! as it is but for its trailers, its framing checked strictly so that both
+//! ends agree where it stops. The rules both paths share (which paths,
+//! cookies, lengths and upstream framings pass) are in
+//! [`crate::forward_rules`].
 //!
 //! Everything else (other paths, HTTP/1.0, `Expect`, `Upgrade`, no
 //! `Authorization` header, an `https` upstream, a head httparse refuses)
@@ -18,7 +21,7 @@
 //! Layout: [`serve`] accepts (and does TLS); [`Conn::serve`] reads request
 //! heads and picks a path; [`Conn::prepare`] checks a `/run` request and
 //! writes the upstream's head; [`Conn::forward`] runs the exchange with the
-//! upstream; [`Chunked`] follows chunked framing; [`Rewind`] replays the
+//! upstream ([`crate::chunked`] follows chunked framing); [`Rewind`] replays the
 //! bytes already read to hyper.
 
 use std::future::Future;
@@ -42,7 +45,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AppState;
+use crate::chunked::Chunked;
 use crate::error::ApiError;
+use crate::forward_rules as rules;
 use crate::gateway::{
     GatewayError, HOP_BY_HOP, UpConn, X_FAL_KEY_ID, X_FAL_REQUEST_ID, X_FAL_USER_ID,
     split_run_path, split_upstream,
@@ -204,6 +209,9 @@ enum Prepared {
         body: Framing,
         /// Method and path, for the log line.
         log: Option<LogLine>,
+        /// Close after the answer (the client asked, or the request's
+        /// framing cannot be trusted).
+        close: bool,
     },
     /// Forward: the upstream's head is ready in `req_out`.
     Forward(Forward),
@@ -232,8 +240,10 @@ struct Forward {
 
 /// How an exchange with an upstream failed.
 enum Failure {
-    /// The client went away or broke its own framing: close, no answer.
+    /// The client went away: close, no answer.
     Client,
+    /// The client broke its body's chunked framing: 400, then close.
+    BadBody,
     /// The upstream could not be reached or broke off (502).
     Upstream(String),
 }
@@ -305,10 +315,11 @@ impl Conn {
                     head_len,
                     body,
                     log,
+                    close,
                 } => {
                     // The body can be skipped only if it is all here.
                     let skip = body.all_in(buf.len() - head_len);
-                    let close = skip.is_none() || *self.stop.borrow();
+                    let close = close || skip.is_none() || *self.stop.borrow();
                     let status = response.status().as_u16();
                     if write_response(&mut io, &mut resp_out, response, close)
                         .await
@@ -354,7 +365,10 @@ impl Conn {
         let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
             return Some(Prepared::HandOff);
         };
-        if !target.starts_with("/run/") || method == "CONNECT" {
+        if method == "CONNECT" {
+            return Some(refusal(rules::connect_refused(), head_len));
+        }
+        if !target.starts_with("/run/") {
             return Some(Prepared::HandOff);
         }
         let mut authorization = None;
@@ -369,11 +383,10 @@ impl Conn {
                 }
                 authorization = Some(h.value);
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                let n = std::str::from_utf8(h.value).map(|v| v.trim().parse::<u64>());
-                match (n, length) {
-                    (Ok(Ok(n)), None) => length = Some(n),
-                    (Ok(Ok(n)), Some(m)) if n == m => {}
-                    _ => return Some(Prepared::HandOff),
+                match (rules::content_length(h.value), length) {
+                    (Some(n), None) => length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => return Some(refusal(rules::bad_length(), head_len)),
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 if chunked || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -409,6 +422,7 @@ impl Conn {
                 head_len,
                 body,
                 log,
+                close,
             })
         };
 
@@ -420,6 +434,9 @@ impl Conn {
             return answer(GatewayError::BadPath.into(), log);
         };
         let tail = run.tail;
+        if !rules::tail_is_safe(tail) {
+            return answer(rules::escaping_path(), log);
+        }
         let found = self.state.apps().find_keyed(run.app, run.owner, run.name);
         let app = match found.await {
             Ok(Some(app)) => app,
@@ -449,6 +466,13 @@ impl Conn {
         let connection_named = ConnectionNamed::of(req.headers);
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"cookie") {
+                // Our own cookies stay here; others pass as they are.
+                if let Some(kept) = crate::cookies::without_ours(h.value) {
+                    put_header(out, name, &kept);
+                }
+                continue;
+            }
             if is_hop_by_hop(name)
                 || connection_named.names(name)
                 || [
@@ -517,6 +541,12 @@ impl Conn {
             return false;
         };
         buf.drain(..f.head_len);
+        // Chunks already broken in the bytes that came with the head are
+        // refused before the upstream sees any of the request.
+        if f.body == Framing::Chunked && Chunked::default().scan(buf).is_err() {
+            let response = rules::bad_chunked().into_response();
+            return self.answer_failure(io, resp_out, response, &f, true).await;
+        }
         // A body that is all here goes out with the head, and can be sent
         // again on a fresh connection if a kept one turns out closed.
         let in_hand = f.body.all_in(buf.len());
@@ -581,6 +611,10 @@ impl Conn {
         let (mut up, head) = match outcome {
             Ok(Ok(done)) => done,
             Ok(Err(Failure::Client)) => return false,
+            Ok(Err(Failure::BadBody)) => {
+                let response = rules::bad_chunked().into_response();
+                return self.answer_failure(io, resp_out, response, &f, true).await;
+            }
             Ok(Err(Failure::Upstream(e))) => {
                 tracing::warn!(app = %app_name(), request_id = %rid(), error = %e, "upstream unreachable");
                 let (response, close) = failed(GatewayError::Unreachable.into());
@@ -603,15 +637,24 @@ impl Conn {
         resp_out.extend_from_slice(b"\r\n");
         up.buf.drain(..head.head_len);
         let finished = send_response_body(io, &mut up, head.framing, resp_out).await;
-        log_request(&f.log, head.status);
         match finished {
             Ok(()) => {
+                log_request(&f.log, head.status);
                 if head.reusable && up.buf.is_empty() {
                     pool.put_back(upstream.authority, up);
                 }
                 !close
             }
-            Err(_) => false,
+            // Nothing has reached the client yet: it gets a 502 instead.
+            Err(BodyFailure::Unsent(e)) => {
+                tracing::warn!(app = %app_name(), request_id = %rid(), error = %e, "upstream broke its response");
+                let (response, _) = failed(GatewayError::Unreachable.into());
+                self.answer_failure(io, resp_out, response, &f, true).await
+            }
+            Err(BodyFailure::Sent) => {
+                log_request(&f.log, head.status);
+                false
+            }
         }
     }
 
@@ -691,25 +734,36 @@ where
         _ => 0,
     };
     let mut chunked = Chunked::default();
+    let upstream_failed = |e: io::Error| Failure::Upstream(e.to_string());
     loop {
-        let take = match framing {
-            Framing::Length(_) => usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len())),
-            Framing::Chunked => chunked.scan(buf).map_err(|()| Failure::Client)?,
+        let (take, pass) = match framing {
+            Framing::Length(_) => {
+                let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                (n, n)
+            }
+            Framing::Chunked => chunked.scan(buf).map_err(|()| Failure::BadBody)?,
             Framing::Empty | Framing::UntilClose => return Ok(()),
         };
-        if take > 0 {
+        if pass > 0 {
             up.stream
-                .write_all(&buf[..take])
+                .write_all(&buf[..pass])
                 .await
-                .map_err(|e| Failure::Upstream(e.to_string()))?;
-            buf.drain(..take);
-            left = left.saturating_sub(take as u64);
+                .map_err(upstream_failed)?;
         }
+        buf.drain(..take);
+        left = left.saturating_sub(take as u64);
         let done = match framing {
             Framing::Length(_) => left == 0,
             _ => chunked.done(),
         };
         if done {
+            if framing == Framing::Chunked {
+                // The end of the body, its trailers (if any) left out.
+                up.stream
+                    .write_all(b"\r\n")
+                    .await
+                    .map_err(upstream_failed)?;
+            }
             return Ok(());
         }
         if buf.capacity() - buf.len() < READ_ROOM / 4 {
@@ -778,39 +832,41 @@ fn rewrite_response_head(
 ) -> Result<ResponseHead, String> {
     let status = resp.code.unwrap_or(0);
     let mut length: Option<u64> = None;
-    let mut transfer: Option<&[u8]> = None;
+    let mut transfer = false;
     let mut close = resp.version != Some(1);
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("bad Content-Length from the upstream")?;
+            let n = rules::content_length(h.value).ok_or("bad Content-Length from the upstream")?;
             if length.is_some_and(|m| m != n) {
                 return Err("conflicting Content-Length from the upstream".into());
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer = Some(h.value);
+            transfer = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
         }
     }
-    let no_body = head_method || status == 204 || status == 304;
-    let framing = match (no_body, transfer, length) {
-        (true, _, _) => Framing::Empty,
-        (false, Some(te), _) => {
-            let last = tokens(te).last().unwrap_or_default();
-            if last.eq_ignore_ascii_case(b"chunked") {
-                Framing::Chunked
-            } else {
-                Framing::UntilClose
-            }
-        }
-        (false, None, Some(n)) => Framing::Length(n),
-        (false, None, None) => Framing::UntilClose,
+    // Both framings, or a coding but chunked: refused (502), and the
+    // connection, its framing in doubt, is not kept.
+    let chunked = transfer && {
+        let te = resp
+            .headers
+            .iter()
+            .filter(|h| h.name.as_bytes().eq_ignore_ascii_case(b"transfer-encoding"));
+        rules::check_response_framing(te.map(|h| h.value), length.is_some())?
     };
+    let no_content = status == 204 || status == 304;
+    let framing = match (head_method || no_content, chunked, length) {
+        (true, _, _) => Framing::Empty,
+        (false, true, _) => Framing::Chunked,
+        (false, false, Some(n)) => Framing::Length(n),
+        (false, false, None) => Framing::UntilClose,
+    };
+    // A `HEAD` answer keeps the length a `GET` would have had; a 204/304
+    // passes on no framing at all.
+    let keep_length = head_method && !no_content;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     put_decimal(out, u64::from(status));
@@ -820,8 +876,9 @@ fn rewrite_response_head(
     let connection_named = ConnectionNamed::of(resp.headers);
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        let framing_header = name.eq_ignore_ascii_case(b"content-length") && !no_body;
+        let framing_header = name.eq_ignore_ascii_case(b"content-length") && !keep_length;
         if framing_header
+            || name.eq_ignore_ascii_case(rules::NOSNIFF.0.as_bytes())
             || is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(X_FAL_REQUEST_ID.as_bytes())
             || connection_named.names(name)
@@ -830,6 +887,11 @@ fn rewrite_response_head(
         }
         put_header(out, name, h.value);
     }
+    put_header(
+        out,
+        rules::NOSNIFF.0.as_bytes(),
+        rules::NOSNIFF.1.as_bytes(),
+    );
     Ok(ResponseHead {
         head_len,
         framing,
@@ -838,14 +900,46 @@ fn rewrite_response_head(
     })
 }
 
+/// How sending a response body failed.
+enum BodyFailure {
+    /// Before a byte reached the client (the upstream broke its framing or
+    /// closed early): the client can still be answered.
+    Unsent(String),
+    /// After: closing is all that is left.
+    Sent,
+}
+
 /// Writes the response head in `out` and the body after it as it arrives
-/// from the upstream: as is for a length or chunks, re-chunked when the
-/// upstream marks the end by closing. `Ok` once the body has ended.
+/// from the upstream: as is for a length or chunks (trailers left out),
+/// re-chunked when the upstream marks the end by closing. `Ok` once the
+/// body has ended.
 async fn send_response_body<IO>(
     io: &mut IO,
     up: &mut UpConn,
     framing: Framing,
     out: &mut Vec<u8>,
+) -> Result<(), BodyFailure>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let mut sent = false;
+    let result = relay_response_body(io, up, framing, out, &mut sent).await;
+    result.map_err(|e| {
+        if sent {
+            BodyFailure::Sent
+        } else {
+            BodyFailure::Unsent(e.to_string())
+        }
+    })
+}
+
+/// [`send_response_body`]'s loop; `sent` turns true at the first write.
+async fn relay_response_body<IO>(
+    io: &mut IO,
+    up: &mut UpConn,
+    framing: Framing,
+    out: &mut Vec<u8>,
+    sent: &mut bool,
 ) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
@@ -868,11 +962,14 @@ where
                 left == 0
             }
             Framing::Chunked => {
-                let take = chunked
+                let (take, pass) = chunked
                     .scan(&up.buf)
                     .map_err(|()| io::Error::other("bad chunked body from the upstream"))?;
-                out.extend_from_slice(&up.buf[..take]);
+                out.extend_from_slice(&up.buf[..pass]);
                 up.buf.drain(..take);
+                if chunked.done() {
+                    out.extend_from_slice(b"\r\n");
+                }
                 chunked.done()
             }
             Framing::UntilClose => {
@@ -889,6 +986,7 @@ where
             }
         };
         if !out.is_empty() {
+            *sent = true;
             io.write_all(out).await?;
             io.flush().await?;
             out.clear();
@@ -937,6 +1035,13 @@ where
             put_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
+    if !parts.headers.contains_key(rules::NOSNIFF.0) {
+        put_header(
+            out,
+            rules::NOSNIFF.0.as_bytes(),
+            rules::NOSNIFF.1.as_bytes(),
+        );
+    }
     let _ = write!(out, "content-length: {}\r\n", body.len());
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -945,6 +1050,18 @@ where
     out.extend_from_slice(&body);
     io.write_all(out).await?;
     io.flush().await
+}
+
+/// An answer to a request whose framing cannot be trusted (or that we do
+/// not serve): the connection closes after it.
+fn refusal(e: ApiError, head_len: usize) -> Prepared {
+    Prepared::Answer {
+        response: e.into_response(),
+        head_len,
+        body: Framing::Empty,
+        log: None,
+        close: true,
+    }
 }
 
 /// What a request's log line needs, kept only when it will be written.
@@ -1075,105 +1192,6 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// Follows chunked framing over bytes as they arrive, to find where the
-/// body ends (the bytes themselves pass on unchanged). Strict: sizes in
-/// hex, lines ended by CRLF; anything else is an error, so that the two
-/// ends of the proxy cannot disagree on where a body stops.
-#[derive(Debug, Default)]
-struct Chunked {
-    /// Where in the framing the next byte falls.
-    state: ChunkState,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// In a chunk-size line: the size so far, and whether a digit was seen.
-    #[default]
-    SizeStart,
-    /// Hex digits of a size.
-    Size(u64),
-    /// After the size: extensions, up to CR.
-    Extension(u64),
-    /// Expecting LF after a size line.
-    SizeLf(u64),
-    /// Inside chunk data: bytes left.
-    Data(u64),
-    /// Expecting CR after chunk data.
-    DataCr,
-    /// Expecting LF after chunk data.
-    DataLf,
-    /// At the start of a trailer line (or of the final empty line).
-    TrailerStart,
-    /// Inside a trailer line.
-    Trailer,
-    /// Expecting LF after a trailer line.
-    TrailerLf,
-    /// Expecting the last LF.
-    EndLf,
-    /// The body has ended.
-    Done,
-}
-
-impl Chunked {
-    /// Reads framing from `data`; returns how many of its bytes belong to
-    /// the body (all, unless the body ends inside `data`).
-    fn scan(&mut self, data: &[u8]) -> Result<usize, ()> {
-        use ChunkState::*;
-        let mut i = 0;
-        while i < data.len() {
-            if self.state == Done {
-                break;
-            }
-            if let Data(left) = self.state {
-                let take = usize::try_from(left).map_or(data.len() - i, |l| l.min(data.len() - i));
-                i += take;
-                let left = left - take as u64;
-                self.state = if left == 0 { DataCr } else { Data(left) };
-                continue;
-            }
-            let b = data[i];
-            i += 1;
-            self.state = match (self.state, b) {
-                (SizeStart, _) => Size(u64::from(hex(b).ok_or(())?)),
-                (Size(n), b'\r') => SizeLf(n),
-                (Size(n), b';' | b' ' | b'\t') => Extension(n),
-                (Size(n), _) => {
-                    let d = hex(b).ok_or(())?;
-                    if n > u64::MAX >> 4 {
-                        return Err(());
-                    }
-                    Size(n << 4 | u64::from(d))
-                }
-                (Extension(n), b'\r') => SizeLf(n),
-                (Extension(_), b'\n') => return Err(()),
-                (Extension(n), _) => Extension(n),
-                (SizeLf(0), b'\n') => TrailerStart,
-                (SizeLf(n), b'\n') => Data(n),
-                (DataCr, b'\r') => DataLf,
-                (DataLf, b'\n') => SizeStart,
-                (TrailerStart, b'\r') => EndLf,
-                (TrailerStart | Trailer, b'\n') => return Err(()),
-                (Trailer, b'\r') => TrailerLf,
-                (TrailerStart | Trailer, _) => Trailer,
-                (TrailerLf, b'\n') => TrailerStart,
-                (EndLf, b'\n') => Done,
-                _ => return Err(()),
-            };
-        }
-        Ok(i)
-    }
-
-    /// Whether the body has ended.
-    fn done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-}
-
-/// The value of a hex digit.
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
 /// A connection whose first bytes were already read: replays them, then
 /// reads on.
 struct Rewind<IO> {
@@ -1239,57 +1257,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scan_all(parts: &[&[u8]]) -> Result<(usize, bool), ()> {
-        let mut c = Chunked::default();
-        let mut total = 0;
-        for p in parts {
-            total += c.scan(p)?;
-        }
-        Ok((total, c.done()))
-    }
-
-    #[test]
-    fn chunked_framing_finds_the_end_across_reads() {
-        let body = b"5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nx-trailer: 1\r\n\r\nGET / HTTP/1.1";
-        let end = body.len() - b"GET / HTTP/1.1".len();
-        assert_eq!(scan_all(&[body]), Ok((end, true)));
-        // Byte by byte gives the same answer.
-        let bytes: Vec<&[u8]> = body.chunks(1).collect();
-        let mut c = Chunked::default();
-        let mut used = 0;
-        for b in bytes {
-            used += c.scan(b).unwrap();
-            if c.done() {
-                break;
-            }
-        }
-        assert_eq!(used, end);
-        assert_eq!(
-            scan_all(&[b"a\r\n0123", b"456789\r\n0\r\n\r\n"]),
-            Ok((20, true))
-        );
-        assert_eq!(scan_all(&[b"3\r\nab"]), Ok((5, false)));
-    }
-
-    #[test]
-    fn chunked_framing_is_strict() {
-        for bad in [
-            &b"5\nhello\r\n"[..],
-            b"x\r\n",
-            b"\r\n",
-            b"3\r\nabcX",
-            b"0\r\nbad\n",
-            b"fffffffffffffffff\r\n",
-        ] {
-            assert_eq!(
-                scan_all(&[bad]),
-                Err(()),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
 
     #[test]
     fn upstream_urls_split_for_the_pool() {

@@ -20,12 +20,14 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use fal_core::{Clock, Principal, RandomSource, Timestamp};
 use fal_store::{AppLookup, AppRecord, StoreError};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::auth::{AppState, Caller};
 use crate::error::ApiError;
+use crate::forward_rules as rules;
 
 /// Header carrying the caller's user id to the upstream.
 pub const X_FAL_USER_ID: &str = "x-fal-user-id";
@@ -499,6 +501,9 @@ pub async fn run(
     req: Request,
 ) -> Result<Response, ApiError> {
     let run = split_run_path(req.uri().path()).ok_or(GatewayError::BadPath)?;
+    if !rules::tail_is_safe(run.tail) {
+        return Err(rules::escaping_path());
+    }
     let app = state
         .apps()
         .find_keyed(run.app, run.owner, run.name)
@@ -537,6 +542,7 @@ async fn forward(
     strip_hop_by_hop(headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
+    rules::strip_our_cookies(headers);
     // Identity headers come from us only, never from the client.
     for h in [X_FAL_USER_ID, X_FAL_KEY_ID, X_FAL_REQUEST_ID] {
         headers.remove(h);
@@ -550,9 +556,12 @@ async fn forward(
     headers.insert(X_FAL_REQUEST_ID, rid.clone());
 
     let wait = Duration::from_millis(u64::try_from(app.timeout_ms).unwrap_or(0));
-    let sent = state
-        .upstream()
-        .request(axum::http::Request::from_parts(parts, body));
+    // Trailers stay here; a failure of the client's body (hyper found its
+    // framing broken) is told apart from the upstream's.
+    let (body, client_failed) = rules::NoTrailers::new(body);
+    let mut request = axum::http::Request::from_parts(parts, Body::new(body));
+    let connection = hyper_util::client::legacy::connect::capture_connection(&mut request);
+    let sent = state.upstream().request(request);
     let failed = |e: GatewayError| {
         let mut r = ApiError::from(e).into_response();
         r.headers_mut().insert(X_FAL_REQUEST_ID, rid.clone());
@@ -563,6 +572,13 @@ async fn forward(
             tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, "upstream timed out");
             return failed(GatewayError::Timeout(app.timeout_ms));
         }
+        Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+            let mut r = rules::bad_chunked().into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r.headers_mut().insert(X_FAL_REQUEST_ID, rid);
+            return Ok(r);
+        }
         Ok(Err(e)) => {
             tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = %e, "upstream unreachable");
             return failed(GatewayError::Unreachable);
@@ -570,10 +586,56 @@ async fn forward(
         Ok(Ok(r)) => r,
     };
     let (mut parts, body) = upstream.into_parts();
+    // The same framing rules as the hand-written path: both framings, or a
+    // coding but chunked, is a 502 (the body is dropped unread, so hyper
+    // does not keep the connection).
+    let te = parts.headers.get_all(header::TRANSFER_ENCODING);
+    let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    if let Err(e) = rules::check_response_framing(te.iter().map(|v| v.as_bytes()), has_length) {
+        tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = e, "upstream broke its framing");
+        // Its framing in doubt, the connection is never used again.
+        if let Some(c) = connection.connection_metadata().as_ref() {
+            c.poison();
+        }
+        return failed(GatewayError::Unreachable);
+    }
     strip_hop_by_hop(&mut parts.headers);
+    if parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    // The head goes out with the body's first data, or after a short wait
+    // for it: a body that breaks before that is still a 502, as on the
+    // hand-written path (where the head goes out with what came with it).
+    let mut body = body;
+    let first = if http_body::Body::is_end_stream(&body) {
+        None
+    } else {
+        tokio::time::timeout(FIRST_DATA_WAIT, body.frame())
+            .await
+            .ok()
+    };
+    let body = match first {
+        Some(Some(Err(e))) => {
+            tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = %e, "upstream broke its response");
+            if let Some(c) = connection.connection_metadata().as_ref() {
+                c.poison();
+            }
+            return failed(GatewayError::Unreachable);
+        }
+        Some(Some(Ok(frame))) => match frame.into_data() {
+            Ok(data) => Body::new(rules::NoTrailers::with_first(data, body)),
+            Err(_trailers) => Body::empty(),
+        },
+        Some(None) => Body::empty(),
+        None => Body::new(rules::NoTrailers::new(body).0),
+    };
     parts.headers.insert(X_FAL_REQUEST_ID, rid);
     Ok(Response::from_parts(parts, body))
 }
+
+/// How long hyper's path waits for a response body's first data before
+/// sending the head without it (a stream whose first event is slow).
+const FIRST_DATA_WAIT: Duration = Duration::from_millis(100);
 
 /// The built-in demo app `fal-ai/echo`: answers with the JSON it was sent
 /// plus the caller's key id (`fal_key_id`), as the gateway reported it.

@@ -17,6 +17,9 @@
 //!   by hand and hands everything else to hyper and the router.
 //! - [`gateway`]: `/run/OWNER/NAME/…`: apps, upstream connections, the
 //!   router's (general) forwarding path.
+//! - [`forward_rules`], [`chunked`]: what both forwarding paths let through
+//!   (paths, cookies, lengths, upstream framings; chunked framing, strict and
+//!   without trailers).
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
@@ -25,10 +28,12 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod chunked;
 pub mod config;
 pub mod cookies;
 pub mod dashboard;
 pub mod error;
+pub mod forward_rules;
 pub mod front;
 pub mod gateway;
 pub mod github;

@@ -35,8 +35,20 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/logout", axum::routing::post(github::logout))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
-        .route("/run/{owner}/{name}", any(crate::gateway::run))
-        .route("/run/{owner}/{name}/{*path}", any(crate::gateway::run))
+        // Incomplete model paths get the gateway's own 404, as on the
+        // hand-written path.
+        .route("/run/", gateway_route())
+        .route("/run/{owner}", gateway_route())
+        .route("/run/{owner}/{name}", gateway_route())
+        .route("/run/{owner}/{name}/{*path}", gateway_route())
+}
+
+/// The gateway's route: every answer on it, refusals by the extractors
+/// included, says `nosniff`.
+fn gateway_route() -> axum::routing::MethodRouter<AppState> {
+    any(crate::gateway::run).layer(axum::middleware::map_response(
+        crate::forward_rules::nosniff,
+    ))
 }
 
 /// A JSON body; malformed JSON or wrong fields are a 400/422 in our error shape.

@@ -4,6 +4,7 @@
 
 mod auth;
 mod fake_github;
+mod forwarding;
 mod front;
 mod gateway;
 mod github_web;
@@ -11,5 +12,6 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod postgres;
+mod recorder;
 mod sessions;
 mod upstream;
