@@ -398,16 +398,6 @@ impl AppState {
         self.inner.tls
     }
 
-    /// Attributes of every cookie this server sets: HttpOnly, SameSite=Lax,
-    /// and Secure when served over TLS.
-    pub fn cookie_attrs(&self) -> &'static str {
-        if self.inner.tls {
-            "Path=/; HttpOnly; SameSite=Lax; Secure"
-        } else {
-            "Path=/; HttpOnly; SameSite=Lax"
-        }
-    }
-
     /// One-time secret links.
     pub fn flashes(&self) -> &crate::dashboard::Flashes {
         &self.inner.flashes
@@ -476,8 +466,11 @@ async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
     // Authorization header, so nothing that changes state rides on a cookie.
     if header.is_none()
         && parts.method.is_safe()
-        && let Some(token) =
-            crate::api::github::cookie(&parts.headers, crate::api::github::SESSION_COOKIE)
+        && let Some(token) = crate::cookies::read(
+            &parts.headers,
+            crate::cookies::OurCookie::Session,
+            state.tls(),
+        )
     {
         return Ok(state.inner.verifier.authenticate_session(&token).await?);
     }

@@ -27,8 +27,8 @@ use fal_core::{KeyId, Principal, Scope, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::api::github::{SESSION_COOKIE, cookie};
 use crate::auth::AppState;
+use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::sessions::CsrfChecked;
 
@@ -43,8 +43,6 @@ const NAV: &str = include_str!("../templates/nav.html");
 const CSS: &str = include_str!("../static/app.css");
 const JS: &str = include_str!("../static/app.js");
 
-/// Cookie for the sign-in form's CSRF token (before there is a session).
-const LOGIN_CSRF_COOKIE: &str = "fal_csrf";
 /// How long a one-time secret link stays valid.
 const FLASH_TTL_MS: i64 = 5 * 60 * 1000;
 
@@ -173,7 +171,7 @@ struct Signed {
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Signed> {
-    let token = cookie(headers, SESSION_COOKIE)?;
+    let token = cookies::read(headers, OurCookie::Session, state.tls())?;
     let principal = state.verifier().authenticate_session(&token).await.ok()?;
     let nickname = state
         .users()
@@ -225,12 +223,7 @@ fn login_form(
         ],
     );
     let mut resp = (status, page("Sign in", "", &body)).into_response();
-    let c = format!(
-        "{LOGIN_CSRF_COOKIE}={}; Max-Age=3600; {}",
-        csrf.expose(),
-        state.cookie_attrs()
-    );
-    if let Ok(v) = HeaderValue::from_str(&c) {
+    if let Some(v) = cookies::set(OurCookie::LoginCsrf, state.tls(), csrf.expose(), 3600) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
     Ok(resp)
@@ -259,7 +252,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let expected = cookies::read(&headers, OurCookie::LoginCsrf, state.tls()).unwrap_or_default();
     if expected.is_empty() || expected != form.csrf {
         return login_form(
             &state,
@@ -291,19 +284,12 @@ async fn login(
     // A new session at every sign-in (no fixation).
     let (token, ttl) = state.sessions().issue_web(&principal.user_id).await?;
     let mut resp = redirect("/dashboard/keys");
-    let attrs = state.cookie_attrs();
-    for c in [
-        format!(
-            "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
-            token.expose(),
-            ttl.as_secs()
-        ),
-        format!("{LOGIN_CSRF_COOKIE}=; Max-Age=0; {attrs}"),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(SET_COOKIE, v);
-        }
+    let tls = state.tls();
+    let h = resp.headers_mut();
+    if let Some(v) = cookies::set(OurCookie::Session, tls, token.expose(), ttl.as_secs()) {
+        h.append(SET_COOKIE, v);
     }
+    h.append(SET_COOKIE, cookies::clear(OurCookie::LoginCsrf, tls));
     Ok(resp)
 }
 
@@ -353,10 +339,8 @@ async fn logout(
         state.sessions().revoke(id).await?;
     }
     let mut resp = redirect("/dashboard/login");
-    let c = format!("{SESSION_COOKIE}=; Max-Age=0; {}", state.cookie_attrs());
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        resp.headers_mut().append(SET_COOKIE, v);
-    }
+    resp.headers_mut()
+        .append(SET_COOKIE, cookies::clear(OurCookie::Session, state.tls()));
     Ok(resp)
 }
 

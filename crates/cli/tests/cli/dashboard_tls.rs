@@ -1,5 +1,5 @@
-//! Dashboard cookies under TLS carry `Secure`; a valid form from one user
-//! cannot revoke another user's key.
+//! Dashboard cookies under TLS carry `Secure` and the `__Host-` prefix; a
+//! valid form from one user cannot revoke another user's key.
 
 use std::path::Path;
 use std::process::Command;
@@ -73,20 +73,53 @@ fn dashboard_cookies_are_secure_under_tls() {
         &[("SSL_CERT_FILE", &ca)],
     );
     let admin = s.bootstrap();
-    let cookies = dashboard_sign_in(
-        &s.url,
-        &dir.path().join("jar"),
-        Some(&ca),
-        &admin.id,
-        &admin.secret,
+    let jar = dir.path().join("jar");
+    let cookies = dashboard_sign_in(&s.url, &jar, Some(&ca), &admin.id, &admin.secret);
+    // A sibling subdomain or another port cannot plant a `__Host-` cookie.
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("fal_")),
+        "an unprefixed cookie under TLS: {cookies:?}"
     );
     let session = cookies
         .iter()
-        .find(|c| c.starts_with("fal_session="))
-        .expect("a session cookie");
-    for attr in ["HttpOnly", "SameSite=Lax", "Secure"] {
-        assert!(session.contains(attr), "{session} lacks {attr}");
+        .find(|c| c.starts_with("__Host-fal_session="))
+        .expect("a __Host- session cookie");
+    let cleared_csrf = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-fal_csrf="))
+        .expect("the login CSRF cookie cleared under its __Host- name");
+    for c in [session, cleared_csrf] {
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(c.contains(attr), "{c} lacks {attr}");
+        }
+        assert!(!c.contains("Domain"), "{c}");
     }
+    // The browser sends it back under that name, and the server reads it.
+    let jar_s = jar.display().to_string();
+    let keys = curl(&[
+        "--cacert",
+        &ca,
+        "-b",
+        &jar_s,
+        &format!("{}/dashboard/keys", s.url),
+    ]);
+    assert!(keys.starts_with("HTTP/1.1 200"), "{keys}");
+    // A bare `fal_session` (what a plain-HTTP sibling could plant) is not read.
+    let token = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    let planted = curl(&[
+        "--cacert",
+        &ca,
+        "-b",
+        &format!("fal_session={token}"),
+        &format!("{}/dashboard/keys", s.url),
+    ]);
+    assert!(planted.starts_with("HTTP/1.1 303"), "{planted}");
     s.stop();
 }
 

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::header::{COOKIE, HOST, LOCATION, SET_COOKIE};
+use axum::http::header::{HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fal_core::token::SessionToken;
@@ -13,13 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::ApiJson;
 use crate::auth::{AppState, Caller};
+use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::github::{DevicePoll, Github};
-
-/// Cookie holding the dashboard session.
-pub const SESSION_COOKIE: &str = "fal_session";
-/// Cookie holding the web flow's `state` and PKCE verifier until the callback.
-const OAUTH_COOKIE: &str = "fal_oauth";
 
 fn github(state: &AppState) -> Result<&Github, ApiError> {
     state.github().ok_or_else(|| ApiError::Status {
@@ -137,10 +133,8 @@ pub async fn logout(
         state.sessions().revoke_by_refresh(&b.refresh_token).await?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_static("fal_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
-    );
+    resp.headers_mut()
+        .insert(SET_COOKIE, cookies::clear(OurCookie::Session, state.tls()));
     Ok(resp)
 }
 
@@ -183,22 +177,16 @@ pub async fn web_login(
     let verifier = SessionToken::generate("", state.rng())?;
     let challenge = b64url(&Sha256::digest(verifier.expose().as_bytes()));
     let url = gh.authorize_url(&callback_url(&state, &headers), st.expose(), &challenge);
-    let cookie = format!(
-        "{OAUTH_COOKIE}={}.{}; Max-Age=600; {}",
-        st.expose(),
-        verifier.expose(),
-        state.cookie_attrs()
-    );
+    let value = format!("{}.{}", st.expose(), verifier.expose());
+    let cookie = cookies::set(OurCookie::OAuth, state.tls(), &value, 600)
+        .ok_or_else(|| ApiError::Internal("cookie".into()))?;
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
     h.insert(
         LOCATION,
         HeaderValue::from_str(&url).map_err(|_| ApiError::Internal("url".into()))?,
     );
-    h.insert(
-        SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| ApiError::Internal("cookie".into()))?,
-    );
+    h.insert(SET_COOKIE, cookie);
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
 }
@@ -209,18 +197,6 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
-}
-
-/// Reads one cookie.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// `GET /auth/github/callback`: checks `state`, exchanges the code with its
@@ -241,7 +217,7 @@ pub async fn web_callback(
             "GitHub sign-in did not complete ({e}); start again"
         )));
     }
-    let stored = cookie(&headers, OAUTH_COOKIE)
+    let stored = cookies::read(&headers, OurCookie::OAuth, state.tls())
         .ok_or_else(|| bad("The sign-in expired or was started elsewhere; start again"))?;
     let (st, verifier) = stored
         .split_once('.')
@@ -260,24 +236,14 @@ pub async fn web_callback(
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
     let (session, ttl) = state.sessions().issue_web(&user.user_id).await?;
-    let attrs = state.cookie_attrs();
+    let tls = state.tls();
+    let session = cookies::set(OurCookie::Session, tls, session.expose(), ttl.as_secs())
+        .ok_or_else(|| ApiError::Internal("cookie".into()))?;
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
     h.insert(LOCATION, HeaderValue::from_static("/dashboard/keys"));
-    let set =
-        |v: String| HeaderValue::from_str(&v).map_err(|_| ApiError::Internal("cookie".into()));
-    h.append(
-        SET_COOKIE,
-        set(format!(
-            "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
-            session.expose(),
-            ttl.as_secs()
-        ))?,
-    );
-    h.append(
-        SET_COOKIE,
-        set(format!("{OAUTH_COOKIE}=; Max-Age=0; {attrs}"))?,
-    );
+    h.append(SET_COOKIE, session);
+    h.append(SET_COOKIE, cookies::clear(OurCookie::OAuth, tls));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
 }

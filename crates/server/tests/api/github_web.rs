@@ -59,6 +59,7 @@ async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwes
     );
     assert_eq!(query_param(&location, "code_challenge_method"), "S256");
     let oauth_cookie = start.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(oauth_cookie.starts_with("fal_oauth="), "{oauth_cookie}");
     assert!(oauth_cookie.contains("HttpOnly") && oauth_cookie.contains("SameSite=Lax"));
     let cookie = oauth_cookie.split(';').next().unwrap().to_owned();
     // The user approves on GitHub, which redirects back with a code.
