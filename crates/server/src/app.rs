@@ -534,6 +534,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(fallback)
         .with_state(state)
+        .layer(middleware::from_fn(crate::response_headers::nosniff))
         .layer(middleware::from_fn(log_request))
 }
 

@@ -17,6 +17,7 @@
 //!   by hand and hands everything else to hyper and the router.
 //! - [`gateway`]: `/run/OWNER/NAME/…`: apps, upstream connections, the
 //!   router's (general) forwarding path.
+//! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
@@ -33,6 +34,7 @@ pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod pepper;
+pub mod response_headers;
 pub mod sessions;
 pub mod tls;
 

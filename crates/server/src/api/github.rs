@@ -16,6 +16,7 @@ use crate::auth::{AppState, Caller};
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::github::{DevicePoll, Github};
+use crate::response_headers::no_store;
 
 fn github(state: &AppState) -> Result<&Github, ApiError> {
     state.github().ok_or_else(|| ApiError::Status {
@@ -34,9 +35,12 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `POST /auth/device`: starts the device flow.
-pub async fn device_start(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn device_start(State(state): State<AppState>) -> Result<Response, ApiError> {
     let code = github(&state)?.device_code().await?;
-    Ok(Json(serde_json::to_value(code).unwrap_or_default()))
+    // The device code is the attempt's secret: no cache keeps it.
+    Ok(no_store(Json(
+        serde_json::to_value(code).unwrap_or_default(),
+    )))
 }
 
 /// `POST /auth/device/token` body.
@@ -87,13 +91,12 @@ pub async fn device_poll(
                 .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
                 .await?;
             let issued = state.sessions().issue_cli(&user.user_id).await?;
-            Ok(Json(json!({
+            Ok(no_store(Json(json!({
                 "access_token": issued.access.expose(),
                 "refresh_token": issued.refresh.expose(),
                 "expires_in": issued.expires_in,
                 "user": user_json(&user),
-            }))
-            .into_response())
+            }))))
         }
     }
 }
@@ -108,13 +111,13 @@ pub struct RefreshBody {
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (issued, _) = state.sessions().refresh(&body.refresh_token).await?;
-    Ok(Json(json!({
+    Ok(no_store(Json(json!({
         "access_token": issued.access.expose(),
         "refresh_token": issued.refresh.expose(),
         "expires_in": issued.expires_in,
-    })))
+    }))))
 }
 
 /// `POST /auth/logout`: ends the caller's session (bearer token or cookie),

@@ -9,7 +9,17 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-async fn app_with_github(fake: &FakeGithub) -> TestApp {
+pub async fn app_with_github(fake: &FakeGithub) -> TestApp {
+    app_with_github_and(fake, |_| {}, Arc::new(fal_core::SystemClock)).await
+}
+
+/// A server signing in with `fake`, with more settings and a clock of the
+/// test's choosing.
+pub async fn app_with_github_and(
+    fake: &FakeGithub,
+    tweak: impl FnOnce(&mut fal_server::Config),
+    clock: Arc<dyn fal_core::Clock>,
+) -> TestApp {
     let url = fake.url.clone();
     spawn_app_with(
         move |c| {
@@ -20,14 +30,15 @@ async fn app_with_github(fake: &FakeGithub) -> TestApp {
                 api_url: url,
                 allow_users: vec!["octocat".into()],
                 allow_orgs: vec![],
-            })
+            });
+            tweak(c);
         },
-        Arc::new(fal_core::SystemClock),
+        clock,
     )
     .await
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     let _ = fal_client::http_client();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

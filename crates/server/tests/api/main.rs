@@ -7,6 +7,7 @@ mod fake_github;
 mod front;
 mod gateway;
 mod github_web;
+mod headers;
 mod helpers;
 mod keys;
 mod lifecycle;
