@@ -11,9 +11,6 @@
 //! `Cache-Control: no-store`. A new secret is shown through a one-time
 //! link (post, redirect, get): reloading or going back never shows it again.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use axum::extract::{Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -23,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use fal_core::header::parse_key_pair;
 use fal_core::token::SessionToken;
-use fal_core::{KeyId, Principal, Scope, Timestamp};
+use fal_core::{KeyId, Principal, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -32,83 +29,28 @@ use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::sessions::CsrfChecked;
 
-const LAYOUT: &str = include_str!("../templates/layout.html");
-const LOGIN: &str = include_str!("../templates/login.html");
-const KEYS: &str = include_str!("../templates/keys.html");
-const KEY_ROW: &str = include_str!("../templates/key_row.html");
-const CREATED: &str = include_str!("../templates/created.html");
-const SHOWN: &str = include_str!("../templates/shown.html");
-const CONFIRM: &str = include_str!("../templates/confirm_revoke.html");
-const NAV: &str = include_str!("../templates/nav.html");
-const CSS: &str = include_str!("../static/app.css");
-const JS: &str = include_str!("../static/app.js");
+mod flash;
+mod templates;
 
-/// How long a one-time secret link stays valid.
-const FLASH_TTL_MS: i64 = 5 * 60 * 1000;
+pub use flash::Flashes;
+pub use templates::{escape, render};
 
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Fills `{{name}}` (escaped) and `{{{name}}}` (trusted HTML) in a template.
-pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{{{k}}}}}}}"), v);
-        out = out.replace(&format!("{{{{{k}}}}}"), &escape(v));
-    }
-    out
-}
+const LAYOUT: &str = include_str!("../../templates/layout.html");
+const LOGIN: &str = include_str!("../../templates/login.html");
+const KEYS: &str = include_str!("../../templates/keys.html");
+const KEY_ROW: &str = include_str!("../../templates/key_row.html");
+const CREATED: &str = include_str!("../../templates/created.html");
+const SHOWN: &str = include_str!("../../templates/shown.html");
+const CONFIRM: &str = include_str!("../../templates/confirm_revoke.html");
+const NAV: &str = include_str!("../../templates/nav.html");
+const CSS: &str = include_str!("../../static/app.css");
+const JS: &str = include_str!("../../static/app.js");
 
 fn page(title: &str, nav: &str, body: &str) -> Html<String> {
     Html(render(
         LAYOUT,
         &[("title", title), ("nav", nav), ("body", body)],
     ))
-}
-
-/// Secrets created in this process, shown once through `/dashboard/keys/created/{id}`.
-#[derive(Default)]
-pub struct Flashes {
-    /// flash id → (session id, key id, secret, when).
-    inner: Mutex<HashMap<String, (String, String, SecretString, Timestamp)>>,
-}
-
-impl Flashes {
-    fn put(
-        &self,
-        id: String,
-        session: String,
-        key_id: String,
-        secret: SecretString,
-        now: Timestamp,
-    ) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, v| now.millis() - v.3.millis() < FLASH_TTL_MS);
-        m.insert(id, (session, key_id, secret, now));
-    }
-
-    fn take(&self, id: &str, session: &str, now: Timestamp) -> Option<(String, SecretString)> {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(id) {
-            Some(v) if v.0 == session && now.millis() - v.3.millis() < FLASH_TTL_MS => {
-                m.remove(id).map(|v| (v.1, v.2))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// The dashboard's routes.
@@ -545,18 +487,4 @@ async fn revoke(
         *resp.status_mut() = StatusCode::NOT_FOUND;
     }
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_escape_values_but_not_fragments() {
-        let out = render(
-            "<p>{{a}}</p>{{{b}}}",
-            &[("a", "<script>\"x\""), ("b", "<em>ok</em>")],
-        );
-        assert_eq!(out, "<p>&lt;script&gt;&quot;x&quot;</p><em>ok</em>");
-    }
 }

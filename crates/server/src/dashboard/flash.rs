@@ -1,0 +1,47 @@
+//! One-time links to newly created secrets.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use fal_core::Timestamp;
+use secrecy::SecretString;
+
+/// How long a one-time secret link stays valid.
+const FLASH_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// Secrets created in this process, shown once through `/dashboard/keys/created/{id}`.
+#[derive(Default)]
+pub struct Flashes {
+    /// flash id → (session id, key id, secret, when).
+    inner: Mutex<HashMap<String, (String, String, SecretString, Timestamp)>>,
+}
+
+impl Flashes {
+    pub(super) fn put(
+        &self,
+        id: String,
+        session: String,
+        key_id: String,
+        secret: SecretString,
+        now: Timestamp,
+    ) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, v| now.millis() - v.3.millis() < FLASH_TTL_MS);
+        m.insert(id, (session, key_id, secret, now));
+    }
+
+    pub(super) fn take(
+        &self,
+        id: &str,
+        session: &str,
+        now: Timestamp,
+    ) -> Option<(String, SecretString)> {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(id) {
+            Some(v) if v.0 == session && now.millis() - v.3.millis() < FLASH_TTL_MS => {
+                m.remove(id).map(|v| (v.1, v.2))
+            }
+            _ => None,
+        }
+    }
+}
