@@ -543,10 +543,11 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
 }
 
 /// One log line per request: method, path (never the query, which could
-/// carry anything), status and duration. Headers are never logged.
+/// carry anything; never a one-time link's id), status and duration.
+/// Headers are never logged.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = crate::dashboard::loggable_path(req.uri().path()).into_owned();
     let started = Instant::now();
     let response = next.run(req).await;
     tracing::info!(

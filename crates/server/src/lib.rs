@@ -10,6 +10,7 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
+//! - [`alias`]: the check every key alias passes (REST and dashboard).
 //! - [`cookies`]: every cookie the server sets: names, builder, reader,
 //!   and the rule that keeps them from upstreams.
 //! - [`dashboard`]: the keys page in the browser (server-rendered).
@@ -23,6 +24,7 @@
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -124,6 +124,45 @@ fn dashboard_cookies_are_secure_under_tls() {
 }
 
 #[test]
+fn the_one_time_link_never_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), Some("trace"));
+    let admin = s.bootstrap();
+    let jar = dir.path().join("jar");
+    dashboard_sign_in(&s.url, &jar, None, &admin.id, &admin.secret);
+    let jar_s = jar.display().to_string();
+    let keys = format!("{}/dashboard/keys", s.url);
+    let csrf = hidden_csrf(&curl(&["-b", &jar_s, &keys]));
+    let made = curl(&[
+        "-b",
+        &jar_s,
+        "--data",
+        &format!("csrf={csrf}&scope=API&alias=x"),
+        &keys,
+    ]);
+    let link = made
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(|_| l[10..].trim().to_owned())
+        })
+        .expect("a redirect to the one-time link");
+    let id = link
+        .strip_prefix("/dashboard/keys/created/")
+        .expect("the one-time link")
+        .to_owned();
+    let shown = curl(&["-b", &jar_s, &format!("{}{link}", s.url)]);
+    assert!(shown.contains("fal_sk_"), "{shown}");
+    let log = s.stop();
+    assert!(
+        log.contains("/dashboard/keys/created/"),
+        "the request is logged, without its id"
+    );
+    assert!(!log.contains(&id), "the one-time link's id reached the log");
+}
+
+#[test]
 fn a_valid_form_cannot_revoke_another_users_key() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"), None);

@@ -6,6 +6,9 @@ use std::sync::Mutex;
 use fal_core::Timestamp;
 use secrecy::SecretString;
 
+/// Where the one-time links live; the id after it is a bearer capability.
+const CREATED_PREFIX: &str = "/dashboard/keys/created/";
+
 /// How long a one-time secret link stays valid.
 const FLASH_TTL_MS: i64 = 5 * 60 * 1000;
 
@@ -43,5 +46,30 @@ impl Flashes {
             }
             _ => None,
         }
+    }
+}
+
+/// `path` as it may be logged: a one-time link's id is replaced by `…`
+/// (whoever reads the log before the owner opens the link could open it
+/// with a stolen session cookie).
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(CREATED_PREFIX) {
+        Some(id) if !id.is_empty() => format!("{CREATED_PREFIX}…").into(),
+        _ => path.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn one_time_ids_are_not_logged() {
+        assert_eq!(
+            loggable_path("/dashboard/keys/created/abc.def"),
+            "/dashboard/keys/created/…"
+        );
+        assert_eq!(loggable_path("/dashboard/keys"), "/dashboard/keys");
+        assert_eq!(loggable_path("/run/a/b"), "/run/a/b");
     }
 }

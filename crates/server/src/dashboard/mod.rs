@@ -13,7 +13,7 @@
 
 use axum::extract::{Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,7 @@ use fal_core::{KeyId, Principal, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::alias::Alias;
 use crate::auth::AppState;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
@@ -32,7 +33,7 @@ use crate::sessions::CsrfChecked;
 mod flash;
 mod templates;
 
-pub use flash::Flashes;
+pub use flash::{Flashes, loggable_path};
 pub use templates::{escape, render};
 
 const LAYOUT: &str = include_str!("../../templates/layout.html");
@@ -375,12 +376,19 @@ async fn generate(
         )
         .await;
     };
-    if form.alias.chars().count() > 255 || form.alias.chars().any(char::is_control) {
-        return render_keys(&state, &s, "<div class=\"error\" role=\"alert\">The alias must be at most 255 characters, without control characters.</div>").await;
-    }
-    let created = admin
-        .create_key(scope, form.alias.trim().to_owned())
-        .await?;
+    let alias = match Alias::parse(&form.alias) {
+        Ok(alias) => alias,
+        Err(e) => {
+            let notice = format!(
+                "<div class=\"error\" role=\"alert\">The key was not generated: {}.</div>",
+                escape(&e.to_string())
+            );
+            let mut resp = render_keys(&state, &s, &notice).await?;
+            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(resp);
+        }
+    };
+    let created = admin.create_key(scope, alias.into_string()).await?;
     let flash = SessionToken::generate("", state.rng())?.expose().to_owned();
     state.flashes().put(
         flash.clone(),
@@ -392,14 +400,21 @@ async fn generate(
     Ok(redirect(&format!("/dashboard/keys/created/{flash}")))
 }
 
+/// The one-time secret page. Only a GET uses the link up: axum answers
+/// HEAD with the GET handler, and a link checker or prefetcher sending HEAD
+/// must not burn the secret before its owner sees it.
 async fn created(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(flash): Path<String>,
 ) -> Result<Response, ApiError> {
     let Some(s) = signed_in(&state, &headers).await else {
         return Ok(redirect("/dashboard/login"));
     };
+    if method != Method::GET {
+        return Ok(page("Key generated", &nav(&state, &s), "").into_response());
+    }
     let session = s.principal.session_id.clone().unwrap_or_default();
     let body = match state.flashes().take(&flash, &session, state.clock().now()) {
         Some((key_id, secret)) => render(

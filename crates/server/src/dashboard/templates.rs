@@ -16,13 +16,38 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Fills `{{name}}` (escaped) and `{{{name}}}` (trusted HTML) in a template.
+/// Fills `{{name}}` (escaped) and `{{{name}}}` (trusted HTML) in a template,
+/// in one pass: the template is scanned once, and text put in is never
+/// scanned again (an alias `{{csrf}}` stays that text). Placeholders with
+/// no value are left as they are.
 pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{{{k}}}}}}}"), v);
-        out = out.replace(&format!("{{{{{k}}}}}"), &escape(v));
+    let value = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let trusted = tail
+            .strip_prefix("{{{")
+            .and_then(|t| t.split_once("}}}"))
+            .and_then(|(name, after)| Some((value(name)?, after)));
+        if let Some((v, after)) = trusted {
+            out.push_str(v);
+            rest = after;
+            continue;
+        }
+        let escaped = tail[2..]
+            .split_once("}}")
+            .and_then(|(name, after)| Some((value(name)?, after)));
+        if let Some((v, after)) = escaped {
+            out.push_str(&escape(v));
+            rest = after;
+        } else {
+            out.push_str("{{");
+            rest = &tail[2..];
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -37,5 +62,31 @@ mod tests {
             &[("a", "<script>\"x\""), ("b", "<em>ok</em>")],
         );
         assert_eq!(out, "<p>&lt;script&gt;&quot;x&quot;</p><em>ok</em>");
+    }
+
+    #[test]
+    fn values_are_never_scanned_again() {
+        let out = render(
+            "<td>{{alias}}</td><input value=\"{{csrf}}\">{{{rows}}}",
+            &[
+                ("alias", "{{csrf}} {{{rows}}}"),
+                ("csrf", "TOKEN"),
+                ("rows", "<tr>{{csrf}}</tr>"),
+            ],
+        );
+        assert_eq!(
+            out,
+            "<td>{{csrf}} {{{rows}}}</td><input value=\"TOKEN\"><tr>{{csrf}}</tr>"
+        );
+    }
+
+    #[test]
+    fn unknown_and_unclosed_placeholders_stay_as_they_are() {
+        assert_eq!(
+            render("{{x}} {{{y}}} {{", &[("z", "1")]),
+            "{{x}} {{{y}}} {{"
+        );
+        assert_eq!(render("{{{a}}", &[("a", "<b>")]), "{{{a}}");
+        assert_eq!(render("é{{a}}ü", &[("a", "ß")]), "éßü");
     }
 }

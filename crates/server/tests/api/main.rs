@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod dashboard;
 mod fake_github;
 mod front;
 mod gateway;
