@@ -214,10 +214,9 @@ impl App {
             )
             .with_sessions(sessions.clone()),
         );
-        let github = config
-            .github
-            .clone()
-            .map(|g| Arc::new(crate::github::Github::new(g)));
+        let github = config.github.clone().map(|g| {
+            Arc::new(crate::github::Github::new(g).with_public_base(config.public_base()))
+        });
         let (builtin, demo_task) = if config.demo {
             let owner = store
                 .bootstrap_user()

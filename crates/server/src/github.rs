@@ -82,6 +82,9 @@ pub struct Github {
     config: GithubConfig,
     /// HTTP client.
     http: reqwest::Client,
+    /// The web flow's `redirect_uri`, from the configured public URL; `None`
+    /// when there is none (the web flow is then refused).
+    callback: Option<String>,
 }
 
 fn unreachable_github(e: impl std::fmt::Display) -> ApiError {
@@ -105,7 +108,33 @@ impl Github {
             .user_agent("fal-server")
             .build()
             .unwrap_or_default();
-        Github { config, http }
+        Github {
+            config,
+            http,
+            callback: None,
+        }
+    }
+
+    /// Sends the web flow back to `public_base` (an origin, see
+    /// [`crate::Config::public_base`]); without one the web flow is refused.
+    pub fn with_public_base(mut self, public_base: Option<String>) -> Github {
+        self.callback = public_base.map(|b| format!("{b}/auth/github/callback"));
+        self
+    }
+
+    /// The web flow's `redirect_uri`: built from configuration, never from
+    /// a request (a forged `Host` header must not choose where GitHub sends
+    /// the code).
+    pub fn callback_url(&self) -> Result<&str, ApiError> {
+        self.callback.as_deref().ok_or_else(|| ApiError::Status {
+            status: axum::http::StatusCode::NOT_IMPLEMENTED,
+            code: "public_url_not_configured",
+            detail: "Sign-in with GitHub in the browser needs the address browsers reach this \
+                     server at: start fal serve with --public-url (FAL_PUBLIC_URL), e.g. \
+                     https://fal.example.com, and register \
+                     <public URL>/auth/github/callback as the OAuth app's callback URL"
+                .into(),
+        })
     }
 
     /// The settings.

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::header::{HOST, LOCATION, SET_COOKIE};
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fal_core::token::SessionToken;
@@ -161,25 +161,14 @@ pub fn b64url(bytes: &[u8]) -> String {
     out
 }
 
-fn callback_url(state: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let scheme = if state.tls() { "https" } else { "http" };
-    format!("{scheme}://{host}/auth/github/callback")
-}
-
 /// `GET /auth/github/login`: the web flow's first step.
-pub async fn web_login(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn web_login(State(state): State<AppState>) -> Result<Response, ApiError> {
     let gh = github(&state)?;
+    let callback = gh.callback_url()?;
     let st = SessionToken::generate("", state.rng())?;
     let verifier = SessionToken::generate("", state.rng())?;
     let challenge = b64url(&Sha256::digest(verifier.expose().as_bytes()));
-    let url = gh.authorize_url(&callback_url(&state, &headers), st.expose(), &challenge);
+    let url = gh.authorize_url(callback, st.expose(), &challenge);
     let value = format!("{}.{}", st.expose(), verifier.expose());
     let cookie = cookies::set(OurCookie::OAuth, state.tls(), &value, 600)
         .ok_or_else(|| ApiError::Internal("cookie".into()))?;
@@ -226,14 +215,16 @@ pub async fn web_callback(
         .split_once('.')
         .ok_or_else(|| bad("Malformed sign-in cookie; start again"))?;
     let given = q.state.unwrap_or_default();
-    if !crate::sessions::same_secret(st, &given) {
+    // An empty state (given or stored) proves nothing: a cookie planted with
+    // an empty state would match any callback without one.
+    if st.is_empty() || verifier.is_empty() || !crate::sessions::same_secret(st, &given) {
         return Err(bad("The sign-in's state does not match; start again"));
     }
     let code = q
         .code
         .ok_or_else(|| bad("GitHub sent no code; start again"))?;
     let token = gh
-        .exchange_code(&code, verifier, &callback_url(&state, &headers))
+        .exchange_code(&code, verifier, gh.callback_url()?)
         .await?;
     let user = gh
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())

@@ -29,6 +29,8 @@ pub struct FakeState {
     pub polls: Vec<Instant>,
     /// Web-flow codes and the PKCE challenge each was issued for.
     pub codes: HashMap<String, String>,
+    /// The `redirect_uri` of every web-flow code exchange.
+    pub redirect_uris: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -71,6 +73,8 @@ async fn token(
             }
         });
     }
+    s.redirect_uris
+        .push(form.get("redirect_uri").cloned().unwrap_or_default());
     let code = form.get("code").cloned().unwrap_or_default();
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
     let ok_secret = form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
@@ -117,6 +121,7 @@ impl FakeGithub {
                 script: VecDeque::new(),
                 polls: vec![],
                 codes: HashMap::new(),
+                redirect_uris: vec![],
             })),
         };
         let app = Router::new()
