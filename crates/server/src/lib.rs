@@ -20,7 +20,8 @@
 //!   router's (general) forwarding path.
 //! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
 //! - [`tls`]: serving HTTPS with rustls.
-//! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
+//! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens;
+//!   [`device_polls`] throttles the device flow's polls per code.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod auth;
 pub mod config;
 pub mod cookies;
 pub mod dashboard;
+pub mod device_polls;
 pub mod error;
 pub mod front;
 pub mod gateway;

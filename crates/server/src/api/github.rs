@@ -36,7 +36,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
 
 /// `POST /auth/device`: starts the device flow.
 pub async fn device_start(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let code = github(&state)?.device_code().await?;
+    let code = github(&state)?.device_code(state.clock().now()).await?;
     // The device code is the attempt's secret: no cache keeps it.
     Ok(no_store(Json(
         serde_json::to_value(code).unwrap_or_default(),
@@ -65,7 +65,10 @@ pub async fn device_poll(
         code: c,
         detail: detail.into(),
     };
-    match gh.poll_device(&body.device_code).await? {
+    match gh
+        .poll_device(&body.device_code, state.clock().now())
+        .await?
+    {
         DevicePoll::Pending => Ok((
             StatusCode::ACCEPTED,
             Json(json!({"status": "authorization_pending"})),
@@ -85,6 +88,12 @@ pub async fn device_poll(
             StatusCode::FORBIDDEN,
             "access_denied",
             "Access was denied on GitHub",
+        )),
+        DevicePoll::Unknown => Err(status(
+            StatusCode::BAD_REQUEST,
+            "unknown_device_code",
+            "GitHub does not know this device code, or it was already used: send the \
+             device_code POST /auth/device answered with, or run `fal auth login` again",
         )),
         DevicePoll::Token(token) => {
             let user = gh

@@ -4,6 +4,7 @@
 
 mod auth;
 mod dashboard;
+mod device;
 mod fake_github;
 mod front;
 mod gateway;
