@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub, GITHUB_TOKEN};
-use crate::harness::{Server, parse_pair, stderr};
+use crate::harness::{Server, fal, parse_pair, stderr};
 
 fn server(
     dir: &Path,
@@ -268,4 +268,41 @@ fn logout_ends_the_session_everywhere_and_tokens_never_reach_the_logs() {
     ] {
         assert!(!log.contains(secret), "a token reached the server's log");
     }
+}
+
+#[test]
+fn the_public_url_is_checked_and_names_the_callback_to_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeGithub::start();
+    let s = server(
+        dir.path(),
+        &fake,
+        &["octocat"],
+        &["--public-url", "https://fal.example.com/"],
+        None,
+    );
+    assert!(
+        s.banner
+            .contains("returns to https://fal.example.com/auth/github/callback"),
+        "{}",
+        s.banner
+    );
+    s.stop();
+    // Port 0 and no --public-url: the banner says the web flow is off.
+    let other = tempfile::tempdir().unwrap();
+    let s = server(other.path(), &fake, &["octocat"], &[], None);
+    assert!(s.banner.contains("--public-url"), "{}", s.banner);
+    s.stop();
+    let out = fal()
+        .args([
+            "serve",
+            "--public-url",
+            "https://fal.example.com/fal",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("origin only"), "{}", stderr(&out));
 }
