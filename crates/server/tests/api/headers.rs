@@ -1,11 +1,14 @@
 //! Response headers: `nosniff` on every answer (once), `no-store` on every
 //! answer that carries a secret or a token.
 
+use std::sync::Arc;
+
+use fal_core::{ManualClock, Timestamp};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 
 use crate::fake_github::FakeGithub;
-use crate::github_web::{app_with_github, no_redirects};
+use crate::github_web::{app_with_github_and, no_redirects};
 use crate::helpers::spawn_app;
 
 fn nosniff_once(h: &HeaderMap, what: &str) {
@@ -54,11 +57,13 @@ async fn secrets_and_tokens_are_never_cached() {
     assert_eq!(headers["cache-control"], "no-store");
 
     let fake = FakeGithub::start();
-    let app = app_with_github(&fake).await;
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let app = app_with_github_and(&fake, |_| {}, clock.clone()).await;
     fake.script(&["ok"]);
     let (status, headers, start) = app.call(Method::POST, "/auth/device", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(headers["cache-control"], "no-store", "the device code");
+    clock.advance_millis(1_000);
     let body = format!(
         r#"{{"device_code": "{}"}}"#,
         start["device_code"].as_str().unwrap()
