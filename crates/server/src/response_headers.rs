@@ -6,7 +6,7 @@
 //!   upstream's answer, as HTML or script.
 //! - `Cache-Control: no-store` on every response that carries a secret or a
 //!   token (`POST /keys`, the device flow, `/auth/refresh`, the web flow's
-//!   redirects): no browser, proxy or CDN keeps a copy.
+//!   redirects, every dashboard page): no browser, proxy or CDN keeps a copy.
 //!
 //! Both are `insert`ed, never appended, so no response carries one twice.
 
@@ -30,5 +30,27 @@ pub fn no_store(resp: impl IntoResponse) -> Response {
     let mut resp = resp.into_response();
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Router middleware for the dashboard: a strict Content-Security-Policy,
+/// no framing, no referrer, `nosniff` and `no-store` on every page.
+pub async fn dashboard(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

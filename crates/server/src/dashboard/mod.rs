@@ -11,10 +11,9 @@
 //! `Cache-Control: no-store`. A new secret is shown through a one-time
 //! link (post, redirect, get): reloading or going back never shows it again.
 
-use axum::extract::{Path, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::extract::{Path, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -74,28 +73,9 @@ pub fn routes() -> Router<AppState> {
             "/dashboard/static/app.js",
             get(|| async { ([(CONTENT_TYPE, "text/javascript")], JS) }),
         )
-        .layer(axum::middleware::from_fn(security_headers))
-}
-
-/// Strict headers on every dashboard response.
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+        .layer(axum::middleware::from_fn(
+            crate::response_headers::dashboard,
+        ))
 }
 
 fn redirect(to: &str) -> Response {
