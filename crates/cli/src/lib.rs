@@ -102,6 +102,12 @@ pub struct ServeArgs {
     /// The private key (PEM) for --tls-cert.
     #[arg(long, env = "FAL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The address browsers reach this server at (e.g.
+    /// https://fal.example.com): GitHub sign-in in the browser returns to
+    /// PUBLIC_URL/auth/github/callback. Default: the listen address, when
+    /// it is a specific IP and port.
+    #[arg(long, env = "FAL_PUBLIC_URL", value_parser = fal_server::config::parse_public_url)]
+    pub public_url: Option<String>,
     /// How long a cached key record is trusted without a change
     /// notification (e.g. 5s, 500ms).
     #[arg(long, env = "FAL_MAX_STALENESS", value_parser = apps::parse_duration_ms, default_value = "5s")]

@@ -73,6 +73,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(fal_server::config::TlsFiles { cert, key });
     }
+    config.public_url = args.public_url;
     let tls = config.tls.is_some();
     let workers = args.workers;
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
@@ -104,6 +105,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Some(_) => println!("GitHub sign-in: on"),
         None => println!("GitHub sign-in: not configured"),
+    }
+    if app.config().github.is_some() {
+        match app.config().public_base() {
+            Some(base) => println!("GitHub web sign-in returns to {base}/auth/github/callback"),
+            None => println!(
+                "GitHub web sign-in: off until --public-url is set (browsers cannot reach the listen address as it is)"
+            ),
+        }
     }
     let scheme = if tls { "https" } else { "http" };
     let workers = workers

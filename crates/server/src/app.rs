@@ -214,10 +214,9 @@ impl App {
             )
             .with_sessions(sessions.clone()),
         );
-        let github = config
-            .github
-            .clone()
-            .map(|g| Arc::new(crate::github::Github::new(g)));
+        let github = config.github.clone().map(|g| {
+            Arc::new(crate::github::Github::new(g).with_public_base(config.public_base()))
+        });
         let (builtin, demo_task) = if config.demo {
             let owner = store
                 .bootstrap_user()
@@ -535,6 +534,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(fallback)
         .with_state(state)
         .layer(middleware::from_fn(crate::forward_rules::refuse_connect))
+        .layer(middleware::from_fn(crate::response_headers::nosniff))
         .layer(middleware::from_fn(log_request))
 }
 
@@ -543,10 +543,11 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
 }
 
 /// One log line per request: method, path (never the query, which could
-/// carry anything), status and duration. Headers are never logged.
+/// carry anything; never a one-time link's id), status and duration.
+/// Headers are never logged.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = crate::dashboard::loggable_path(req.uri().path()).into_owned();
     let started = Instant::now();
     let response = next.run(req).await;
     tracing::info!(

@@ -402,16 +402,6 @@ impl AppState {
         self.inner.tls
     }
 
-    /// Attributes of every cookie this server sets: HttpOnly, SameSite=Lax,
-    /// and Secure when served over TLS.
-    pub fn cookie_attrs(&self) -> &'static str {
-        if self.inner.tls {
-            "Path=/; HttpOnly; SameSite=Lax; Secure"
-        } else {
-            "Path=/; HttpOnly; SameSite=Lax"
-        }
-    }
-
     /// One-time secret links.
     pub fn flashes(&self) -> &crate::dashboard::Flashes {
         &self.inner.flashes

@@ -32,6 +32,11 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Sign-in with GitHub, when configured.
     pub github: Option<crate::github::GithubConfig>,
+    /// The origin browsers reach this server at (`https://fal.example.com`),
+    /// checked by [`parse_public_url`]: the GitHub web flow's `redirect_uri`
+    /// is built from it, never from a request's `Host` header. See
+    /// [`Config::public_base`] for the default.
+    pub public_url: Option<String>,
     /// Lifetimes of sessions after GitHub sign-in.
     pub session_ttl: crate::sessions::SessionTtl,
     /// How long a client connection may sit idle between requests, or take
@@ -63,6 +68,7 @@ impl Config {
             demo: false,
             tls: None,
             github: None,
+            public_url: None,
             session_ttl: crate::sessions::SessionTtl::default(),
             idle_timeout: Duration::from_secs(60),
         }
@@ -73,6 +79,22 @@ impl Config {
         self.pepper_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("pepper"))
+    }
+
+    /// The origin the GitHub web flow sends browsers back to: `--public-url`
+    /// when given; otherwise the listen address with `https` under TLS and
+    /// `http` without, when that address is one a browser can reach (a
+    /// specific IP and port). `None` (the web flow is refused, saying to set
+    /// `--public-url`) for a wildcard address (`0.0.0.0`, `::`) or port 0.
+    pub fn public_base(&self) -> Option<String> {
+        if let Some(url) = &self.public_url {
+            return Some(url.clone());
+        }
+        if self.listen.ip().is_unspecified() || self.listen.port() == 0 {
+            return None;
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Some(format!("{scheme}://{}", self.listen))
     }
 
     /// The database URL in use.
@@ -95,6 +117,32 @@ impl Config {
     }
 }
 
+/// Checks a `--public-url`: an `http` or `https` origin, with no path,
+/// query, fragment or user name; returned without a trailing slash
+/// (`https://fal.example.com`). The error says what to fix.
+pub fn parse_public_url(raw: &str) -> Result<String, String> {
+    let example = "e.g. https://fal.example.com";
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|e| format!("{raw:?} is not a URL ({e}); {example}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the public URL must start with https:// or http://; {example}"
+        ));
+    }
+    if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the public URL needs a host and no user name; {example}"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "the public URL is an origin only (fal is served at the root of its host, no path, \
+             query or fragment); {example}"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -112,6 +160,49 @@ pub fn redact_url_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_base_is_configured_or_a_reachable_listen_address() {
+        let mut c = Config::new(PathBuf::from("/tmp/x"));
+        c.listen = "127.0.0.1:8420".parse().unwrap();
+        assert_eq!(c.public_base().as_deref(), Some("http://127.0.0.1:8420"));
+        c.tls = Some(TlsFiles {
+            cert: "c".into(),
+            key: "k".into(),
+        });
+        assert_eq!(c.public_base().as_deref(), Some("https://127.0.0.1:8420"));
+        c.listen = "[::1]:8443".parse().unwrap();
+        assert_eq!(c.public_base().as_deref(), Some("https://[::1]:8443"));
+        for wild in ["0.0.0.0:8420", "[::]:8420", "127.0.0.1:0"] {
+            c.listen = wild.parse().unwrap();
+            assert_eq!(c.public_base(), None, "{wild}");
+        }
+        c.public_url = Some("https://fal.example.com".into());
+        assert_eq!(c.public_base().as_deref(), Some("https://fal.example.com"));
+    }
+
+    #[test]
+    fn public_urls_are_origins() {
+        for (raw, want) in [
+            ("https://fal.example.com", "https://fal.example.com"),
+            ("https://fal.example.com/", "https://fal.example.com"),
+            ("https://FAL.example.com:443/", "https://fal.example.com"),
+            ("http://10.0.0.5:8420", "http://10.0.0.5:8420"),
+        ] {
+            assert_eq!(parse_public_url(raw).as_deref(), Ok(want), "{raw}");
+        }
+        for bad in [
+            "fal.example.com",
+            "ftp://fal.example.com",
+            "https://fal.example.com/fal",
+            "https://fal.example.com/?x=1",
+            "https://u:p@fal.example.com",
+            "https://fal.example.com/#x",
+        ] {
+            let err = parse_public_url(bad).unwrap_err();
+            assert!(err.contains("https://fal.example.com"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn passwords_are_hidden_in_descriptions() {

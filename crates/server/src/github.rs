@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fal_core::{Clock, RandomSource, UserId};
+use fal_core::{Clock, RandomSource, Timestamp, UserId};
 use fal_store::{User, UserStore};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::device_polls::{Answered, DevicePolls, Gate, Verdict};
 use crate::error::ApiError;
 
 /// The GitHub OAuth app and who may sign in.
@@ -63,6 +64,8 @@ pub enum DevicePoll {
     Expired,
     /// The user refused.
     Denied,
+    /// GitHub does not know this device code (or it was already used).
+    Unknown,
     /// Done: GitHub's token for this user.
     Token(SecretString),
 }
@@ -85,6 +88,11 @@ pub struct Github {
     config: GithubConfig,
     /// HTTP client.
     http: reqwest::Client,
+    /// The web flow's `redirect_uri`, from the configured public URL; `None`
+    /// when there is none (the web flow is then refused).
+    callback: Option<String>,
+    /// Per-device-code throttle of device-flow polls.
+    polls: DevicePolls,
 }
 
 fn unreachable_github(e: impl std::fmt::Display) -> ApiError {
@@ -108,7 +116,34 @@ impl Github {
             .user_agent("fal-server")
             .build()
             .unwrap_or_default();
-        Github { config, http }
+        Github {
+            config,
+            http,
+            callback: None,
+            polls: DevicePolls::default(),
+        }
+    }
+
+    /// Sends the web flow back to `public_base` (an origin, see
+    /// [`crate::Config::public_base`]); without one the web flow is refused.
+    pub fn with_public_base(mut self, public_base: Option<String>) -> Github {
+        self.callback = public_base.map(|b| format!("{b}/auth/github/callback"));
+        self
+    }
+
+    /// The web flow's `redirect_uri`: built from configuration, never from
+    /// a request (a forged `Host` header must not choose where GitHub sends
+    /// the code).
+    pub fn callback_url(&self) -> Result<&str, ApiError> {
+        self.callback.as_deref().ok_or_else(|| ApiError::Status {
+            status: axum::http::StatusCode::NOT_IMPLEMENTED,
+            code: "public_url_not_configured",
+            detail: "Sign-in with GitHub in the browser needs the address browsers reach this \
+                     server at: start fal serve with --public-url (FAL_PUBLIC_URL), e.g. \
+                     https://fal.example.com, and register \
+                     <public URL>/auth/github/callback as the OAuth app's callback URL"
+                .into(),
+        })
     }
 
     /// The settings.
@@ -116,8 +151,18 @@ impl Github {
         &self.config
     }
 
-    /// Starts a device flow.
-    pub async fn device_code(&self) -> Result<DeviceCode, ApiError> {
+    /// Starts a device flow (429 when [`crate::device_polls::MAX_STARTED`]
+    /// flows are under way).
+    pub async fn device_code(&self, now: Timestamp) -> Result<DeviceCode, ApiError> {
+        if !self.polls.has_room(now) {
+            return Err(ApiError::Status {
+                status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_sign_ins",
+                detail:
+                    "Too many sign-ins are under way on this server; try again in a few minutes"
+                        .into(),
+            });
+        }
         let resp = self
             .http
             .post(format!("{}/login/device/code", self.config.url))
@@ -135,7 +180,10 @@ impl Github {
                 resp.status()
             )));
         }
-        resp.json().await.map_err(unreachable_github)
+        let code: DeviceCode = resp.json().await.map_err(unreachable_github)?;
+        self.polls
+            .started(&code.device_code, code.interval, code.expires_in, now);
+        Ok(code)
     }
 
     /// One request to GitHub's token endpoint (device flow and web flow).
@@ -152,8 +200,19 @@ impl Github {
             .map_err(unreachable_github)
     }
 
-    /// Polls a device flow once.
-    pub async fn poll_device(&self, device_code: &str) -> Result<DevicePoll, ApiError> {
+    /// Polls a device flow once: answered here when polled sooner than the
+    /// interval or after GitHub's final answer ([`crate::device_polls`]),
+    /// else asked of GitHub.
+    pub async fn poll_device(
+        &self,
+        device_code: &str,
+        now: Timestamp,
+    ) -> Result<DevicePoll, ApiError> {
+        match self.polls.gate(device_code, now) {
+            Gate::Forward => {}
+            Gate::SlowDown(interval) => return Ok(DevicePoll::SlowDown(interval)),
+            Gate::Final(v) => return Ok(verdict_poll(v)),
+        }
         let answer = self
             .token_endpoint(&[
                 ("client_id", self.config.client_id.as_str()),
@@ -161,14 +220,29 @@ impl Github {
                 ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
             ])
             .await?;
-        Ok(match (answer.access_token, answer.error.as_deref()) {
-            (Some(t), _) => DevicePoll::Token(SecretString::from(t)),
-            (None, Some("authorization_pending")) => DevicePoll::Pending,
-            (None, Some("slow_down")) => DevicePoll::SlowDown(answer.interval.unwrap_or(10)),
-            (None, Some("expired_token")) => DevicePoll::Expired,
-            (None, Some("access_denied")) => DevicePoll::Denied,
+        let (poll, seen) = match (answer.access_token, answer.error.as_deref()) {
+            (Some(t), _) => (DevicePoll::Token(SecretString::from(t)), Answered::Done),
+            (None, Some("authorization_pending")) => (DevicePoll::Pending, Answered::Pending),
+            (None, Some("slow_down")) => {
+                let i = answer.interval.unwrap_or(10);
+                (DevicePoll::SlowDown(i), Answered::SlowDown(i))
+            }
+            (None, Some("expired_token")) => final_answer(Verdict::Expired),
+            (None, Some("access_denied")) => final_answer(Verdict::Denied),
+            (None, Some("incorrect_device_code" | "bad_verification_code")) => {
+                final_answer(Verdict::Unknown)
+            }
+            (None, Some(e @ ("device_flow_disabled" | "incorrect_client_credentials"))) => {
+                tracing::warn!(error = e, "GitHub refused this server's OAuth app");
+                return Err(ApiError::BadGateway(format!(
+                    "GitHub refused this server's OAuth app ({e}): its operator must check the \
+                     client id and enable the device flow in the OAuth app's settings"
+                )));
+            }
             (None, other) => return Err(unreachable_github(format!("device token: {other:?}"))),
-        })
+        };
+        self.polls.answered(device_code, seen);
+        Ok(poll)
     }
 
     /// The URL that starts the web flow.
@@ -404,6 +478,18 @@ impl Github {
         tracing::info!(login = %gh.login, github_id = gh.id, user_id = %user.user_id, "signed in with GitHub");
         Ok(user)
     }
+}
+
+fn verdict_poll(v: Verdict) -> DevicePoll {
+    match v {
+        Verdict::Expired => DevicePoll::Expired,
+        Verdict::Denied => DevicePoll::Denied,
+        Verdict::Unknown => DevicePoll::Unknown,
+    }
+}
+
+fn final_answer(v: Verdict) -> (DevicePoll, Answered) {
+    (verdict_poll(v), Answered::Final(v))
 }
 
 fn not_allowed(detail: String) -> ApiError {

@@ -10,6 +10,7 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
+//! - [`alias`]: the check every key alias passes (REST and dashboard).
 //! - [`cookies`]: every cookie the server sets: names, builder, reader,
 //!   and the rule that keeps them from upstreams.
 //! - [`dashboard`]: the keys page in the browser (server-rendered).
@@ -20,11 +21,14 @@
 //! - [`forward_rules`], [`chunked`]: what both forwarding paths let through
 //!   (paths, cookies, lengths, upstream framings; chunked framing, strict and
 //!   without trailers).
+//! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
 //! - [`tls`]: serving HTTPS with rustls.
-//! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
+//! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens;
+//!   [`device_polls`] throttles the device flow's polls per code.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -32,12 +36,14 @@ pub mod chunked;
 pub mod config;
 pub mod cookies;
 pub mod dashboard;
+pub mod device_polls;
 pub mod error;
 pub mod forward_rules;
 pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod pepper;
+pub mod response_headers;
 pub mod sealed;
 pub mod sessions;
 pub mod tls;

@@ -1,5 +1,5 @@
-//! Dashboard cookies under TLS carry `Secure`; a valid form from one user
-//! cannot revoke another user's key.
+//! Dashboard cookies under TLS carry `Secure` and the `__Host-` prefix; a
+//! valid form from one user cannot revoke another user's key.
 
 use std::path::Path;
 use std::process::Command;
@@ -73,21 +73,93 @@ fn dashboard_cookies_are_secure_under_tls() {
         &[("SSL_CERT_FILE", &ca)],
     );
     let admin = s.bootstrap();
-    let cookies = dashboard_sign_in(
-        &s.url,
-        &dir.path().join("jar"),
-        Some(&ca),
-        &admin.id,
-        &admin.secret,
+    let jar = dir.path().join("jar");
+    let cookies = dashboard_sign_in(&s.url, &jar, Some(&ca), &admin.id, &admin.secret);
+    // A sibling subdomain or another port cannot plant a `__Host-` cookie.
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("fal_")),
+        "an unprefixed cookie under TLS: {cookies:?}"
     );
     let session = cookies
         .iter()
-        .find(|c| c.starts_with("fal_session="))
-        .expect("a session cookie");
-    for attr in ["HttpOnly", "SameSite=Lax", "Secure"] {
-        assert!(session.contains(attr), "{session} lacks {attr}");
+        .find(|c| c.starts_with("__Host-fal_session="))
+        .expect("a __Host- session cookie");
+    let cleared_csrf = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-fal_csrf="))
+        .expect("the login CSRF cookie cleared under its __Host- name");
+    for c in [session, cleared_csrf] {
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(c.contains(attr), "{c} lacks {attr}");
+        }
+        assert!(!c.contains("Domain"), "{c}");
     }
+    // The browser sends it back under that name, and the server reads it.
+    let jar_s = jar.display().to_string();
+    let keys = curl(&[
+        "--cacert",
+        &ca,
+        "-b",
+        &jar_s,
+        &format!("{}/dashboard/keys", s.url),
+    ]);
+    assert!(keys.starts_with("HTTP/1.1 200"), "{keys}");
+    // A bare `fal_session` (what a plain-HTTP sibling could plant) is not read.
+    let token = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    let planted = curl(&[
+        "--cacert",
+        &ca,
+        "-b",
+        &format!("fal_session={token}"),
+        &format!("{}/dashboard/keys", s.url),
+    ]);
+    assert!(planted.starts_with("HTTP/1.1 303"), "{planted}");
     s.stop();
+}
+
+#[test]
+fn the_one_time_link_never_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), Some("trace"));
+    let admin = s.bootstrap();
+    let jar = dir.path().join("jar");
+    dashboard_sign_in(&s.url, &jar, None, &admin.id, &admin.secret);
+    let jar_s = jar.display().to_string();
+    let keys = format!("{}/dashboard/keys", s.url);
+    let csrf = hidden_csrf(&curl(&["-b", &jar_s, &keys]));
+    let made = curl(&[
+        "-b",
+        &jar_s,
+        "--data",
+        &format!("csrf={csrf}&scope=API&alias=x"),
+        &keys,
+    ]);
+    let link = made
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(|_| l[10..].trim().to_owned())
+        })
+        .expect("a redirect to the one-time link");
+    let id = link
+        .strip_prefix("/dashboard/keys/created/")
+        .expect("the one-time link")
+        .to_owned();
+    let shown = curl(&["-b", &jar_s, &format!("{}{link}", s.url)]);
+    assert!(shown.contains("fal_sk_"), "{shown}");
+    let log = s.stop();
+    assert!(
+        log.contains("/dashboard/keys/created/"),
+        "the request is logged, without its id"
+    );
+    assert!(!log.contains(&id), "the one-time link's id reached the log");
 }
 
 #[test]

@@ -294,3 +294,40 @@ fn numeric_ids_allow_sign_in_and_a_login_alone_does_not() {
     );
     s.stop();
 }
+
+#[test]
+fn the_public_url_is_checked_and_names_the_callback_to_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeGithub::start();
+    let s = server(
+        dir.path(),
+        &fake,
+        &["octocat"],
+        &["--public-url", "https://fal.example.com/"],
+        None,
+    );
+    assert!(
+        s.banner
+            .contains("returns to https://fal.example.com/auth/github/callback"),
+        "{}",
+        s.banner
+    );
+    s.stop();
+    // Port 0 and no --public-url: the banner says the web flow is off.
+    let other = tempfile::tempdir().unwrap();
+    let s = server(other.path(), &fake, &["octocat"], &[], None);
+    assert!(s.banner.contains("--public-url"), "{}", s.banner);
+    s.stop();
+    let out = fal()
+        .args([
+            "serve",
+            "--public-url",
+            "https://fal.example.com/fal",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("origin only"), "{}", stderr(&out));
+}

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::header::{COOKIE, HOST, LOCATION, SET_COOKIE};
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fal_core::token::SessionToken;
@@ -13,13 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::ApiJson;
 use crate::auth::{AppState, Caller};
+use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::github::{DevicePoll, Github};
-
-/// Cookie holding the dashboard session.
-pub const SESSION_COOKIE: &str = "fal_session";
-/// Cookie holding the web flow's `state` and PKCE verifier until the callback.
-const OAUTH_COOKIE: &str = "fal_oauth";
+use crate::response_headers::no_store;
 
 fn github(state: &AppState) -> Result<&Github, ApiError> {
     state.github().ok_or_else(|| ApiError::Status {
@@ -38,9 +35,12 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `POST /auth/device`: starts the device flow.
-pub async fn device_start(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let code = github(&state)?.device_code().await?;
-    Ok(Json(serde_json::to_value(code).unwrap_or_default()))
+pub async fn device_start(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let code = github(&state)?.device_code(state.clock().now()).await?;
+    // The device code is the attempt's secret: no cache keeps it.
+    Ok(no_store(Json(
+        serde_json::to_value(code).unwrap_or_default(),
+    )))
 }
 
 /// `POST /auth/device/token` body.
@@ -65,7 +65,10 @@ pub async fn device_poll(
         code: c,
         detail: detail.into(),
     };
-    match gh.poll_device(&body.device_code).await? {
+    match gh
+        .poll_device(&body.device_code, state.clock().now())
+        .await?
+    {
         DevicePoll::Pending => Ok((
             StatusCode::ACCEPTED,
             Json(json!({"status": "authorization_pending"})),
@@ -86,6 +89,12 @@ pub async fn device_poll(
             "access_denied",
             "Access was denied on GitHub",
         )),
+        DevicePoll::Unknown => Err(status(
+            StatusCode::BAD_REQUEST,
+            "unknown_device_code",
+            "GitHub does not know this device code, or it was already used: send the \
+             device_code POST /auth/device answered with, or run `fal auth login` again",
+        )),
         DevicePoll::Token(token) => {
             let user = gh
                 .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
@@ -94,13 +103,12 @@ pub async fn device_poll(
                 .sessions()
                 .issue_cli(&user.user_id, Some(&token))
                 .await?;
-            Ok(Json(json!({
+            Ok(no_store(Json(json!({
                 "access_token": issued.access.expose(),
                 "refresh_token": issued.refresh.expose(),
                 "expires_in": issued.expires_in,
                 "user": user_json(&user),
-            }))
-            .into_response())
+            }))))
         }
     }
 }
@@ -153,12 +161,11 @@ pub async fn refresh(
         });
     }
     let issued = state.sessions().finish_refresh(grant).await?;
-    Ok(Json(json!({
+    Ok(no_store(Json(json!({
         "access_token": issued.access.expose(),
         "refresh_token": issued.refresh.expose(),
         "expires_in": issued.expires_in,
-    }))
-    .into_response())
+    }))))
 }
 
 /// `POST /auth/logout`: ends the caller's session (bearer token), and the
@@ -207,41 +214,24 @@ pub fn b64url(bytes: &[u8]) -> String {
     out
 }
 
-fn callback_url(state: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let scheme = if state.tls() { "https" } else { "http" };
-    format!("{scheme}://{host}/auth/github/callback")
-}
-
 /// `GET /auth/github/login`: the web flow's first step.
-pub async fn web_login(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn web_login(State(state): State<AppState>) -> Result<Response, ApiError> {
     let gh = github(&state)?;
+    let callback = gh.callback_url()?;
     let st = SessionToken::generate("", state.rng())?;
     let verifier = SessionToken::generate("", state.rng())?;
     let challenge = b64url(&Sha256::digest(verifier.expose().as_bytes()));
-    let url = gh.authorize_url(&callback_url(&state, &headers), st.expose(), &challenge);
-    let cookie = format!(
-        "{OAUTH_COOKIE}={}.{}; Max-Age=600; {}",
-        st.expose(),
-        verifier.expose(),
-        state.cookie_attrs()
-    );
+    let url = gh.authorize_url(callback, st.expose(), &challenge);
+    let value = format!("{}.{}", st.expose(), verifier.expose());
+    let cookie = cookies::set(OurCookie::OAuth, state.tls(), &value, 600)
+        .ok_or_else(|| ApiError::Internal("cookie".into()))?;
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
     h.insert(
         LOCATION,
         HeaderValue::from_str(&url).map_err(|_| ApiError::Internal("url".into()))?,
     );
-    h.insert(
-        SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| ApiError::Internal("cookie".into()))?,
-    );
+    h.insert(SET_COOKIE, cookie);
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
 }
@@ -252,18 +242,6 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
-}
-
-/// Reads one cookie.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// `GET /auth/github/callback`: checks `state`, exchanges the code with its
@@ -284,43 +262,35 @@ pub async fn web_callback(
             "GitHub sign-in did not complete ({e}); start again"
         )));
     }
-    let stored = cookie(&headers, OAUTH_COOKIE)
+    let stored = cookies::read(&headers, OurCookie::OAuth, state.tls())
         .ok_or_else(|| bad("The sign-in expired or was started elsewhere; start again"))?;
     let (st, verifier) = stored
         .split_once('.')
         .ok_or_else(|| bad("Malformed sign-in cookie; start again"))?;
     let given = q.state.unwrap_or_default();
-    if !crate::sessions::same_secret(st, &given) {
+    // An empty state (given or stored) proves nothing: a cookie planted with
+    // an empty state would match any callback without one.
+    if st.is_empty() || verifier.is_empty() || !crate::sessions::same_secret(st, &given) {
         return Err(bad("The sign-in's state does not match; start again"));
     }
     let code = q
         .code
         .ok_or_else(|| bad("GitHub sent no code; start again"))?;
     let token = gh
-        .exchange_code(&code, verifier, &callback_url(&state, &headers))
+        .exchange_code(&code, verifier, gh.callback_url()?)
         .await?;
     let user = gh
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
     let (session, ttl) = state.sessions().issue_web(&user.user_id, None).await?;
-    let attrs = state.cookie_attrs();
+    let tls = state.tls();
+    let session = cookies::set(OurCookie::Session, tls, session.expose(), ttl.as_secs())
+        .ok_or_else(|| ApiError::Internal("cookie".into()))?;
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
     h.insert(LOCATION, HeaderValue::from_static("/dashboard/keys"));
-    let set =
-        |v: String| HeaderValue::from_str(&v).map_err(|_| ApiError::Internal("cookie".into()));
-    h.append(
-        SET_COOKIE,
-        set(format!(
-            "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
-            session.expose(),
-            ttl.as_secs()
-        ))?,
-    );
-    h.append(
-        SET_COOKIE,
-        set(format!("{OAUTH_COOKIE}=; Max-Age=0; {attrs}"))?,
-    );
+    h.append(SET_COOKIE, session);
+    h.append(SET_COOKIE, cookies::clear(OurCookie::OAuth, tls));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
 }

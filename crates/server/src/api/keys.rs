@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiJson, ApiQuery};
+use crate::alias::Alias;
 use crate::auth::Admin;
 use crate::error::ApiError;
 
 /// Longest alias accepted.
-pub const MAX_ALIAS_CHARS: usize = 255;
+pub use crate::alias::MAX_ALIAS_CHARS;
 /// Default and largest page sizes for listing.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Largest page a client may ask for.
@@ -39,19 +40,9 @@ pub async fn create(admin: Admin, ApiJson(body): ApiJson<CreateKey>) -> Result<R
             body.scope
         ))
     })?;
-    let alias = body.alias.unwrap_or_default();
-    let alias_chars = alias.chars().count();
-    if alias_chars > MAX_ALIAS_CHARS {
-        return Err(ApiError::Unprocessable(format!(
-            "alias is {alias_chars} characters long; the limit is {MAX_ALIAS_CHARS}"
-        )));
-    }
-    if alias.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(
-            "alias must not contain control characters".into(),
-        ));
-    }
-    let created = admin.create_key(scope, alias).await?;
+    let alias = Alias::parse(body.alias.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let created = admin.create_key(scope, alias.into_string()).await?;
     let id = created.key.record.key_id.to_string();
     let secret = created.secret.expose();
     let body = json!({

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret";
+/// The one device code this GitHub issues.
+pub const DEVICE_CODE: &str = "device-123";
 pub const GITHUB_TOKEN: &str = "gho_faketoken0123456789abcdefghijklmnop";
 
 pub struct FakeState {
@@ -34,6 +36,8 @@ pub struct FakeState {
     /// The API refuses the user's token (401), as after the user revokes
     /// the OAuth app.
     pub token_revoked: bool,
+    /// The `redirect_uri` of every web-flow code exchange.
+    pub redirect_uris: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -48,7 +52,7 @@ async fn device_code(
 ) -> Json<Value> {
     assert_eq!(form.get("client_id").map(String::as_str), Some(CLIENT_ID));
     Json(json!({
-        "device_code": "device-123",
+        "device_code": DEVICE_CODE,
         "user_code": "ABCD-1234",
         "verification_uri": format!("{}/login/device", f.url),
         "expires_in": 900,
@@ -65,6 +69,13 @@ async fn token(
         == Some("urn:ietf:params:oauth:grant-type:device_code")
     {
         s.polls.push(Instant::now());
+        // As GitHub: a code it never issued.
+        if form.get("device_code").map(String::as_str) != Some(DEVICE_CODE) {
+            return Json(json!({
+                "error": "incorrect_device_code",
+                "error_description": "The device_code provided is not valid.",
+            }));
+        }
         let step = s.script.pop_front().unwrap_or("ok");
         return Json(match step {
             "pending" => json!({"error": "authorization_pending"}),
@@ -76,6 +87,8 @@ async fn token(
             }
         });
     }
+    s.redirect_uris
+        .push(form.get("redirect_uri").cloned().unwrap_or_default());
     let code = form.get("code").cloned().unwrap_or_default();
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
     let ok_secret = form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
@@ -149,6 +162,7 @@ impl FakeGithub {
                 codes: HashMap::new(),
                 down: false,
                 token_revoked: false,
+                redirect_uris: vec![],
             })),
         };
         let app = Router::new()

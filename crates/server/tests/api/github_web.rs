@@ -7,9 +7,24 @@ use fal_server::github::GithubConfig;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub};
+use fal_core::SystemClock;
+
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-async fn app_with_github(fake: &FakeGithub) -> TestApp {
+/// Where the test servers say browsers reach them.
+const PUBLIC_URL: &str = "https://fal.example.com";
+
+pub async fn app_with_github(fake: &FakeGithub) -> TestApp {
+    app_with_github_and(fake, |_| {}, Arc::new(SystemClock)).await
+}
+
+/// A server signing in with `fake`, with more settings and a clock of the
+/// test's choosing.
+pub async fn app_with_github_and(
+    fake: &FakeGithub,
+    tweak: impl FnOnce(&mut fal_server::Config),
+    clock: Arc<dyn fal_core::Clock>,
+) -> TestApp {
     let url = fake.url.clone();
     spawn_app_with(
         move |c| {
@@ -21,14 +36,16 @@ async fn app_with_github(fake: &FakeGithub) -> TestApp {
                 allow_users: vec!["octocat".into()],
                 allow_user_ids: vec![],
                 allow_orgs: vec![],
-            })
+            });
+            c.public_url = Some(PUBLIC_URL.into());
+            tweak(c);
         },
-        Arc::new(fal_core::SystemClock),
+        clock,
     )
     .await
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     let _ = fal_client::http_client();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -46,9 +63,22 @@ fn query_param(url: &str, name: &str) -> String {
 
 /// Runs the web flow up to the callback; returns the callback's response.
 async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwest::Response {
+    sign_in_as(app, fake, tamper_state, None).await
+}
+
+/// [`sign_in`], every request with a `Host` header of the caller's choosing.
+async fn sign_in_as(
+    app: &TestApp,
+    fake: &FakeGithub,
+    tamper_state: bool,
+    host: Option<&str>,
+) -> reqwest::Response {
     let http = no_redirects();
-    let start = http
-        .get(format!("{}/auth/github/login", app.url))
+    let with_host = |r: reqwest::RequestBuilder| match host {
+        Some(h) => r.header(reqwest::header::HOST, h),
+        None => r,
+    };
+    let start = with_host(http.get(format!("{}/auth/github/login", app.url)))
         .send()
         .await
         .unwrap();
@@ -60,6 +90,7 @@ async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwes
     );
     assert_eq!(query_param(&location, "code_challenge_method"), "S256");
     let oauth_cookie = start.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(oauth_cookie.starts_with("fal_oauth="), "{oauth_cookie}");
     assert!(oauth_cookie.contains("HttpOnly") && oauth_cookie.contains("SameSite=Lax"));
     let cookie = oauth_cookie.split(';').next().unwrap().to_owned();
     // The user approves on GitHub, which redirects back with a code.
@@ -69,10 +100,10 @@ async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwes
     } else {
         query_param(&location, "state")
     };
-    http.get(format!(
+    with_host(http.get(format!(
         "{}/auth/github/callback?code=code-1&state={state}",
         app.url
-    ))
+    )))
     .header(COOKIE, cookie)
     .send()
     .await
@@ -145,6 +176,86 @@ async fn a_forged_state_or_missing_cookie_is_refused() {
         .await
         .unwrap();
     assert_eq!(no_cookie.status(), 400);
+}
+
+#[tokio::test]
+async fn a_forged_host_header_does_not_choose_the_redirect_uri() {
+    let fake = FakeGithub::start();
+    let app = app_with_github(&fake).await;
+    let callback = format!("{PUBLIC_URL}/auth/github/callback");
+    for host in [
+        None,
+        Some("evil.example"),
+        Some("fal.example.com.evil.example:8443"),
+    ] {
+        let http = no_redirects();
+        let mut start = http.get(format!("{}/auth/github/login", app.url));
+        if let Some(h) = host {
+            start = start.header(reqwest::header::HOST, h);
+        }
+        let start = start.send().await.unwrap();
+        let location = start.headers()[LOCATION].to_str().unwrap().to_owned();
+        let sent = query_param(&location, "redirect_uri");
+        assert_eq!(
+            sent, "https%3A%2F%2Ffal.example.com%2Fauth%2Fgithub%2Fcallback",
+            "Host {host:?}"
+        );
+    }
+    let done = sign_in_as(&app, &fake, false, Some("evil.example")).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        fake.state.lock().unwrap().redirect_uris,
+        [callback],
+        "the code exchange names the configured callback"
+    );
+}
+
+#[tokio::test]
+async fn without_a_public_url_a_wildcard_or_port_0_server_refuses_the_web_flow() {
+    let fake = FakeGithub::start();
+    // spawn_app listens on 127.0.0.1:0: no address a browser could be sent back to.
+    let app = app_with_github_and(&fake, |c| c.public_url = None, Arc::new(SystemClock)).await;
+    let r = no_redirects()
+        .get(format!("{}/auth/github/login", app.url))
+        .header(reqwest::header::HOST, "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+    assert!(r.headers().get(LOCATION).is_none());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "public_url_not_configured");
+    assert!(
+        body["detail"].as_str().unwrap().contains("--public-url"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_state_is_refused_even_against_an_empty_stored_one() {
+    let fake = FakeGithub::start();
+    let app = app_with_github(&fake).await;
+    fake.issue_code("code-e", "whatever");
+    for (cookie, query) in [
+        ("fal_oauth=.verifier", "code=code-e&state="),
+        ("fal_oauth=.verifier", "code=code-e"),
+        ("fal_oauth=.", "code=code-e&state="),
+        ("fal_oauth=state.", "code=code-e&state=state"),
+    ] {
+        let r = no_redirects()
+            .get(format!("{}/auth/github/callback?{query}", app.url))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{cookie} {query}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "bad_oauth_state");
+    }
+    assert!(
+        fake.state.lock().unwrap().redirect_uris.is_empty(),
+        "GitHub was never asked"
+    );
 }
 
 #[tokio::test]

@@ -163,6 +163,17 @@ async fn bad_bodies_get_a_4xx_that_says_what_to_fix() {
             "limit is 255".to_owned(),
         ),
         (
+            json!({"scope": "API", "alias": "evil\u{202E}gpj.exe"}).to_string(),
+            422,
+            "U+202E (a bidirectional override or embedding), which can disguise text: remove it"
+                .to_owned(),
+        ),
+        (
+            json!({"scope": "API", "alias": "a\u{FEFF}b"}).to_string(),
+            422,
+            "U+FEFF".to_owned(),
+        ),
+        (
             r#"{"scope": "API", "extra": 1}"#.to_owned(),
             422,
             "extra".to_owned(),

@@ -3,11 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod dashboard;
+mod device;
 mod fake_github;
 mod forwarding;
 mod front;
 mod gateway;
 mod github_web;
+mod headers;
 mod helpers;
 mod keys;
 mod lifecycle;

@@ -11,106 +11,46 @@
 //! `Cache-Control: no-store`. A new secret is shown through a one-time
 //! link (post, redirect, get): reloading or going back never shows it again.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use axum::extract::{Path, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{Path, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use fal_core::header::parse_key_pair;
 use fal_core::token::SessionToken;
-use fal_core::{KeyId, Principal, Scope, Timestamp};
+use fal_core::{KeyId, Principal, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::api::github::{SESSION_COOKIE, cookie};
+use crate::alias::Alias;
 use crate::auth::AppState;
+use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::sessions::CsrfChecked;
 
-const LAYOUT: &str = include_str!("../templates/layout.html");
-const LOGIN: &str = include_str!("../templates/login.html");
-const KEYS: &str = include_str!("../templates/keys.html");
-const KEY_ROW: &str = include_str!("../templates/key_row.html");
-const CREATED: &str = include_str!("../templates/created.html");
-const SHOWN: &str = include_str!("../templates/shown.html");
-const CONFIRM: &str = include_str!("../templates/confirm_revoke.html");
-const NAV: &str = include_str!("../templates/nav.html");
-const CSS: &str = include_str!("../static/app.css");
-const JS: &str = include_str!("../static/app.js");
+mod flash;
+mod templates;
 
-/// Cookie for the sign-in form's CSRF token (before there is a session).
-const LOGIN_CSRF_COOKIE: &str = "fal_csrf";
-/// How long a one-time secret link stays valid.
-const FLASH_TTL_MS: i64 = 5 * 60 * 1000;
+pub use flash::{Flashes, loggable_path};
+pub use templates::{escape, render};
 
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Fills `{{name}}` (escaped) and `{{{name}}}` (trusted HTML) in a template.
-pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{{{k}}}}}}}"), v);
-        out = out.replace(&format!("{{{{{k}}}}}"), &escape(v));
-    }
-    out
-}
+const LAYOUT: &str = include_str!("../../templates/layout.html");
+const LOGIN: &str = include_str!("../../templates/login.html");
+const KEYS: &str = include_str!("../../templates/keys.html");
+const KEY_ROW: &str = include_str!("../../templates/key_row.html");
+const CREATED: &str = include_str!("../../templates/created.html");
+const SHOWN: &str = include_str!("../../templates/shown.html");
+const CONFIRM: &str = include_str!("../../templates/confirm_revoke.html");
+const NAV: &str = include_str!("../../templates/nav.html");
+const CSS: &str = include_str!("../../static/app.css");
+const JS: &str = include_str!("../../static/app.js");
 
 fn page(title: &str, nav: &str, body: &str) -> Html<String> {
     Html(render(
         LAYOUT,
         &[("title", title), ("nav", nav), ("body", body)],
     ))
-}
-
-/// Secrets created in this process, shown once through `/dashboard/keys/created/{id}`.
-#[derive(Default)]
-pub struct Flashes {
-    /// flash id → (session id, key id, secret, when).
-    inner: Mutex<HashMap<String, (String, String, SecretString, Timestamp)>>,
-}
-
-impl Flashes {
-    fn put(
-        &self,
-        id: String,
-        session: String,
-        key_id: String,
-        secret: SecretString,
-        now: Timestamp,
-    ) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, v| now.millis() - v.3.millis() < FLASH_TTL_MS);
-        m.insert(id, (session, key_id, secret, now));
-    }
-
-    fn take(&self, id: &str, session: &str, now: Timestamp) -> Option<(String, SecretString)> {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(id) {
-            Some(v) if v.0 == session && now.millis() - v.3.millis() < FLASH_TTL_MS => {
-                m.remove(id).map(|v| (v.1, v.2))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// The dashboard's routes.
@@ -133,28 +73,9 @@ pub fn routes() -> Router<AppState> {
             "/dashboard/static/app.js",
             get(|| async { ([(CONTENT_TYPE, "text/javascript")], JS) }),
         )
-        .layer(axum::middleware::from_fn(security_headers))
-}
-
-/// Strict headers on every dashboard response.
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+        .layer(axum::middleware::from_fn(
+            crate::response_headers::dashboard,
+        ))
 }
 
 fn redirect(to: &str) -> Response {
@@ -173,7 +94,7 @@ struct Signed {
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Signed> {
-    let token = cookie(headers, SESSION_COOKIE)?;
+    let token = cookies::read(headers, OurCookie::Session, state.tls())?;
     let principal = state.verifier().authenticate_cookie(&token).await.ok()?;
     let nickname = state
         .users()
@@ -225,12 +146,7 @@ fn login_form(
         ],
     );
     let mut resp = (status, page("Sign in", "", &body)).into_response();
-    let c = format!(
-        "{LOGIN_CSRF_COOKIE}={}; Max-Age=3600; {}",
-        csrf.expose(),
-        state.cookie_attrs()
-    );
-    if let Ok(v) = HeaderValue::from_str(&c) {
+    if let Some(v) = cookies::set(OurCookie::LoginCsrf, state.tls(), csrf.expose(), 3600) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
     Ok(resp)
@@ -259,7 +175,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let expected = cookies::read(&headers, OurCookie::LoginCsrf, state.tls()).unwrap_or_default();
     if expected.is_empty() || expected != form.csrf {
         return login_form(
             &state,
@@ -295,19 +211,12 @@ async fn login(
         .issue_web(&principal.user_id, principal.key_id)
         .await?;
     let mut resp = redirect("/dashboard/keys");
-    let attrs = state.cookie_attrs();
-    for c in [
-        format!(
-            "{SESSION_COOKIE}={}; Max-Age={}; {attrs}",
-            token.expose(),
-            ttl.as_secs()
-        ),
-        format!("{LOGIN_CSRF_COOKIE}=; Max-Age=0; {attrs}"),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(SET_COOKIE, v);
-        }
+    let tls = state.tls();
+    let h = resp.headers_mut();
+    if let Some(v) = cookies::set(OurCookie::Session, tls, token.expose(), ttl.as_secs()) {
+        h.append(SET_COOKIE, v);
     }
+    h.append(SET_COOKIE, cookies::clear(OurCookie::LoginCsrf, tls));
     Ok(resp)
 }
 
@@ -357,10 +266,8 @@ async fn logout(
         state.sessions().revoke(id).await?;
     }
     let mut resp = redirect("/dashboard/login");
-    let c = format!("{SESSION_COOKIE}=; Max-Age=0; {}", state.cookie_attrs());
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        resp.headers_mut().append(SET_COOKIE, v);
-    }
+    resp.headers_mut()
+        .append(SET_COOKIE, cookies::clear(OurCookie::Session, state.tls()));
     Ok(resp)
 }
 
@@ -453,12 +360,19 @@ async fn generate(
         )
         .await;
     };
-    if form.alias.chars().count() > 255 || form.alias.chars().any(char::is_control) {
-        return render_keys(&state, &s, "<div class=\"error\" role=\"alert\">The alias must be at most 255 characters, without control characters.</div>").await;
-    }
-    let created = admin
-        .create_key(scope, form.alias.trim().to_owned())
-        .await?;
+    let alias = match Alias::parse(&form.alias) {
+        Ok(alias) => alias,
+        Err(e) => {
+            let notice = format!(
+                "<div class=\"error\" role=\"alert\">The key was not generated: {}.</div>",
+                escape(&e.to_string())
+            );
+            let mut resp = render_keys(&state, &s, &notice).await?;
+            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(resp);
+        }
+    };
+    let created = admin.create_key(scope, alias.into_string()).await?;
     let flash = SessionToken::generate("", state.rng())?.expose().to_owned();
     state.flashes().put(
         flash.clone(),
@@ -470,14 +384,21 @@ async fn generate(
     Ok(redirect(&format!("/dashboard/keys/created/{flash}")))
 }
 
+/// The one-time secret page. Only a GET uses the link up: axum answers
+/// HEAD with the GET handler, and a link checker or prefetcher sending HEAD
+/// must not burn the secret before its owner sees it.
 async fn created(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(flash): Path<String>,
 ) -> Result<Response, ApiError> {
     let Some(s) = signed_in(&state, &headers).await else {
         return Ok(redirect("/dashboard/login"));
     };
+    if method != Method::GET {
+        return Ok(page("Key generated", &nav(&state, &s), "").into_response());
+    }
     let session = s.principal.session_id.clone().unwrap_or_default();
     let body = match state.flashes().take(&flash, &session, state.clock().now()) {
         Some((key_id, secret)) => render(
@@ -565,18 +486,4 @@ async fn revoke(
         *resp.status_mut() = StatusCode::NOT_FOUND;
     }
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_escape_values_but_not_fragments() {
-        let out = render(
-            "<p>{{a}}</p>{{{b}}}",
-            &[("a", "<script>\"x\""), ("b", "<em>ok</em>")],
-        );
-        assert_eq!(out, "<p>&lt;script&gt;&quot;x&quot;</p><em>ok</em>");
-    }
 }
