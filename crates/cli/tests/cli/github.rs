@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub, GITHUB_TOKEN};
-use crate::harness::{Server, parse_pair, stderr};
+use crate::harness::{Server, fal, parse_pair, stderr};
 
 fn server(
     dir: &Path,
