@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use fal_core::{ManualClock, Timestamp};
 use fal_server::github::GithubConfig;
 use reqwest::Method;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -33,16 +34,38 @@ fn github_config(fake: &FakeGithub, users: &[&str], ids: &[i64], orgs: &[&str]) 
     }
 }
 
+/// An app with GitHub sign-in, and the hand on its clock (the device flow's
+/// polls are throttled by it).
+pub struct GithubApp {
+    app: TestApp,
+    clock: Arc<ManualClock>,
+}
+
+impl std::ops::Deref for GithubApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl std::ops::DerefMut for GithubApp {
+    fn deref_mut(&mut self) -> &mut TestApp {
+        &mut self.app
+    }
+}
+
 /// An app with the demo model and GitHub sign-in allowed by `config`.
-async fn app_with(config: GithubConfig) -> TestApp {
-    spawn_app_with(
+async fn app_with(config: GithubConfig) -> GithubApp {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let app = spawn_app_with(
         move |c| {
             c.demo = true;
             c.github = Some(config);
         },
-        Arc::new(fal_core::SystemClock),
+        clock.clone(),
     )
-    .await
+    .await;
+    GithubApp { app, clock }
 }
 
 /// The value of the `name=` cookie in a response's `Set-Cookie` headers.
@@ -81,7 +104,7 @@ pub async fn dashboard_sign_in(app: &TestApp, key_id: &str, secret: &str) -> Str
 }
 
 /// The CLI's device flow against the fake GitHub: access and refresh token.
-pub async fn cli_sign_in(app: &TestApp) -> (String, String) {
+pub async fn cli_sign_in(app: &GithubApp) -> (String, String) {
     let http = no_redirects();
     let start = http
         .post(format!("{}/auth/device", app.url))
@@ -89,6 +112,11 @@ pub async fn cli_sign_in(app: &TestApp) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(start.status(), 200);
+    // The first poll may come one interval after the start.
+    let interval = start.json::<Value>().await.unwrap()["interval"]
+        .as_i64()
+        .unwrap_or(5);
+    app.clock.advance_millis(interval * 1000);
     let done = http
         .post(format!("{}/auth/device/token", app.url))
         .json(&json!({"device_code": "device-123"}))
@@ -393,6 +421,7 @@ async fn the_allow_list_takes_numeric_ids_which_follow_the_account_not_the_login
         .send()
         .await
         .unwrap();
+    app.clock.advance_millis(60_000);
     let done = http
         .post(format!("{}/auth/device/token", app.url))
         .json(&json!({"device_code": "device-123"}))
