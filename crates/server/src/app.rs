@@ -47,6 +47,12 @@ pub enum StartError {
     /// Recovery found no bootstrap user.
     #[error("this database has no bootstrap admin user yet: start `fal serve` once to create it")]
     NoBootstrapUser,
+    /// Recovery found no database in the data directory.
+    #[error(
+        "no fal data in {0} (no fal.db there); nothing was created. \
+         Is this the right data directory (--data-dir / FAL_DATA_DIR), or is the database elsewhere (--database-url)?"
+    )]
+    NoData(String),
     /// Recovery found no pepper file.
     #[error("no pepper file at {0}: is this the right data directory (--data-dir / FAL_DATA_DIR)?")]
     NoPepper(String),
@@ -165,10 +171,15 @@ impl App {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn RandomSource>,
     ) -> Result<App, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| PepperError::Io {
+        crate::files::create_private_dir(&config.data_dir).map_err(|source| PepperError::Io {
             path: config.data_dir.clone(),
             source,
         })?;
+        if config.database_url.is_none() {
+            let db = config.sqlite_path();
+            crate::files::create_private_file(&db)
+                .map_err(|e| StartError::Io(format!("cannot create {}: {e}", db.display())))?;
+        }
         let (pepper, _) = pepper::load_or_create(&config.pepper_path(), rng.as_ref())?;
         let (store, hasher) = open_checked(&config, clock.as_ref(), &pepper).await?;
 
@@ -565,6 +576,11 @@ pub async fn recover_admin_key(
     clock: &dyn Clock,
     rng: &dyn RandomSource,
 ) -> Result<BootstrapKey, StartError> {
+    // Nothing is created on a directory that holds no fal data: not even the
+    // database file that opening SQLite would make.
+    if config.database_url.is_none() && !config.sqlite_path().is_file() {
+        return Err(StartError::NoData(config.data_dir.display().to_string()));
+    }
     let path = config.pepper_path();
     if !path.exists() {
         return Err(StartError::NoPepper(path.display().to_string()));

@@ -75,14 +75,17 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("pepper"))
     }
 
+    /// The SQLite file in the data directory (used unless a database URL
+    /// is given).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("fal.db")
+    }
+
     /// The database URL in use.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("fal.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.sqlite_path().display()))
     }
 
     /// Where the data lives, for people: the SQLite file or the database URL

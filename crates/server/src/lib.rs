@@ -5,6 +5,7 @@
 //! - [`app`]: builds the application from a [`Config`] (store, pepper,
 //!   bootstrap) and serves it with graceful shutdown.
 //! - [`pepper`]: the 0600 pepper file beside the data.
+//! - [`files`]: the 0700 data directory and the 0600 database file.
 //! - [`auth`]: credential verification with its bounded cache, and the
 //!   extractors that decide what a handler can reach: [`auth::Caller`] for
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
@@ -29,6 +30,7 @@ pub mod config;
 pub mod cookies;
 pub mod dashboard;
 pub mod error;
+pub mod files;
 pub mod front;
 pub mod gateway;
 pub mod github;

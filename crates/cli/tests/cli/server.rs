@@ -98,3 +98,48 @@ fn no_secret_reaches_the_logs_at_any_level() {
         );
     }
 }
+
+#[test]
+fn recover_key_on_a_directory_without_fal_data_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // Nothing there at all.
+        dir.path().join("missing"),
+        // An empty directory.
+        dir.path().join("empty"),
+        // A pepper alone (say, copied from elsewhere), no database.
+        dir.path().join("pepper-only"),
+    ];
+    std::fs::create_dir(&cases[1]).unwrap();
+    std::fs::create_dir(&cases[2]).unwrap();
+    std::fs::write(cases[2].join("pepper"), format!("{}\n", "ab".repeat(32))).unwrap();
+    for data in &cases {
+        let before = listing(data);
+        let out = fal()
+            .args(["admin", "recover-key", "--data-dir"])
+            .arg(data)
+            .env_remove("FAL_DATABASE_URL")
+            .env_remove("FAL_PEPPER_FILE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: {err}", data.display());
+        assert!(err.contains("no fal data"), "{}: {err}", data.display());
+        assert_eq!(
+            listing(data),
+            before,
+            "{}: created something",
+            data.display()
+        );
+    }
+}
+
+/// The names in `dir`, or `None` when it does not exist.
+fn listing(dir: &std::path::Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Some(names)
+}
