@@ -282,7 +282,36 @@ impl App {
 
     /// The router with every route and middleware.
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        router(self.state.clone(), self.body_limits())
+    }
+
+    /// Request body bounds from the configuration.
+    fn body_limits(&self) -> crate::limits::BodyLimits {
+        crate::limits::BodyLimits {
+            timeout: self.config.body_timeout,
+            max_size: self.config.max_body_size,
+        }
+    }
+
+    /// The front door's bounds, with one connection cap for all workers,
+    /// kept within the open-file limit.
+    fn front_limits(&self) -> crate::limits::FrontLimits {
+        let files = crate::limits::file_limit();
+        let cap = crate::limits::connection_cap(self.config.max_connections, files);
+        if cap < self.config.max_connections {
+            tracing::warn!(
+                configured = self.config.max_connections,
+                cap,
+                open_file_limit = files,
+                "the open-file limit lowers the connection cap"
+            );
+        }
+        tracing::info!(max_connections = cap, "connection cap");
+        crate::limits::FrontLimits {
+            idle_timeout: self.config.idle_timeout,
+            body_timeout: self.config.body_timeout,
+            connections: crate::limits::ConnLimit::new(cap),
+        }
     }
 
     /// Checks that the TLS files (if any) load, so a bad pair fails at start.
@@ -349,14 +378,15 @@ impl App {
         on_listening(local);
 
         let tls = self.tls_acceptor()?;
+        let limits = self.front_limits();
         let background = self.start_background();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let upstream = new_upstream_client()?;
-            let idle = self.config.idle_timeout;
+            let limits = limits.clone();
             let state = self.state.for_worker(upstream);
-            let router = router(state.clone());
+            let router = router(state.clone(), self.body_limits());
             let tls = tls.clone();
             let mut stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
@@ -370,7 +400,7 @@ impl App {
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        crate::front::serve(listener, state, router, tls, idle, stopped).await
+                        crate::front::serve(listener, state, router, tls, limits, stopped).await
                     })
                 })
                 .map_err(|e| StartError::Io(format!("cannot start a worker thread: {e}")))?;
@@ -459,7 +489,7 @@ impl App {
             self.state.clone(),
             self.router(),
             tls,
-            self.config.idle_timeout,
+            self.front_limits(),
             shutdown,
         )
         .await;
@@ -539,12 +569,18 @@ impl RunningServer {
     }
 }
 
-/// Builds the router over `state`.
-pub fn router(state: AppState) -> Router {
+/// Builds the router over `state`, with request bodies bounded by `body`.
+pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
     crate::api::routes()
         .merge(crate::dashboard::routes())
         .fallback(fallback)
         .with_state(state)
+        // Ours bounds every body first (413/408 in our JSON shape).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            body,
+            crate::limits::bound_body,
+        ))
         .layer(middleware::from_fn(log_request))
 }
 

@@ -18,6 +18,8 @@
 //!   by hand and hands everything else to hyper and the router.
 //! - [`gateway`]: `/run/OWNER/NAME/…`: apps, upstream connections, the
 //!   router's (general) forwarding path.
+//! - [`limits`]: request body time and size, the connection cap, the
+//!   open-file limit.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
@@ -34,6 +36,7 @@ pub mod files;
 pub mod front;
 pub mod gateway;
 pub mod github;
+pub mod limits;
 pub mod pepper;
 pub mod sessions;
 pub mod tls;

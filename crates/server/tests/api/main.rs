@@ -10,5 +10,6 @@ mod github_web;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod limits;
 mod postgres;
 mod upstream;
