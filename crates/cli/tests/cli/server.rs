@@ -143,3 +143,54 @@ fn listing(dir: &std::path::Path) -> Option<Vec<String>> {
     names.sort();
     Some(names)
 }
+
+/// `fal serve` lifts its soft open-file limit to the hard one (a low soft
+/// limit let a few hundred stalled sockets stop the server) and says so.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_the_open_file_limit_to_the_hard_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""])
+        .arg(crate::harness::FAL)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("FAL_DATABASE_URL")
+        .env_remove("FAL_PEPPER_FILE")
+        .env_remove("FAL_MAX_CONNECTIONS")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "fal serve exited early"
+        );
+        if line.starts_with("fal is listening on ") {
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (soft, hard) = (open_files[3], open_files[4]);
+    assert_eq!(soft, hard, "{limits}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("open-file limit"), "{log}");
+    assert!(log.contains("connection cap"), "{log}");
+}
