@@ -287,31 +287,12 @@ impl App {
 
     /// Request body bounds from the configuration.
     fn body_limits(&self) -> crate::limits::BodyLimits {
-        crate::limits::BodyLimits {
-            timeout: self.config.body_timeout,
-            max_size: self.config.max_body_size,
-        }
+        crate::limits::BodyLimits::from_config(&self.config)
     }
 
-    /// The front door's bounds, with one connection cap for all workers,
-    /// kept within the open-file limit.
+    /// The front door's bounds, with one connection cap for all workers.
     fn front_limits(&self) -> crate::limits::FrontLimits {
-        let files = crate::limits::file_limit();
-        let cap = crate::limits::connection_cap(self.config.max_connections, files);
-        if cap < self.config.max_connections {
-            tracing::warn!(
-                configured = self.config.max_connections,
-                cap,
-                open_file_limit = files,
-                "the open-file limit lowers the connection cap"
-            );
-        }
-        tracing::info!(max_connections = cap, "connection cap");
-        crate::limits::FrontLimits {
-            idle_timeout: self.config.idle_timeout,
-            body_timeout: self.config.body_timeout,
-            connections: crate::limits::ConnLimit::new(cap),
-        }
+        crate::limits::FrontLimits::from_config(&self.config)
     }
 
     /// Checks that the TLS files (if any) load, so a bad pair fails at start.

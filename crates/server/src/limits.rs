@@ -59,6 +59,16 @@ pub struct BodyLimits {
     pub max_size: usize,
 }
 
+impl BodyLimits {
+    /// The bounds in `config`.
+    pub fn from_config(config: &crate::Config) -> BodyLimits {
+        BodyLimits {
+            timeout: config.body_timeout,
+            max_size: config.max_body_size,
+        }
+    }
+}
+
 /// The 413 answer.
 pub fn too_large(max: usize) -> ApiError {
     ApiError::Status {
@@ -289,6 +299,29 @@ pub struct FrontLimits {
     pub body_timeout: Duration,
     /// The server's connections (shared by its workers).
     pub connections: Arc<ConnLimit>,
+}
+
+impl FrontLimits {
+    /// The bounds in `config`, with a new connection cap (to share among
+    /// the server's workers) kept within the open-file limit.
+    pub fn from_config(config: &crate::Config) -> FrontLimits {
+        let files = file_limit();
+        let cap = connection_cap(config.max_connections, files);
+        if cap < config.max_connections {
+            tracing::warn!(
+                configured = config.max_connections,
+                cap,
+                open_file_limit = files,
+                "the open-file limit lowers the connection cap"
+            );
+        }
+        tracing::info!(max_connections = cap, "connection cap");
+        FrontLimits {
+            idle_timeout: config.idle_timeout,
+            body_timeout: config.body_timeout,
+            connections: ConnLimit::new(cap),
+        }
+    }
 }
 
 /// The soft limit on open files, if the platform tells.
