@@ -125,6 +125,19 @@ pub struct ServeArgs {
     /// slow to send a request head (e.g. 60s).
     #[arg(long, env = "FAL_IDLE_TIMEOUT", value_parser = apps::parse_duration_ms, default_value = "60s")]
     pub idle_timeout: u64,
+    /// Cut off a request body the server reads (API, dashboard) that has
+    /// not arrived whole after this long, and a /run body that pauses this
+    /// long (408, e.g. 30s).
+    #[arg(long, env = "FAL_BODY_TIMEOUT", value_parser = apps::parse_duration_ms, default_value = "30s")]
+    pub body_timeout: u64,
+    /// The largest request body, in bytes, the server reads itself (API,
+    /// dashboard forms; 413 beyond). /run bodies are streamed, unlimited.
+    #[arg(long, env = "FAL_MAX_BODY_SIZE", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_size: u64,
+    /// The most client connections at once, across all workers (503 with
+    /// retry-after beyond; lowered to what the open-file limit holds).
+    #[arg(long, env = "FAL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 /// GitHub sign-in settings of `fal serve`.

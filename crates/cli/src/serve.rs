@@ -51,6 +51,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.demo = args.demo;
     config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
     config.idle_timeout = std::time::Duration::from_millis(args.idle_timeout);
+    config.body_timeout = std::time::Duration::from_millis(args.body_timeout);
+    config.max_body_size = usize::try_from(args.max_body_size).unwrap_or(usize::MAX);
+    config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    match fal_server::limits::raise_file_limit() {
+        Some(n) => tracing::info!(open_file_limit = n, "open-file limit"),
+        None => tracing::info!("open-file limit: unlimited"),
+    }
     config.session_ttl.access = std::time::Duration::from_millis(args.access_token_ttl);
     let g = args.github;
     if let (Some(client_id), Some(secret)) = (g.github_client_id, g.github_client_secret) {

@@ -47,6 +47,12 @@ pub enum StartError {
     /// Recovery found no bootstrap user.
     #[error("this database has no bootstrap admin user yet: start `fal serve` once to create it")]
     NoBootstrapUser,
+    /// Recovery found no database in the data directory.
+    #[error(
+        "no fal data in {0} (no fal.db there); nothing was created. \
+         Is this the right data directory (--data-dir / FAL_DATA_DIR), or is the database elsewhere (--database-url)?"
+    )]
+    NoData(String),
     /// Recovery found no pepper file.
     #[error("no pepper file at {0}: is this the right data directory (--data-dir / FAL_DATA_DIR)?")]
     NoPepper(String),
@@ -165,10 +171,15 @@ impl App {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn RandomSource>,
     ) -> Result<App, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| PepperError::Io {
+        crate::files::create_private_dir(&config.data_dir).map_err(|source| PepperError::Io {
             path: config.data_dir.clone(),
             source,
         })?;
+        if config.database_url.is_none() {
+            let db = config.sqlite_path();
+            crate::files::create_private_file(&db)
+                .map_err(|e| StartError::Io(format!("cannot create {}: {e}", db.display())))?;
+        }
         let (pepper, _) = pepper::load_or_create(&config.pepper_path(), rng.as_ref())?;
         let (store, hasher) = open_checked(&config, clock.as_ref(), &pepper).await?;
 
@@ -270,7 +281,17 @@ impl App {
 
     /// The router with every route and middleware.
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        router(self.state.clone(), self.body_limits())
+    }
+
+    /// Request body bounds from the configuration.
+    fn body_limits(&self) -> crate::limits::BodyLimits {
+        crate::limits::BodyLimits::from_config(&self.config)
+    }
+
+    /// The front door's bounds, with one connection cap for all workers.
+    fn front_limits(&self) -> crate::limits::FrontLimits {
+        crate::limits::FrontLimits::from_config(&self.config)
     }
 
     /// Checks that the TLS files (if any) load, so a bad pair fails at start.
@@ -337,14 +358,15 @@ impl App {
         on_listening(local);
 
         let tls = self.tls_acceptor()?;
+        let limits = self.front_limits();
         let background = self.start_background();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let upstream = new_upstream_client()?;
-            let idle = self.config.idle_timeout;
+            let limits = limits.clone();
             let state = self.state.for_worker(upstream);
-            let router = router(state.clone());
+            let router = router(state.clone(), self.body_limits());
             let tls = tls.clone();
             let mut stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
@@ -358,7 +380,7 @@ impl App {
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        crate::front::serve(listener, state, router, tls, idle, stopped).await
+                        crate::front::serve(listener, state, router, tls, limits, stopped).await
                     })
                 })
                 .map_err(|e| StartError::Io(format!("cannot start a worker thread: {e}")))?;
@@ -447,7 +469,7 @@ impl App {
             self.state.clone(),
             self.router(),
             tls,
-            self.config.idle_timeout,
+            self.front_limits(),
             shutdown,
         )
         .await;
@@ -527,13 +549,19 @@ impl RunningServer {
     }
 }
 
-/// Builds the router over `state`.
-pub fn router(state: AppState) -> Router {
+/// Builds the router over `state`, with request bodies bounded by `body`.
+pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
     crate::api::routes()
         .merge(crate::dashboard::routes())
         .fallback(fallback)
         .with_state(state)
         .layer(middleware::from_fn(crate::forward_rules::refuse_connect))
+        // Ours bounds every body first (413/408 in our JSON shape).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            body,
+            crate::limits::bound_body,
+        ))
         .layer(middleware::from_fn(crate::response_headers::nosniff))
         .layer(middleware::from_fn(log_request))
 }
@@ -567,6 +595,11 @@ pub async fn recover_admin_key(
     clock: &dyn Clock,
     rng: &dyn RandomSource,
 ) -> Result<BootstrapKey, StartError> {
+    // Nothing is created on a directory that holds no fal data: not even the
+    // database file that opening SQLite would make.
+    if config.database_url.is_none() && !config.sqlite_path().is_file() {
+        return Err(StartError::NoData(config.data_dir.display().to_string()));
+    }
     let path = config.pepper_path();
     if !path.exists() {
         return Err(StartError::NoPepper(path.display().to_string()));

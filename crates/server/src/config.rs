@@ -43,6 +43,15 @@ pub struct Config {
     /// to send a request head, before it is closed (so idle and slow
     /// clients cannot hold connections forever).
     pub idle_timeout: Duration,
+    /// How long a request body the server reads may take to arrive whole,
+    /// and the longest pause inside a `/run` body (see [`crate::limits`]).
+    pub body_timeout: Duration,
+    /// The largest request body the server reads itself (`/run` bodies are
+    /// streamed and not limited).
+    pub max_body_size: usize,
+    /// The most client connections served at once, across all workers
+    /// (lowered at start to what the open-file limit can hold).
+    pub max_connections: usize,
 }
 
 /// The PEM files for HTTPS.
@@ -71,6 +80,9 @@ impl Config {
             public_url: None,
             session_ttl: crate::sessions::SessionTtl::default(),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_body_size: 64 * 1024,
+            max_connections: 10_000,
         }
     }
 
@@ -97,14 +109,17 @@ impl Config {
         Some(format!("{scheme}://{}", self.listen))
     }
 
+    /// The SQLite file in the data directory (used unless a database URL
+    /// is given).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("fal.db")
+    }
+
     /// The database URL in use.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("fal.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.sqlite_path().display()))
     }
 
     /// Where the data lives, for people: the SQLite file or the database URL

@@ -73,7 +73,7 @@ pub async fn serve(
     state: AppState,
     router: Router,
     tls: Option<TlsAcceptor>,
-    idle_timeout: Duration,
+    limits: crate::limits::FrontLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -92,12 +92,19 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Beyond the cap: refused politely (see `crate::limits`).
+                let Some(slot) = limits.connections.try_acquire() else {
+                    limits.connections.refuse(tcp, tls.is_some());
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let conn = Conn {
                     state: state.clone(),
                     router: router.clone(),
                     stop: stop_rx.clone(),
-                    idle_timeout,
+                    idle_timeout: limits.idle_timeout,
+                    body_timeout: limits.body_timeout,
+                    _slot: slot,
                     _alive: alive_tx.clone(),
                 };
                 let tls = tls.clone();
@@ -136,6 +143,10 @@ struct Conn {
     stop: watch::Receiver<bool>,
     /// How long to wait for the next request head, idle time included.
     idle_timeout: Duration,
+    /// The longest pause inside a request body being forwarded.
+    body_timeout: Duration,
+    /// Its place under the connection cap.
+    _slot: crate::limits::ConnSlot,
     /// Held for as long as the connection lives (see [`serve`]).
     _alive: mpsc::Sender<()>,
 }
@@ -244,6 +255,8 @@ enum Failure {
     Client,
     /// The client broke its body's chunked framing: 400, then close.
     BadBody,
+    /// The client's body stalled longer than the body timeout (408, close).
+    BodyTimeout,
     /// The upstream could not be reached or broke off (502).
     Upstream(String),
 }
@@ -586,7 +599,7 @@ impl Conn {
                     return Err(Failure::Upstream(e.to_string()));
                 }
                 if !whole {
-                    send_body(io, buf, &mut up, f.body).await?;
+                    send_body(io, buf, &mut up, f.body, self.body_timeout).await?;
                 }
                 // A kept connection closed without a byte of answer: the
                 // upstream most likely dropped it idle as the request went
@@ -613,6 +626,11 @@ impl Conn {
             Ok(Err(Failure::Client)) => return false,
             Ok(Err(Failure::BadBody)) => {
                 let response = rules::bad_chunked().into_response();
+                return self.answer_failure(io, resp_out, response, &f, true).await;
+            }
+            Ok(Err(Failure::BodyTimeout)) => {
+                let response =
+                    crate::limits::closing(crate::limits::body_timed_out(self.body_timeout));
                 return self.answer_failure(io, resp_out, response, &f, true).await;
             }
             Ok(Err(Failure::Upstream(e))) => {
@@ -718,13 +736,16 @@ impl Conn {
 }
 
 /// Sends the rest of a request body that was not all in `buf` when the
-/// head went out, reading more from the client as needed. Leaves in `buf`
-/// whatever follows the body (a pipelined request).
+/// head went out, reading more from the client as needed; a client silent
+/// for `pause` is cut off (an inactivity timeout, so that a long upload that
+/// keeps moving goes through). Leaves in `buf` whatever follows the body (a
+/// pipelined request).
 async fn send_body<IO>(
     io: &mut IO,
     buf: &mut Vec<u8>,
     up: &mut UpConn,
     framing: Framing,
+    pause: Duration,
 ) -> Result<(), Failure>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -769,9 +790,10 @@ where
         if buf.capacity() - buf.len() < READ_ROOM / 4 {
             buf.reserve(READ_ROOM);
         }
-        match io.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(Failure::Client),
-            Ok(_) => {}
+        match tokio::time::timeout(pause, io.read_buf(buf)).await {
+            Err(_) => return Err(Failure::BodyTimeout),
+            Ok(Ok(0) | Err(_)) => return Err(Failure::Client),
+            Ok(Ok(_)) => {}
         }
     }
 }

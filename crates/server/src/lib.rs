@@ -5,6 +5,7 @@
 //! - [`app`]: builds the application from a [`Config`] (store, pepper,
 //!   bootstrap) and serves it with graceful shutdown.
 //! - [`pepper`]: the 0600 pepper file beside the data.
+//! - [`files`]: the 0700 data directory and the 0600 database file.
 //! - [`auth`]: credential verification with its bounded cache, and the
 //!   extractors that decide what a handler can reach: [`auth::Caller`] for
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
@@ -22,6 +23,8 @@
 //!   (paths, cookies, lengths, upstream framings; chunked framing, strict and
 //!   without trailers).
 //! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
+//! - [`limits`]: request body time and size, the connection cap, the
+//!   open-file limit.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens;
 //!   [`device_polls`] throttles the device flow's polls per code.
@@ -38,10 +41,12 @@ pub mod cookies;
 pub mod dashboard;
 pub mod device_polls;
 pub mod error;
+pub mod files;
 pub mod forward_rules;
 pub mod front;
 pub mod gateway;
 pub mod github;
+pub mod limits;
 pub mod pepper;
 pub mod response_headers;
 pub mod sealed;

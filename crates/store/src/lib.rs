@@ -26,7 +26,7 @@ pub mod testing;
 use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, Scope, Timestamp, UserId};
 
-pub use sql::SqlStore;
+pub use sql::{SqlStore, SqliteSync};
 
 /// Which database engine a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,6 +48,17 @@ impl std::fmt::Debug for SqlStore {
 
 static DRIVERS: Once = Once::new();
 
+/// How SQLite puts commits on disk (PostgreSQL's own settings rule there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// `synchronous = FULL`: a commit is on disk when it returns, power
+    /// cut included. The default.
+    Full,
+    /// `synchronous = NORMAL`: in WAL mode the last commits may be lost on
+    /// a power cut (not on a crash).
+    Normal,
+}
+
 impl SqlStore {
     /// Opens (creating if needed) the SQLite database file at `path`.
     pub async fn open_sqlite(path: &Path, now: Timestamp) -> Result<SqlStore, StoreError> {
@@ -56,8 +67,19 @@ impl SqlStore {
     }
 
     /// Opens the database at `url` (`sqlite://PATH[?…]` or `postgres://…`)
-    /// and brings its schema up to date.
+    /// and brings its schema up to date. SQLite commits are durable
+    /// ([`SqliteSync::Full`]).
     pub async fn open(url: &str, now: Timestamp) -> Result<SqlStore, StoreError> {
+        SqlStore::open_with(url, now, SqliteSync::Full).await
+    }
+
+    /// [`SqlStore::open`] with a chosen SQLite sync mode (benchmarks
+    /// compare them; the server always uses the default).
+    pub async fn open_with(
+        url: &str,
+        now: Timestamp,
+        sync: SqliteSync,
+    ) -> Result<SqlStore, StoreError> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -71,14 +93,23 @@ impl SqlStore {
             Backend::Sqlite => {
                 options
                     .max_connections(4)
-                    .after_connect(|conn, _meta| {
+                    .after_connect(move |conn, _meta| {
                         Box::pin(async move {
                             // WAL lets readers run beside the one writer;
-                            // busy_timeout makes writers queue instead of failing.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                            )
+                            // busy_timeout makes writers queue instead of
+                            // failing; FULL syncs the WAL at every commit, so
+                            // a key whose secret was shown survives a power
+                            // cut (NORMAL may lose the last commits).
+                            conn.execute(match sync {
+                                SqliteSync::Full => {
+                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                                     PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
+                                }
+                                SqliteSync::Normal => {
+                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                                }
+                            })
                             .await?;
                             Ok(())
                         })

@@ -492,3 +492,26 @@ async fn spent_refresh_tokens_are_recognised_then_pruned(s: SqlStore) {
         Some("long")
     );
 }
+/// A key's secret is shown once: its row must survive a power cut, which
+/// SQLite in WAL mode promises only with `synchronous = FULL` (2), not
+/// `NORMAL` (1). Every pooled connection (any of them may create a key)
+/// runs with it.
+#[tokio::test]
+async fn sqlite_writes_are_durable_on_every_connection() {
+    let (store, _guard) = sqlite_store().await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = store.pool().acquire().await.unwrap();
+        let mode: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, 2, "synchronous must be FULL");
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        held.push(conn);
+    }
+}

@@ -98,3 +98,99 @@ fn no_secret_reaches_the_logs_at_any_level() {
         );
     }
 }
+
+#[test]
+fn recover_key_on_a_directory_without_fal_data_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // Nothing there at all.
+        dir.path().join("missing"),
+        // An empty directory.
+        dir.path().join("empty"),
+        // A pepper alone (say, copied from elsewhere), no database.
+        dir.path().join("pepper-only"),
+    ];
+    std::fs::create_dir(&cases[1]).unwrap();
+    std::fs::create_dir(&cases[2]).unwrap();
+    std::fs::write(cases[2].join("pepper"), format!("{}\n", "ab".repeat(32))).unwrap();
+    for data in &cases {
+        let before = listing(data);
+        let out = fal()
+            .args(["admin", "recover-key", "--data-dir"])
+            .arg(data)
+            .env_remove("FAL_DATABASE_URL")
+            .env_remove("FAL_PEPPER_FILE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: {err}", data.display());
+        assert!(err.contains("no fal data"), "{}: {err}", data.display());
+        assert_eq!(
+            listing(data),
+            before,
+            "{}: created something",
+            data.display()
+        );
+    }
+}
+
+/// The names in `dir`, or `None` when it does not exist.
+fn listing(dir: &std::path::Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+/// `fal serve` lifts its soft open-file limit to the hard one (a low soft
+/// limit let a few hundred stalled sockets stop the server) and says so.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_the_open_file_limit_to_the_hard_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""])
+        .arg(crate::harness::FAL)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("FAL_DATABASE_URL")
+        .env_remove("FAL_PEPPER_FILE")
+        .env_remove("FAL_MAX_CONNECTIONS")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "fal serve exited early"
+        );
+        if line.starts_with("fal is listening on ") {
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (soft, hard) = (open_files[3], open_files[4]);
+    assert_eq!(soft, hard, "{limits}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("open-file limit"), "{log}");
+    assert!(log.contains("connection cap"), "{log}");
+}

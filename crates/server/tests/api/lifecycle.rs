@@ -154,5 +154,32 @@ async fn a_lost_bootstrap_key_is_recovered_offline() {
         .await
         .err()
         .unwrap();
-    assert!(err.to_string().contains("no pepper file"), "{err}");
+    assert!(err.to_string().contains("no fal data"), "{err}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fresh_data_directory_is_0700_with_the_database_and_pepper_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("fresh/data");
+    let mut app = App::build(config(&data), Arc::new(SystemClock), Arc::new(OsRandom))
+        .await
+        .unwrap();
+    assert!(app.take_bootstrap_key().is_some());
+    // Looked at while the server runs, when the WAL files exist.
+    let server = app.spawn().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    assert!(seen.iter().any(|n| n == "fal.db"), "{seen:?}");
+    assert!(seen.iter().any(|n| n == "pepper"), "{seen:?}");
+    assert!(seen.iter().any(|n| n == "fal.db-wal"), "{seen:?}");
+    server.stop().await;
 }

@@ -14,6 +14,7 @@ mod headers;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod limits;
 mod postgres;
 mod recorder;
 mod sessions;
