@@ -108,8 +108,10 @@ pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Ne
         let timed_out = Arc::new(AtomicBool::new(false));
         let req = req.map(|b| Body::new(TimedBody::new(b, limits.timeout, timed_out.clone())));
         let response = next.run(req).await;
-        // The upstream call failed because the client's body stalled: say so.
-        if timed_out.load(Ordering::Relaxed) && response.status() == StatusCode::BAD_GATEWAY {
+        // The gateway answers a request body that failed as the client's
+        // fault (400, see `gateway::forward`); when the failure was this
+        // stall, say so.
+        if timed_out.load(Ordering::Relaxed) && response.status() == StatusCode::BAD_REQUEST {
             return closing(body_timed_out(limits.timeout));
         }
         return response;
