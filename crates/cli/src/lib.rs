@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// slow to send a request head (e.g. 60s).
     #[arg(long, env = "FAL_IDLE_TIMEOUT", value_parser = apps::parse_duration_ms, default_value = "60s")]
     pub idle_timeout: u64,
+    /// GitHub users who manage every app and user besides the bootstrap
+    /// admin (comma-separated logins or numeric GitHub ids; ids are safer).
+    #[arg(long, env = "FAL_OPERATORS", value_delimiter = ',')]
+    pub operators: Vec<String>,
 }
 
 /// GitHub sign-in settings of `fal serve`.

@@ -52,6 +52,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
     config.idle_timeout = std::time::Duration::from_millis(args.idle_timeout);
     config.session_ttl.access = std::time::Duration::from_millis(args.access_token_ttl);
+    config.operators = args.operators;
     let g = args.github;
     if let (Some(client_id), Some(secret)) = (g.github_client_id, g.github_client_secret) {
         let trim = |v: Vec<String>| -> Vec<String> {

@@ -236,10 +236,21 @@ impl App {
         ));
         let upstream = new_upstream_client()?;
         let key_admin: Arc<dyn KeyAdmin> = shared.clone();
+        let operator_list =
+            crate::operators::OperatorList::parse(&config.operators).map_err(StartError::Io)?;
+        let operators = Arc::new(crate::operators::Operators::new(
+            operator_list,
+            store.bootstrap_user().await?,
+            shared.clone(),
+            clock.clone(),
+            config.max_staleness,
+        ));
         let state = AppState::new(StateParts {
             verifier,
             key_admin,
             app_admin: shared.clone(),
+            user_admin: shared.clone(),
+            operators,
             apps,
             upstream,
             users: shared,

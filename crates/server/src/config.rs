@@ -38,6 +38,12 @@ pub struct Config {
     /// to send a request head, before it is closed (so idle and slow
     /// clients cannot hold connections forever).
     pub idle_timeout: Duration,
+    /// GitHub users who manage every app and user, besides the bootstrap
+    /// admin user: logins, or numeric GitHub ids (digits only).
+    pub operators: Vec<String>,
+    /// Let operators register upstreams on cloud-metadata addresses
+    /// (169.254.169.254 and the like); refused for everyone otherwise.
+    pub allow_metadata_upstreams: bool,
 }
 
 /// The PEM files for HTTPS.
@@ -65,6 +71,8 @@ impl Config {
             github: None,
             session_ttl: crate::sessions::SessionTtl::default(),
             idle_timeout: Duration::from_secs(60),
+            operators: Vec::new(),
+            allow_metadata_upstreams: false,
         }
     }
 

@@ -10,6 +10,8 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
+//! - [`operators`]: who the operators are (the bootstrap user, `--operators`);
+//!   [`auth::Operator`] is the handle to what only they may do.
 //! - [`cookies`]: every cookie the server sets: names, builder, reader,
 //!   and the rule that keeps them from upstreams.
 //! - [`dashboard`]: the keys page in the browser (server-rendered).
@@ -32,6 +34,7 @@ pub mod error;
 pub mod front;
 pub mod gateway;
 pub mod github;
+pub mod operators;
 pub mod pepper;
 pub mod sessions;
 pub mod tls;

@@ -30,6 +30,10 @@ const SQLITE: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/sqlite/0003_sessions.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/sqlite/0005_disabled_users.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -44,6 +48,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("../migrations/postgres/0003_sessions.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/postgres/0005_disabled_users.sql"),
     },
 ];
 

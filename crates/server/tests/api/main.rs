@@ -2,6 +2,7 @@
 //! a temporary SQLite file, and is called over real HTTP on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apps;
 mod auth;
 mod fake_github;
 mod front;
