@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// admin (comma-separated logins or numeric GitHub ids; ids are safer).
     #[arg(long, env = "FAL_OPERATORS", value_delimiter = ',')]
     pub operators: Vec<String>,
+    /// Let operators' apps use cloud-metadata addresses (169.254.169.254,
+    /// fd00:ec2::254, …) as upstreams; refused for every app otherwise.
+    #[arg(long, env = "FAL_ALLOW_METADATA_UPSTREAMS")]
+    pub allow_metadata_upstreams: bool,
 }
 
 /// GitHub sign-in settings of `fal serve`.

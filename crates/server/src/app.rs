@@ -92,8 +92,9 @@ pub struct App {
 }
 
 /// An upstream client, or the start-up error that says why there is none.
-fn new_upstream_client() -> Result<crate::gateway::UpstreamClient, StartError> {
-    upstream_client().map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
+fn new_upstream_client(allow_metadata: bool) -> Result<crate::gateway::UpstreamClient, StartError> {
+    upstream_client(allow_metadata)
+        .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
 }
 
 /// Starts the demo upstream on a loopback port; returns its app record.
@@ -234,7 +235,7 @@ impl App {
             config.max_staleness,
             builtin,
         ));
-        let upstream = new_upstream_client()?;
+        let upstream = new_upstream_client(config.allow_metadata_upstreams)?;
         let key_admin: Arc<dyn KeyAdmin> = shared.clone();
         let operator_list =
             crate::operators::OperatorList::parse(&config.operators).map_err(StartError::Io)?;
@@ -353,7 +354,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let upstream = new_upstream_client()?;
+            let upstream = new_upstream_client(self.config.allow_metadata_upstreams)?;
             let idle = self.config.idle_timeout;
             let state = self.state.for_worker(upstream);
             let router = router(state.clone());

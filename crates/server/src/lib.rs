@@ -19,11 +19,14 @@
 //!   by hand and hands everything else to hyper and the router.
 //! - [`gateway`]: `/run/OWNER/NAME/…`: apps, upstream connections, the
 //!   router's (general) forwarding path.
+//! - [`addresses`] (pure) and [`reach`]: which addresses an app's upstream
+//!   may be on, checked at registration and at every new connection.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
+pub mod addresses;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -36,6 +39,7 @@ pub mod gateway;
 pub mod github;
 pub mod operators;
 pub mod pepper;
+pub mod reach;
 pub mod sessions;
 pub mod tls;
 

@@ -5,12 +5,16 @@
 //! as `OWNER`) and changes or removes only their own; an [`Operator`]
 //! manages every app. A taken name is 409 whoever asks; a name outside
 //! the caller's namespace, or someone else's app, is 403 (`not_yours`).
-//! Upstream URLs are shown only to an app's owner and to operators.
+//! Upstream URLs are shown only to an app's owner and to operators, and
+//! only operators register upstreams on internal addresses.
+
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use fal_store::{AppRecord, StoreError};
 
 use super::{Admin, Operator};
+use crate::addresses::Reach;
 use crate::error::ApiError;
 
 /// 403 for an app (or a namespace) that is not the caller's.
@@ -88,6 +92,8 @@ impl Admin {
                 )));
             }
         }
+        self.check_upstream(&app.upstream, operator.is_some())
+            .await?;
         match s.app_admin.create_app(&app).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Err(taken()),
@@ -96,6 +102,53 @@ impl Admin {
         s.apps.invalidate(&app.owner, &app.name);
         tracing::info!(app = %format!("{}/{}", app.owner, app.name), upstream = %app.upstream, user_id = %self.principal.user_id, "app registered");
         Ok(app)
+    }
+
+    /// Refuses an upstream whose host is, or resolves to, an address the
+    /// caller may not use (see [`crate::addresses`]): 403 `upstream_refused`.
+    /// A name that does not resolve is 422, except for operators (it may
+    /// resolve later; every connection is checked again anyway).
+    async fn check_upstream(&self, url: &str, operator: bool) -> Result<(), ApiError> {
+        let uri: axum::http::Uri = url
+            .parse()
+            .map_err(|_| ApiError::Unprocessable(format!("upstream {url:?} is not a URL")))?;
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let any = Reach {
+            internal: true,
+            metadata: true,
+        };
+        let resolved = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::reach::resolve(host, port, any),
+        )
+        .await;
+        let addrs = match resolved {
+            Ok(Ok(addrs)) => addrs,
+            _ if operator => return Ok(()),
+            _ => {
+                return Err(ApiError::Unprocessable(format!(
+                    "upstream host {host:?} does not resolve to an address: check the name"
+                )));
+            }
+        };
+        let reach = Reach {
+            internal: operator,
+            metadata: self.state.inner.upstream.allow_metadata(),
+        };
+        for a in addrs {
+            crate::addresses::check(a.ip(), reach).map_err(|r| ApiError::Status {
+                status: StatusCode::FORBIDDEN,
+                code: "upstream_refused",
+                detail: if host == r.ip.to_string() {
+                    format!("upstream refused: {r}")
+                } else {
+                    format!("upstream refused: {host} resolves to {r}")
+                },
+            })?;
+        }
+        Ok(())
     }
 
     /// Every stored app.

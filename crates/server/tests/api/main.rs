@@ -12,4 +12,5 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod postgres;
+mod ssrf;
 mod upstream;
