@@ -6,6 +6,7 @@
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
 //! - [`keys`]: `fal key …` and `fal auth whoami`;
 //! - [`apps`]: `fal apps …` and `fal run`;
+//! - [`users`]: `fal admin users …` (operators);
 //! - [`output`]: the texts users already know from fal's documentation.
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod login;
 pub mod output;
 pub mod serve;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -241,6 +243,26 @@ pub enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Users of the server (operators only; through the REST API).
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// `fal admin users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List every user.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: revokes all their keys and sessions at once; they
+    /// cannot sign in again.
+    Disable {
+        /// GitHub login (or user id).
+        login: String,
+    },
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -270,6 +292,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Admin(AdminCommand::RecoverKey { data }) => serve::recover_key(data).await,
+        Command::Admin(AdminCommand::Users(cmd)) => {
+            users::users_command(&cli.host, cli.key.as_deref(), cmd).await
+        }
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Run { app, data } => apps::run(&cli.host, cli.key.as_deref(), &app, &data).await,

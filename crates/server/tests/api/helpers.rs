@@ -120,6 +120,28 @@ impl TestApp {
         format!("Key {id}:{secret}")
     }
 
+    /// A new key of `scope` for the existing user `user_id`, straight in
+    /// storage; returns `Key id:secret` for a header.
+    pub async fn key_for(&self, user_id: &str, scope: Scope) -> String {
+        let store = self.store().await;
+        let pepper = fal_server::pepper::load(&self.dir.path().join("pepper")).unwrap();
+        let hasher = fal_core::SecretHasher::new(&pepper);
+        let user_id = UserId::from_stored(user_id.to_owned());
+        let (record, secret): (KeyRecord, _) =
+            fal_core::mint_key(&OsRandom, &hasher, &user_id, scope).unwrap();
+        let id = record.key_id.to_string();
+        store
+            .create_key(&NewKey {
+                record,
+                alias: "extra".into(),
+                created_at: Timestamp(3),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        format!("Key {id}:{}", secret.expose())
+    }
+
     /// A user with one key of `scope`, straight in storage.
     pub async fn user_key(
         &self,

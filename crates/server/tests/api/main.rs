@@ -14,3 +14,4 @@ mod lifecycle;
 mod postgres;
 mod ssrf;
 mod upstream;
+mod users_admin;
