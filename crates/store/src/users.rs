@@ -60,20 +60,27 @@ impl UserAdmin for SqlStore {
         at: Timestamp,
     ) -> Result<Option<DisabledUser>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let exists = sqlx::query("SELECT 1 AS one FROM users WHERE user_id = $1")
-            .bind(user_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
-            tx.rollback().await?;
-            return Ok(None);
+        // A write first: on SQLite a transaction that reads before it writes
+        // fails (SQLITE_BUSY, not retried) when another connection, such as
+        // the last_used_at flush, commits in between.
+        let marked = sqlx::query(
+            "UPDATE users SET disabled_at = $1 WHERE user_id = $2 AND disabled_at IS NULL",
+        )
+        .bind(at.millis())
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM users WHERE user_id = $1")
+                .bind(user_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
-        sqlx::query("UPDATE users SET disabled_at = $1 WHERE user_id = $2 AND disabled_at IS NULL")
-            .bind(at.millis())
-            .bind(user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
         let keys = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL
              RETURNING key_id",

@@ -96,6 +96,7 @@ conformance!(
     duplicate_key_id_is_a_conflict,
     apps_round_trip,
     disabling_a_user_revokes_everything_at_once,
+    disabling_works_while_other_writes_go_on,
 );
 
 fn hasher() -> SecretHasher {
@@ -467,4 +468,35 @@ async fn disabling_a_user_revokes_everything_at_once(s: SqlStore) {
     );
     let unknown = UserId::generate(&OsRandom).unwrap();
     assert_eq!(s.disable_user(&unknown, Timestamp(70)).await.unwrap(), None);
+}
+
+/// The server flushes `last_used_at` while an operator disables someone:
+/// the disabling must not fail on a concurrent commit (SQLite's lock upgrade).
+async fn disabling_works_while_other_writes_go_on(s: SqlStore) {
+    let h = hasher();
+    let busy = user("busy");
+    s.create_user(&busy).await.unwrap();
+    let (k, _) = new_key(&h, &busy.user_id, Scope::Api, 1);
+    s.create_key(&k).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (s, stop, id) = (s.clone(), stop.clone(), k.record.key_id);
+        tokio::spawn(async move {
+            let mut t = 10;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                t += 1;
+                s.record_key_use(&[(id, Timestamp(t))]).await.unwrap();
+            }
+        })
+    };
+    for i in 0..30 {
+        let u = user(&format!("u{i}"));
+        s.create_user(&u).await.unwrap();
+        let (k, _) = new_key(&h, &u.user_id, Scope::Api, 2);
+        s.create_key(&k).await.unwrap();
+        let done = s.disable_user(&u.user_id, Timestamp(100)).await.unwrap();
+        assert_eq!(done.unwrap().revoked_keys.len(), 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
 }
