@@ -67,7 +67,8 @@ pub async fn apps_command(
                     .max(3);
                 println!("{:<width$}  {:<10}  UPSTREAM", "APP", "TIMEOUT");
                 for a in &apps {
-                    let mut upstream = a["upstream"].as_str().unwrap_or("").to_owned();
+                    // Upstreams of other users' apps are not shown.
+                    let mut upstream = a["upstream"].as_str().unwrap_or("-").to_owned();
                     if a["builtin"].as_bool() == Some(true) {
                         upstream.push_str(" (built in)");
                     }

@@ -6,6 +6,7 @@
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
 //! - [`keys`]: `fal key …` and `fal auth whoami`;
 //! - [`apps`]: `fal apps …` and `fal run`;
+//! - [`users`]: `fal admin users …` (operators);
 //! - [`output`]: the texts users already know from fal's documentation.
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod login;
 pub mod output;
 pub mod serve;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -138,6 +140,14 @@ pub struct ServeArgs {
     /// retry-after beyond; lowered to what the open-file limit holds).
     #[arg(long, env = "FAL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+    /// GitHub users who manage every app and user besides the bootstrap
+    /// admin (comma-separated logins or numeric GitHub ids; ids are safer).
+    #[arg(long, env = "FAL_OPERATORS", value_delimiter = ',')]
+    pub operators: Vec<String>,
+    /// Let operators' apps use cloud-metadata addresses (169.254.169.254,
+    /// fd00:ec2::254, …) as upstreams; refused for every app otherwise.
+    #[arg(long, env = "FAL_ALLOW_METADATA_UPSTREAMS")]
+    pub allow_metadata_upstreams: bool,
 }
 
 /// GitHub sign-in settings of `fal serve`.
@@ -257,6 +267,26 @@ pub enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Users of the server (operators only; through the REST API).
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// `fal admin users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List every user.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: revokes all their keys and sessions at once; they
+    /// cannot sign in again.
+    Disable {
+        /// GitHub login (or user id).
+        login: String,
+    },
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -286,6 +316,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Admin(AdminCommand::RecoverKey { data }) => serve::recover_key(data).await,
+        Command::Admin(AdminCommand::Users(cmd)) => {
+            users::users_command(&cli.host, cli.key.as_deref(), cmd).await
+        }
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Run { app, data } => apps::run(&cli.host, cli.key.as_deref(), &app, &data).await,

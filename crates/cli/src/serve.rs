@@ -59,6 +59,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("open-file limit: unlimited"),
     }
     config.session_ttl.access = std::time::Duration::from_millis(args.access_token_ttl);
+    config.operators = args.operators;
+    config.allow_metadata_upstreams = args.allow_metadata_upstreams;
     let g = args.github;
     if let (Some(client_id), Some(secret)) = (g.github_client_id, g.github_client_secret) {
         let trim = |v: Vec<String>| -> Vec<String> {

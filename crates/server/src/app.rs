@@ -98,8 +98,9 @@ pub struct App {
 }
 
 /// An upstream client, or the start-up error that says why there is none.
-fn new_upstream_client() -> Result<crate::gateway::UpstreamClient, StartError> {
-    upstream_client().map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
+fn new_upstream_client(allow_metadata: bool) -> Result<crate::gateway::UpstreamClient, StartError> {
+    upstream_client(allow_metadata)
+        .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
 }
 
 /// Starts the demo upstream on a loopback port; returns its app record.
@@ -244,12 +245,23 @@ impl App {
             config.max_staleness,
             builtin,
         ));
-        let upstream = new_upstream_client()?;
+        let upstream = new_upstream_client(config.allow_metadata_upstreams)?;
         let key_admin: Arc<dyn KeyAdmin> = shared.clone();
+        let operator_list =
+            crate::operators::OperatorList::parse(&config.operators).map_err(StartError::Io)?;
+        let operators = Arc::new(crate::operators::Operators::new(
+            operator_list,
+            store.bootstrap_user().await?,
+            shared.clone(),
+            clock.clone(),
+            config.max_staleness,
+        ));
         let state = AppState::new(StateParts {
             verifier,
             key_admin,
             app_admin: shared.clone(),
+            user_admin: shared.clone(),
+            operators,
             apps,
             upstream,
             users: shared,
@@ -363,7 +375,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let upstream = new_upstream_client()?;
+            let upstream = new_upstream_client(self.config.allow_metadata_upstreams)?;
             let limits = limits.clone();
             let state = self.state.for_worker(upstream);
             let router = router(state.clone(), self.body_limits());

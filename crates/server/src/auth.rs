@@ -25,12 +25,16 @@ use fal_core::{
     SecretHasher, Timestamp, mint_key,
 };
 use fal_store::{
-    AppAdmin, AppRecord, Cursor, KeyAdmin, KeyLookup, KeyPage, NewKey, StoreError, UserStore,
+    AppAdmin, Cursor, KeyAdmin, KeyLookup, KeyPage, NewKey, StoreError, UserAdmin, Users,
 };
 
 use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
 
 use crate::error::ApiError;
+
+mod apps;
+mod operator;
+pub use operator::Operator;
 
 /// A cached key record, when it was read, and its latest use.
 struct Cached {
@@ -306,6 +310,10 @@ struct Shared {
     key_admin: Arc<dyn KeyAdmin>,
     /// App management. Private: reachable only through [`Admin`].
     app_admin: Arc<dyn AppAdmin>,
+    /// User administration. Private: reachable only through [`Operator`].
+    user_admin: Arc<dyn UserAdmin>,
+    /// Who the operators are.
+    operators: Arc<crate::operators::Operators>,
     /// Finds apps for the gateway.
     apps: Arc<AppDirectory>,
     /// Talks to upstreams.
@@ -321,7 +329,7 @@ struct Shared {
     /// One-time links to newly created secrets (dashboard).
     flashes: Arc<crate::dashboard::Flashes>,
     /// Users, for `GET /users/current`.
-    users: Arc<dyn UserStore>,
+    users: Arc<dyn Users>,
     /// Now.
     clock: Arc<dyn Clock>,
     /// Randomness for new keys.
@@ -336,12 +344,16 @@ pub struct StateParts {
     pub key_admin: Arc<dyn KeyAdmin>,
     /// App management (kept private inside the state).
     pub app_admin: Arc<dyn AppAdmin>,
+    /// User administration (kept private inside the state).
+    pub user_admin: Arc<dyn UserAdmin>,
+    /// Who the operators are.
+    pub operators: Arc<crate::operators::Operators>,
     /// Finds apps.
     pub apps: Arc<AppDirectory>,
     /// Talks to upstreams.
     pub upstream: UpstreamClient,
     /// Users.
-    pub users: Arc<dyn UserStore>,
+    pub users: Arc<dyn Users>,
     /// Now.
     pub clock: Arc<dyn Clock>,
     /// Randomness.
@@ -363,6 +375,8 @@ impl AppState {
                 verifier: p.verifier,
                 key_admin: p.key_admin,
                 app_admin: p.app_admin,
+                user_admin: p.user_admin,
+                operators: p.operators,
                 apps: p.apps,
                 upstream: p.upstream,
                 request_ids,
@@ -416,6 +430,8 @@ impl AppState {
                 verifier: s.verifier.clone(),
                 key_admin: s.key_admin.clone(),
                 app_admin: s.app_admin.clone(),
+                user_admin: s.user_admin.clone(),
+                operators: s.operators.clone(),
                 apps: s.apps.clone(),
                 upstream,
                 request_ids: s.request_ids.clone(),
@@ -451,8 +467,13 @@ impl AppState {
     }
 
     /// The user store.
-    pub fn users(&self) -> &Arc<dyn UserStore> {
+    pub fn users(&self) -> &Arc<dyn Users> {
         &self.inner.users
+    }
+
+    /// Who the operators are.
+    pub fn operators(&self) -> &crate::operators::Operators {
+        &self.inner.operators
     }
 }
 
@@ -600,48 +621,6 @@ impl Admin {
 }
 
 impl Admin {
-    /// Registers an app.
-    pub async fn create_app(&self, app: AppRecord) -> Result<AppRecord, ApiError> {
-        let s = &self.state.inner;
-        if s.apps.is_builtin(&app.owner, &app.name) {
-            return Err(ApiError::Conflict(format!(
-                "{}/{} is built in and cannot be replaced",
-                app.owner, app.name
-            )));
-        }
-        match s.app_admin.create_app(&app).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(ApiError::Conflict(format!(
-                    "an app {}/{} already exists; remove it first",
-                    app.owner, app.name
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        s.apps.invalidate(&app.owner, &app.name);
-        tracing::info!(app = %format!("{}/{}", app.owner, app.name), upstream = %app.upstream, "app registered");
-        Ok(app)
-    }
-
-    /// Every stored app.
-    pub async fn list_apps(&self) -> Result<Vec<AppRecord>, ApiError> {
-        Ok(self.state.inner.app_admin.list_apps().await?)
-    }
-
-    /// Removes an app; `false` when there is none.
-    pub async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, ApiError> {
-        let s = &self.state.inner;
-        if s.apps.is_builtin(owner, name) {
-            return Err(ApiError::Conflict(format!(
-                "{owner}/{name} is built in (fal serve --demo) and cannot be removed"
-            )));
-        }
-        let found = s.app_admin.delete_app(owner, name).await?;
-        s.apps.invalidate(owner, name);
-        Ok(found)
-    }
-
     /// The current time, for records this handle creates.
     pub fn now(&self) -> Timestamp {
         self.state.inner.clock.now()

@@ -52,6 +52,12 @@ pub struct Config {
     /// The most client connections served at once, across all workers
     /// (lowered at start to what the open-file limit can hold).
     pub max_connections: usize,
+    /// GitHub users who manage every app and user, besides the bootstrap
+    /// admin user: logins, or numeric GitHub ids (digits only).
+    pub operators: Vec<String>,
+    /// Let operators register upstreams on cloud-metadata addresses
+    /// (169.254.169.254 and the like); refused for everyone otherwise.
+    pub allow_metadata_upstreams: bool,
 }
 
 /// The PEM files for HTTPS.
@@ -83,6 +89,8 @@ impl Config {
             body_timeout: Duration::from_secs(30),
             max_body_size: 64 * 1024,
             max_connections: 10_000,
+            operators: Vec::new(),
+            allow_metadata_upstreams: false,
         }
     }
 

@@ -259,6 +259,8 @@ enum Failure {
     BodyTimeout,
     /// The upstream could not be reached or broke off (502).
     Upstream(String),
+    /// The upstream's address is one this app may not use (502 saying why).
+    Refused(String),
 }
 
 /// The response head an upstream sent, rewritten for the client.
@@ -574,14 +576,18 @@ impl Conn {
             let mut may_reuse = true;
             loop {
                 let idle = if may_reuse {
-                    pool.take_idle(upstream.authority)
+                    pool.take_idle_for(upstream.authority, &self.state, &f.app)
+                        .await
                 } else {
                     None
                 };
                 let (mut up, reused) = match idle {
                     Some(conn) => (conn, true),
-                    None => match UpConn::connect(upstream.host, upstream.port).await {
+                    None => match UpConn::connect(&upstream, &self.state, &f.app).await {
                         Ok(conn) => (conn, false),
+                        Err(e) if crate::reach::refusal_in(&e).is_some() => {
+                            return Err(Failure::Refused(e.to_string()));
+                        }
                         Err(e) => {
                             return Err(Failure::Upstream(format!(
                                 "connect {}: {e}",
@@ -632,6 +638,11 @@ impl Conn {
                 let response =
                     crate::limits::closing(crate::limits::body_timed_out(self.body_timeout));
                 return self.answer_failure(io, resp_out, response, &f, true).await;
+            }
+            Ok(Err(Failure::Refused(why))) => {
+                tracing::warn!(app = %app_name(), request_id = %rid(), %why, "upstream refused");
+                let (response, close) = failed(GatewayError::Refused(why).into());
+                return self.answer_failure(io, resp_out, response, &f, close).await;
             }
             Ok(Err(Failure::Upstream(e))) => {
                 tracing::warn!(app = %app_name(), request_id = %rid(), error = %e, "upstream unreachable");

@@ -235,7 +235,8 @@ impl RequestIds {
 /// hyper's pooled client, for the requests the hand-written path in
 /// [`crate::front`] passes on (see there): `https` upstreams and the odd
 /// request.
-type Fallback = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type Fallback =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::reach::GuardedResolver>>, Body>;
 
 /// Talks to upstreams, one per worker thread (its connections belong to
 /// that thread's runtime). Holds the idle keep-alive connections to
@@ -248,8 +249,13 @@ pub struct UpstreamClient {
 }
 
 struct Upstreams {
-    /// For `https` upstreams and requests the front passes on.
+    /// For `https` upstreams and requests the front passes on, of apps
+    /// whose owner is not an operator: global addresses only.
     fallback: Fallback,
+    /// The same for operators' apps: internal addresses too.
+    fallback_internal: Fallback,
+    /// `--allow-metadata-upstreams`.
+    allow_metadata: bool,
     /// `host:port` → idle connections, most recently used last. Looked up
     /// twice per model call, so with a fast hasher: the keys are the
     /// operator's upstream addresses, not an attacker's choice.
@@ -266,16 +272,30 @@ pub(crate) struct UpConn {
     /// Bytes read from it and not yet used (a response head being parsed,
     /// the start of its body). Empty while the connection is idle.
     pub(crate) buf: Vec<u8>,
+    /// Whether its peer is not a global address: reused only for apps
+    /// whose owner may reach internal addresses.
+    internal: bool,
 }
 
 impl UpConn {
-    /// Connects to `host:port`.
-    pub(crate) async fn connect(host: &str, port: u16) -> std::io::Result<UpConn> {
-        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    /// Connects to `host:port` for `app`, only on addresses its owner may
+    /// use (see [`crate::reach`]); a refusal carries a [`crate::addresses::Refusal`].
+    pub(crate) async fn connect(
+        upstream: &UpstreamParts<'_>,
+        state: &AppState,
+        app: &AppRecord,
+    ) -> std::io::Result<UpConn> {
+        let (host, port) = (upstream.host, upstream.port);
+        let addrs = crate::reach::resolve_for(state, app, host, port).await?;
+        let stream = tokio::net::TcpStream::connect(&addrs[..]).await?;
         stream.set_nodelay(true)?;
+        let internal = stream.peer_addr().map_or(true, |a| {
+            crate::addresses::classify(a.ip()) != crate::addresses::AddressClass::Global
+        });
         Ok(UpConn {
             stream,
             buf: Vec::with_capacity(16 * 1024),
+            internal,
         })
     }
 
@@ -296,9 +316,9 @@ impl UpConn {
     }
 }
 
-/// Builds the upstream client.
-pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
-    let mut http = HttpConnector::new();
+/// hyper's client whose connections reach only what `reach` allows.
+fn fallback(reach: crate::addresses::Reach) -> Result<Fallback, std::io::Error> {
+    let mut http = HttpConnector::new_with_resolver(crate::reach::GuardedResolver { reach });
     http.enforce_http(false);
     http.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -306,30 +326,61 @@ pub fn upstream_client() -> Result<UpstreamClient, std::io::Error> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    let fallback = Client::builder(TokioExecutor::new())
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(MAX_IDLE_PER_UPSTREAM)
-        .build(https);
+        .build(https))
+}
+
+/// Builds the upstream client; `allow_metadata` is
+/// `--allow-metadata-upstreams`.
+pub fn upstream_client(allow_metadata: bool) -> Result<UpstreamClient, std::io::Error> {
+    let reach = |internal| crate::addresses::Reach {
+        internal,
+        metadata: allow_metadata,
+    };
     Ok(UpstreamClient {
         inner: Arc::new(Upstreams {
-            fallback,
+            fallback: fallback(reach(false))?,
+            fallback_internal: fallback(reach(true))?,
+            allow_metadata,
             idle: std::sync::Mutex::new(HashMap::default()),
         }),
     })
 }
 
 impl UpstreamClient {
-    /// Sends `req` (absolute URI) to its upstream through hyper's client.
+    /// Whether operators may use cloud-metadata addresses.
+    pub fn allow_metadata(&self) -> bool {
+        self.inner.allow_metadata
+    }
+
+    /// Sends `req` (absolute URI) to its upstream through hyper's client,
+    /// only to addresses `reach` allows.
     pub async fn request(
         &self,
         req: axum::http::Request<Body>,
-    ) -> Result<axum::http::Response<Body>, String> {
-        self.inner
-            .fallback
+        reach: crate::addresses::Reach,
+    ) -> Result<axum::http::Response<Body>, GatewayError> {
+        // hyper connects to an IP literal without asking the resolver.
+        if let Some(host) = req.uri().host()
+            && let Ok(ip) = host.trim_matches(['[', ']']).parse()
+        {
+            crate::addresses::check(ip, reach).map_err(|r| GatewayError::Refused(r.detail))?;
+        }
+        let client = if reach.internal {
+            &self.inner.fallback_internal
+        } else {
+            &self.inner.fallback
+        };
+        client
             .request(req)
             .await
             .map(|r| r.map(Body::new))
-            .map_err(|e| e.to_string())
+            .map_err(|e| match crate::reach::refusal_in(&e) {
+                Some(r) => GatewayError::Refused(r.detail.clone()),
+                None => GatewayError::Failed(e.to_string()),
+            })
     }
 
     /// An idle connection to `authority` that still looks usable; closed
@@ -343,6 +394,22 @@ impl UpstreamClient {
             }
         }
         None
+    }
+
+    /// [`Self::take_idle`] for `app`: a kept connection to an internal
+    /// address only when `app` may reach one (the pool is keyed by
+    /// authority, which apps of different owners may share).
+    pub(crate) async fn take_idle_for(
+        &self,
+        authority: &str,
+        state: &AppState,
+        app: &AppRecord,
+    ) -> Option<UpConn> {
+        let conn = self.take_idle(authority)?;
+        if conn.internal && !crate::reach::reach_of(state, app).await.internal {
+            return None;
+        }
+        Some(conn)
     }
 
     /// Keeps `conn` for the next request to `authority` (its last response
@@ -450,6 +517,12 @@ pub enum GatewayError {
     /// The upstream did not answer within the app's timeout.
     #[error("The app's upstream did not answer within {0} ms")]
     Timeout(i64),
+    /// The upstream's address is one this app may not use.
+    #[error("The app's upstream address is refused: {0}")]
+    Refused(String),
+    /// Sending failed (logged; answered as [`GatewayError::Unreachable`]).
+    #[error("The app's upstream could not be reached")]
+    Failed(String),
 }
 
 impl From<GatewayError> for ApiError {
@@ -458,7 +531,9 @@ impl From<GatewayError> for ApiError {
             GatewayError::UnknownApp(_) | GatewayError::BadPath => {
                 ApiError::NotFound(e.to_string())
             }
-            GatewayError::Unreachable => ApiError::BadGateway(e.to_string()),
+            GatewayError::Unreachable | GatewayError::Failed(_) | GatewayError::Refused(_) => {
+                ApiError::BadGateway(e.to_string())
+            }
             GatewayError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
         }
     }
@@ -556,12 +631,13 @@ async fn forward(
     headers.insert(X_FAL_REQUEST_ID, rid.clone());
 
     let wait = Duration::from_millis(u64::try_from(app.timeout_ms).unwrap_or(0));
+    let reach = crate::reach::reach_of(state, app).await;
     // Trailers stay here; a failure of the client's body (hyper found its
     // framing broken) is told apart from the upstream's.
     let (body, client_failed) = rules::NoTrailers::new(body);
     let mut request = axum::http::Request::from_parts(parts, Body::new(body));
     let connection = hyper_util::client::legacy::connect::capture_connection(&mut request);
-    let sent = state.upstream().request(request);
+    let sent = state.upstream().request(request, reach);
     let failed = |e: GatewayError| {
         let mut r = ApiError::from(e).into_response();
         r.headers_mut().insert(X_FAL_REQUEST_ID, rid.clone());
@@ -579,9 +655,13 @@ async fn forward(
             r.headers_mut().insert(X_FAL_REQUEST_ID, rid);
             return Ok(r);
         }
-        Ok(Err(e)) => {
+        Ok(Err(GatewayError::Failed(e))) => {
             tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = %e, "upstream unreachable");
             return failed(GatewayError::Unreachable);
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(app = %format!("{}/{}", app.owner, app.name), request_id, error = %e, "upstream refused");
+            return failed(e);
         }
         Ok(Ok(r)) => r,
     };

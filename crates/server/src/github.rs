@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fal_core::{Clock, RandomSource, Timestamp, UserId};
-use fal_store::{User, UserStore};
+use fal_store::{User, Users};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -421,7 +421,7 @@ impl Github {
     pub async fn sign_in(
         &self,
         token: &SecretString,
-        users: &dyn UserStore,
+        users: &dyn Users,
         clock: &dyn Clock,
         rng: &dyn RandomSource,
     ) -> Result<User, ApiError> {
@@ -453,6 +453,13 @@ impl Github {
         }
         let full_name = gh.name.clone().unwrap_or_default();
         let user = match users.user_by_github_id(gh.id).await? {
+            Some(u) if users.disabled_at(&u.user_id).await?.is_some() => {
+                tracing::info!(login = %gh.login, user_id = %u.user_id, "disabled user refused");
+                return Err(not_allowed(format!(
+                    "GitHub user {} was disabled on this server by an operator",
+                    gh.login
+                )));
+            }
             Some(mut u) => {
                 if u.nickname != gh.login || u.full_name != full_name {
                     users

@@ -12,6 +12,8 @@
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
 //! - [`alias`]: the check every key alias passes (REST and dashboard).
+//! - [`operators`]: who the operators are (the bootstrap user, `--operators`);
+//!   [`auth::Operator`] is the handle to what only they may do.
 //! - [`cookies`]: every cookie the server sets: names, builder, reader,
 //!   and the rule that keeps them from upstreams.
 //! - [`dashboard`]: the keys page in the browser (server-rendered).
@@ -25,12 +27,15 @@
 //! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
 //! - [`limits`]: request body time and size, the connection cap, the
 //!   open-file limit.
+//! - [`addresses`] (pure) and [`reach`]: which addresses an app's upstream
+//!   may be on, checked at registration and at every new connection.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens;
 //!   [`device_polls`] throttles the device flow's polls per code.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
+pub mod addresses;
 pub mod alias;
 pub mod api;
 pub mod app;
@@ -47,7 +52,9 @@ pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod limits;
+pub mod operators;
 pub mod pepper;
+pub mod reach;
 pub mod response_headers;
 pub mod sealed;
 pub mod sessions;

@@ -22,6 +22,7 @@ pub mod migrate;
 mod sessions;
 pub mod sql;
 pub mod testing;
+pub mod users;
 
 use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, Scope, Timestamp, UserId};
@@ -225,8 +226,14 @@ pub trait AppAdmin: Send + Sync {
     async fn create_app(&self, app: &AppRecord) -> Result<(), StoreError>;
     /// Every app, ordered by owner then name.
     async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError>;
-    /// Removes an app; returns whether it existed.
-    async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, StoreError>;
+    /// Removes an app (only if `created_by` registered it, when given);
+    /// returns whether one was removed.
+    async fn delete_app(
+        &self,
+        owner: &str,
+        name: &str,
+        created_by: Option<&UserId>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Users.
@@ -246,6 +253,54 @@ pub trait UserStore: Send + Sync {
         nickname: &str,
         full_name: &str,
     ) -> Result<(), StoreError>;
+}
+
+/// Whether a user is disabled: read at sign-in and by the operator check.
+#[async_trait]
+pub trait UserStatus: Send + Sync {
+    /// When `user_id` was disabled; `None` for an active (or unknown) user.
+    async fn disabled_at(&self, user_id: &UserId) -> Result<Option<Timestamp>, StoreError>;
+}
+
+/// What the server reads and writes about users outside administration.
+pub trait Users: UserStore + UserStatus {}
+impl<T: UserStore + UserStatus + ?Sized> Users for T {}
+
+/// A user as operators see them in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The user.
+    pub user: User,
+    /// When disabled, if they are.
+    pub disabled_at: Option<Timestamp>,
+    /// How many unrevoked keys they hold.
+    pub active_keys: i64,
+}
+
+/// What disabling a user revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledUser {
+    /// Keys revoked now (so caches can drop them).
+    pub revoked_keys: Vec<KeyId>,
+    /// Sessions ended now.
+    pub revoked_sessions: u64,
+}
+
+/// Administering users: handed out by the server only to operators.
+#[async_trait]
+pub trait UserAdmin: Send + Sync {
+    /// Every user, oldest first.
+    async fn list_users(&self) -> Result<Vec<UserSummary>, StoreError>;
+    /// Users whose nickname (GitHub login) is `nickname`, ignoring case.
+    async fn users_by_nickname(&self, nickname: &str) -> Result<Vec<User>, StoreError>;
+    /// Marks `user_id` disabled and revokes all their keys and sessions, in
+    /// one transaction (announcing each key on PostgreSQL). Idempotent:
+    /// a second call revokes whatever appeared since. `None` when no such user.
+    async fn disable_user(
+        &self,
+        user_id: &UserId,
+        at: Timestamp,
+    ) -> Result<Option<DisabledUser>, StoreError>;
 }
 
 /// What kind of session.

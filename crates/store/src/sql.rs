@@ -141,7 +141,7 @@ impl SqlStore {
     /// Announces a change to every server listening (PostgreSQL only; with
     /// SQLite there is no channel, and the staleness bound covers other
     /// processes). Runs inside `tx`, so it is delivered only on commit.
-    async fn announce(
+    pub(crate) async fn announce(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         payload: &str,
@@ -175,7 +175,7 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-fn key_id_of(row: &AnyRow) -> Result<KeyId, StoreError> {
+pub(crate) fn key_id_of(row: &AnyRow) -> Result<KeyId, StoreError> {
     let s: String = row.try_get("key_id")?;
     s.parse().map_err(|_| corrupt("key_id is not a UUID"))
 }
@@ -185,7 +185,7 @@ fn scope_of(row: &AnyRow) -> Result<Scope, StoreError> {
     s.parse().map_err(|_| corrupt("unknown scope"))
 }
 
-fn user_of(row: &AnyRow) -> Result<User, StoreError> {
+pub(crate) fn user_of(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
         user_id: UserId::from_stored(row.try_get("user_id")?),
         nickname: row.try_get("nickname")?,
@@ -517,13 +517,26 @@ impl AppAdmin for SqlStore {
         rows.iter().map(app_of).collect()
     }
 
-    async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, StoreError> {
+    async fn delete_app(
+        &self,
+        owner: &str,
+        name: &str,
+        created_by: Option<&UserId>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM apps WHERE owner = $1 AND name = $2")
-            .bind(owner)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let delete = match created_by {
+            None => sqlx::query("DELETE FROM apps WHERE owner = $1 AND name = $2"),
+            Some(_) => {
+                sqlx::query("DELETE FROM apps WHERE owner = $1 AND name = $2 AND created_by = $3")
+            }
+        }
+        .bind(owner)
+        .bind(name);
+        let delete = match created_by {
+            Some(u) => delete.bind(u.as_str()),
+            None => delete,
+        };
+        let done = delete.execute(&mut *tx).await?;
         if done.rows_affected() > 0 {
             self.announce(&mut tx, &format!("app:{owner}/{name}"))
                 .await?;

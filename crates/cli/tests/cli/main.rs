@@ -13,3 +13,4 @@ mod harness;
 mod models;
 mod python_client;
 mod server;
+mod users;

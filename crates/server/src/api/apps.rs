@@ -1,4 +1,5 @@
-//! `/apps`: register, list, show and remove apps (ADMIN only).
+//! `/apps`: register, list, show and remove apps (ADMIN only; see
+//! `auth::apps` for who owns what).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -32,16 +33,23 @@ pub struct CreateApp {
     timeout_ms: Option<i64>,
 }
 
-fn app_json(a: &AppRecord, builtin: bool) -> Value {
-    json!({
+/// An app as JSON; `upstream` and `created_by` only when `full` (the
+/// viewer owns the app or is an operator).
+fn app_json(a: &AppRecord, builtin: bool, full: bool) -> Value {
+    let mut v = json!({
         "app": format!("{}/{}", a.owner, a.name),
         "owner": a.owner,
         "name": a.name,
-        "upstream": a.upstream,
         "timeout_ms": a.timeout_ms,
         "created_at": a.created_at.to_rfc3339(),
         "builtin": builtin,
-    })
+        "yours": full,
+    });
+    if full {
+        v["upstream"] = json!(a.upstream);
+        v["created_by"] = json!(a.created_by.as_str());
+    }
+    v
 }
 
 fn check_part(what: &str, v: &str) -> Result<(), ApiError> {
@@ -77,30 +85,39 @@ pub async fn create(
         created_at: admin.now(),
     };
     let app = admin.create_app(app).await?;
-    Ok((StatusCode::CREATED, Json(app_json(&app, false))))
+    Ok((StatusCode::CREATED, Json(app_json(&app, false, true))))
 }
 
-/// `GET /apps`: stored apps and built-in ones.
+/// `GET /apps`: stored apps and built-in ones; upstreams only of the
+/// caller's own apps (every app's, for an operator).
 pub async fn list(State(state): State<AppState>, admin: Admin) -> Result<Json<Value>, ApiError> {
-    let mut apps: Vec<Value> = state.apps().builtin().map(|a| app_json(a, true)).collect();
-    apps.extend(admin.list_apps().await?.iter().map(|a| app_json(a, false)));
+    let viewer = admin.viewer().await?;
+    let json = |a: &AppRecord, builtin| app_json(a, builtin, viewer.sees_upstream_of(a));
+    let mut apps: Vec<Value> = state.apps().builtin().map(|a| json(a, true)).collect();
+    apps.extend(admin.list_apps().await?.iter().map(|a| json(a, false)));
     Ok(Json(json!({ "apps": apps })))
 }
 
 /// `GET /apps/{owner}/{name}`.
 pub async fn show(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     Path((owner, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    let viewer = admin.viewer().await?;
     let app =
         state.apps().find(&owner, &name).await?.ok_or_else(|| {
             ApiError::NotFound(format!("No app {owner}/{name} is registered here"))
         })?;
-    Ok(Json(app_json(&app, state.apps().is_builtin(&owner, &name))))
+    Ok(Json(app_json(
+        &app,
+        state.apps().is_builtin(&owner, &name),
+        viewer.sees_upstream_of(&app),
+    )))
 }
 
-/// `DELETE /apps/{owner}/{name}`: 204, or 404 when there is no such app.
+/// `DELETE /apps/{owner}/{name}`: 204, 404 when there is no such app, 403
+/// when it is someone else's (operators remove any).
 pub async fn remove(
     admin: Admin,
     Path((owner, name)): Path<(String, String)>,

@@ -1,6 +1,7 @@
 //! REST handlers, and the body/query extractors that turn bad input into
 //! [`ApiError`]s with a message that says what to fix.
 
+pub mod admin;
 pub mod apps;
 pub mod github;
 pub mod keys;
@@ -33,6 +34,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/auth/refresh", axum::routing::post(github::refresh))
         .route("/auth/logout", axum::routing::post(github::logout))
+        .route("/admin/users", get(admin::list_users))
+        .route(
+            "/admin/users/{user}/disable",
+            axum::routing::post(admin::disable_user),
+        )
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
         // Incomplete model paths get the gateway's own 404, as on the

@@ -110,14 +110,53 @@ impl TestApp {
     /// Creates another user with one key of `scope`, straight in storage
     /// (there is no sign-up API before GitHub sign-in).
     pub async fn other_user_key(&self, scope: Scope) -> (String, String) {
+        self.user_key("mallory", None, scope).await
+    }
+
+    /// A GitHub-like user `login` (GitHub id `github_id`) with one key of
+    /// `scope`, straight in storage; returns `Key id:secret` for a header.
+    pub async fn github_user_auth(&self, login: &str, github_id: i64, scope: Scope) -> String {
+        let (id, secret) = self.user_key(login, Some(github_id), scope).await;
+        format!("Key {id}:{secret}")
+    }
+
+    /// A new key of `scope` for the existing user `user_id`, straight in
+    /// storage; returns `Key id:secret` for a header.
+    pub async fn key_for(&self, user_id: &str, scope: Scope) -> String {
+        let store = self.store().await;
+        let pepper = fal_server::pepper::load(&self.dir.path().join("pepper")).unwrap();
+        let hasher = fal_core::SecretHasher::new(&pepper);
+        let user_id = UserId::from_stored(user_id.to_owned());
+        let (record, secret): (KeyRecord, _) =
+            fal_core::mint_key(&OsRandom, &hasher, &user_id, scope).unwrap();
+        let id = record.key_id.to_string();
+        store
+            .create_key(&NewKey {
+                record,
+                alias: "extra".into(),
+                created_at: Timestamp(3),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        format!("Key {id}:{}", secret.expose())
+    }
+
+    /// A user with one key of `scope`, straight in storage.
+    pub async fn user_key(
+        &self,
+        nickname: &str,
+        github_id: Option<i64>,
+        scope: Scope,
+    ) -> (String, String) {
         let store = self.store().await;
         let pepper = fal_server::pepper::load(&self.dir.path().join("pepper")).unwrap();
         let hasher = fal_core::SecretHasher::new(&pepper);
         let user = User {
             user_id: UserId::generate(&OsRandom).unwrap(),
-            nickname: "mallory".into(),
-            full_name: "Mallory Other".into(),
-            github_id: None,
+            nickname: nickname.into(),
+            full_name: format!("{nickname} Other"),
+            github_id,
             created_at: Timestamp(1),
         };
         store.create_user(&user).await.unwrap();

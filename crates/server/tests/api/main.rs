@@ -2,6 +2,7 @@
 //! a temporary SQLite file, and is called over real HTTP on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apps;
 mod auth;
 mod dashboard;
 mod device;
@@ -18,4 +19,6 @@ mod limits;
 mod postgres;
 mod recorder;
 mod sessions;
+mod ssrf;
 mod upstream;
+mod users_admin;

@@ -1,0 +1,109 @@
+//! User administration over [`SqlStore`]: [`UserStatus`] and [`UserAdmin`].
+
+use async_trait::async_trait;
+use fal_core::{Timestamp, UserId};
+use sqlx::Row;
+
+use crate::sql::{key_id_of, user_of};
+use crate::{DisabledUser, SqlStore, StoreError, User, UserAdmin, UserStatus, UserSummary};
+
+#[async_trait]
+impl UserStatus for SqlStore {
+    async fn disabled_at(&self, user_id: &UserId) -> Result<Option<Timestamp>, StoreError> {
+        let row = sqlx::query("SELECT disabled_at FROM users WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>, _>("disabled_at")?.map(Timestamp),
+            None => None,
+        })
+    }
+}
+
+#[async_trait]
+impl UserAdmin for SqlStore {
+    async fn list_users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.user_id, u.nickname, u.full_name, u.github_id, u.created_at, u.disabled_at,
+                    (SELECT COUNT(*) FROM api_keys k
+                      WHERE k.user_id = u.user_id AND k.revoked_at IS NULL) AS active_keys
+             FROM users u ORDER BY u.created_at, u.user_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserSummary {
+                    user: user_of(r)?,
+                    disabled_at: r.try_get::<Option<i64>, _>("disabled_at")?.map(Timestamp),
+                    active_keys: r.try_get("active_keys")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn users_by_nickname(&self, nickname: &str) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, nickname, full_name, github_id, created_at FROM users
+             WHERE LOWER(nickname) = LOWER($1) ORDER BY created_at, user_id",
+        )
+        .bind(nickname)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(user_of).collect()
+    }
+
+    async fn disable_user(
+        &self,
+        user_id: &UserId,
+        at: Timestamp,
+    ) -> Result<Option<DisabledUser>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // A write first: on SQLite a transaction that reads before it writes
+        // fails (SQLITE_BUSY, not retried) when another connection, such as
+        // the last_used_at flush, commits in between.
+        let marked = sqlx::query(
+            "UPDATE users SET disabled_at = $1 WHERE user_id = $2 AND disabled_at IS NULL",
+        )
+        .bind(at.millis())
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM users WHERE user_id = $1")
+                .bind(user_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let keys = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL
+             RETURNING key_id",
+        )
+        .bind(at.millis())
+        .bind(user_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let revoked_keys = keys.iter().map(key_id_of).collect::<Result<Vec<_>, _>>()?;
+        let sessions = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at.millis())
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for k in &revoked_keys {
+            self.announce(&mut tx, &format!("key:{k}")).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(DisabledUser {
+            revoked_keys,
+            revoked_sessions: sessions.rows_affected(),
+        }))
+    }
+}
