@@ -62,7 +62,7 @@ fn query_param(url: &str, name: &str) -> String {
 }
 
 /// Runs the web flow up to the callback; returns the callback's response.
-async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwest::Response {
+pub async fn sign_in(app: &TestApp, fake: &FakeGithub, tamper_state: bool) -> reqwest::Response {
     sign_in_as(app, fake, tamper_state, None).await
 }
 

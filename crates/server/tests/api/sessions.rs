@@ -12,15 +12,8 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
 use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub};
+use crate::github_web::no_redirects;
 use crate::helpers::{TestApp, spawn_app_with};
-
-pub fn no_redirects() -> reqwest::Client {
-    let _ = fal_client::http_client();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 fn github_config(fake: &FakeGithub, users: &[&str], ids: &[i64], orgs: &[&str]) -> GithubConfig {
     GithubConfig {
@@ -145,7 +138,7 @@ async fn with_cookie(app: &TestApp, method: Method, path: &str, token: &str) -> 
 
 /// Whether the dashboard accepts this cookie (the keys page, not a
 /// redirect to sign-in).
-async fn dashboard_accepts(app: &TestApp, token: &str) -> bool {
+pub async fn dashboard_accepts(app: &TestApp, token: &str) -> bool {
     let r = no_redirects()
         .get(format!("{}/dashboard/keys", app.url))
         .header(COOKIE, format!("fal_session={token}"))

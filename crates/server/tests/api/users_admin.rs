@@ -4,96 +4,36 @@
 use std::sync::Arc;
 
 use fal_core::Scope;
-use fal_server::github::GithubConfig;
 use reqwest::Method;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::SET_COOKIE;
 
-use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub};
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::fake_github::FakeGithub;
+use crate::github_web::app_with_github_and;
+use crate::helpers::TestApp;
+use crate::sessions::dashboard_accepts;
 
 async fn app_with_github(fake: &FakeGithub, operators: &[&str]) -> TestApp {
-    let url = fake.url.clone();
     let operators: Vec<String> = operators.iter().map(|s| s.to_string()).collect();
-    spawn_app_with(
-        move |c| {
-            c.github = Some(GithubConfig {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.to_owned().into(),
-                url: url.clone(),
-                api_url: url,
-                allow_users: vec!["octocat".into()],
-                allow_user_ids: vec![],
-                allow_orgs: vec![],
-            });
-            c.operators = operators;
-            // The web flow's redirect_uri (never taken from Host).
-            c.public_url = Some("https://fal.example.com".into());
-        },
+    app_with_github_and(
+        fake,
+        move |c| c.operators = operators,
         Arc::new(fal_core::SystemClock),
     )
     .await
 }
 
-fn param(url: &str, name: &str) -> String {
-    let q = url.split_once('?').unwrap().1;
-    q.split('&')
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .unwrap()
-        .to_owned()
-}
-
-/// The web flow; returns the callback's status and the session cookie, if any.
+/// The web flow; returns the callback's status and the session token, if any.
 async fn sign_in(app: &TestApp, fake: &FakeGithub) -> (u16, Option<String>) {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let start = http
-        .get(format!("{}/auth/github/login", app.url))
-        .send()
-        .await
-        .unwrap();
-    let location = start.headers()[LOCATION].to_str().unwrap().to_owned();
-    let cookie = start.headers()[SET_COOKIE].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    fake.issue_code("code-1", &param(&location, "code_challenge"));
-    let done = http
-        .get(format!(
-            "{}/auth/github/callback?code=code-1&state={}",
-            app.url,
-            param(&location, "state")
-        ))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap();
+    let done = crate::github_web::sign_in(app, fake, false).await;
     let session = done
         .headers()
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .find(|c| c.contains("fal_session=") && !c.ends_with('='));
+        .filter_map(|c| c.split(';').next()?.strip_prefix("fal_session="))
+        .find(|t| !t.is_empty())
+        .map(str::to_owned);
     (done.status().as_u16(), session)
-}
-
-/// Whether the dashboard takes this session cookie (the keys page rather
-/// than a redirect to sign-in); the cookie is a credential nowhere else.
-async fn dashboard_accepts(app: &TestApp, cookie: &str) -> bool {
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{}/dashboard/keys", app.url))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap();
-    match r.status().as_u16() {
-        200 => true,
-        303 => false,
-        s => panic!("unexpected status {s} from /dashboard/keys"),
-    }
 }
 
 #[tokio::test]
@@ -103,7 +43,7 @@ async fn a_disabled_user_loses_keys_and_sessions_at_once_and_cannot_sign_in_agai
     let admin = app.admin_auth();
     let (status, cookie) = sign_in(&app, &fake).await;
     assert_eq!(status, 303);
-    let cookie = cookie.expect("a session cookie");
+    let cookie = cookie.expect("a session token");
     assert!(dashboard_accepts(&app, &cookie).await);
     let (_, _, list) = app
         .call(Method::GET, "/admin/users", Some(&admin), None)
