@@ -31,7 +31,9 @@
 //!   may be on, checked at registration and at every new connection.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens;
-//!   [`device_polls`] throttles the device flow's polls per code.
+//!   [`device_polls`] throttles the device flow's polls per code;
+//!   [`sealed`] keeps a CLI session's GitHub token at rest, sealed under a
+//!   key derived from the pepper.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 
