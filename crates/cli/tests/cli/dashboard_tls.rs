@@ -171,9 +171,9 @@ fn a_valid_form_cannot_revoke_another_users_key() {
     // into the database, as a second process would.
     let victim =
         crate::harness::parse_pair(&s.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
-    let mallory = make_other_user_key(&dir.path().join("data"));
+    let mallory = crate::harness::user_with_admin_key(&dir.path().join("data"), "mallory", None);
     let jar = dir.path().join("jar");
-    dashboard_sign_in(&s.url, &jar, None, &mallory.0, &mallory.1);
+    dashboard_sign_in(&s.url, &jar, None, &mallory.id, &mallory.secret);
     let jar_s = jar.display().to_string();
     let keys_page = curl(&["-b", &jar_s, &format!("{}/dashboard/keys", s.url)]);
     let csrf = hidden_csrf(&keys_page);
@@ -187,43 +187,4 @@ fn a_valid_form_cannot_revoke_another_users_key() {
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
     s.ok(&victim, &["auth", "whoami"]);
     s.stop();
-}
-
-/// Adds a user with an ADMIN key straight into the SQLite database.
-fn make_other_user_key(data: &Path) -> (String, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use fal_core::{OsRandom, Scope, SecretHasher, Timestamp, UserId, mint_key};
-        use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
-        let store = SqlStore::open_sqlite(&data.join("fal.db"), Timestamp(0))
-            .await
-            .unwrap();
-        let pepper =
-            fal_core::Pepper::from_hex(&std::fs::read_to_string(data.join("pepper")).unwrap())
-                .unwrap();
-        let hasher = SecretHasher::new(&pepper);
-        let user = User {
-            user_id: UserId::generate(&OsRandom).unwrap(),
-            nickname: "mallory".into(),
-            full_name: String::new(),
-            github_id: None,
-            created_at: Timestamp(1),
-        };
-        store.create_user(&user).await.unwrap();
-        let (record, secret) = mint_key(&OsRandom, &hasher, &user.user_id, Scope::Admin).unwrap();
-        let id = record.key_id.to_string();
-        store
-            .create_key(&NewKey {
-                record,
-                alias: "mallory".into(),
-                created_at: Timestamp(2),
-            })
-            .await
-            .unwrap();
-        store.close().await;
-        (id, secret.expose().to_owned())
-    })
 }

@@ -15,6 +15,9 @@ const FAL_VARS: &[&str] = &[
     "FAL_DATA_DIR",
     "FAL_PEPPER_FILE",
     "FAL_LISTEN",
+    "FAL_OPERATORS",
+    "FAL_ALLOW_METADATA_UPSTREAMS",
+    "FAL_PUBLIC_URL",
     "RUST_LOG",
 ];
 
@@ -173,4 +176,48 @@ impl Server {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Adds a user (GitHub-like when `github_id` is given) with an ADMIN key
+/// straight into the SQLite database, as a second process would: the API
+/// cannot create users (GitHub sign-in does).
+pub fn user_with_admin_key(data: &Path, login: &str, github_id: Option<i64>) -> Pair {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fal_core::{OsRandom, Scope, SecretHasher, Timestamp, UserId, mint_key};
+        use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
+        let store = SqlStore::open_sqlite(&data.join("fal.db"), Timestamp(0))
+            .await
+            .unwrap();
+        let pepper =
+            fal_core::Pepper::from_hex(&std::fs::read_to_string(data.join("pepper")).unwrap())
+                .unwrap();
+        let user = User {
+            user_id: UserId::generate(&OsRandom).unwrap(),
+            nickname: login.into(),
+            full_name: String::new(),
+            github_id,
+            created_at: Timestamp(1),
+        };
+        store.create_user(&user).await.unwrap();
+        let hasher = SecretHasher::new(&pepper);
+        let (record, secret) = mint_key(&OsRandom, &hasher, &user.user_id, Scope::Admin).unwrap();
+        let id = record.key_id.to_string();
+        store
+            .create_key(&NewKey {
+                record,
+                alias: login.into(),
+                created_at: Timestamp(2),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        Pair {
+            id,
+            secret: secret.expose().to_owned(),
+        }
+    })
 }

@@ -1,50 +1,6 @@
 //! `fal admin users list|disable` against a real `fal serve`.
 
-use std::path::Path;
-
-use crate::harness::{Pair, Server, stderr};
-
-/// Adds a GitHub-like user with an ADMIN key straight into the database.
-fn github_user_key(data: &Path, login: &str, github_id: i64) -> Pair {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use fal_core::{OsRandom, Scope, SecretHasher, Timestamp, UserId, mint_key};
-        use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
-        let store = SqlStore::open_sqlite(&data.join("fal.db"), Timestamp(0))
-            .await
-            .unwrap();
-        let pepper =
-            fal_core::Pepper::from_hex(&std::fs::read_to_string(data.join("pepper")).unwrap())
-                .unwrap();
-        let user = User {
-            user_id: UserId::generate(&OsRandom).unwrap(),
-            nickname: login.into(),
-            full_name: String::new(),
-            github_id: Some(github_id),
-            created_at: Timestamp(1),
-        };
-        store.create_user(&user).await.unwrap();
-        let hasher = SecretHasher::new(&pepper);
-        let (record, secret) = mint_key(&OsRandom, &hasher, &user.user_id, Scope::Admin).unwrap();
-        let id = record.key_id.to_string();
-        store
-            .create_key(&NewKey {
-                record,
-                alias: login.into(),
-                created_at: Timestamp(2),
-            })
-            .await
-            .unwrap();
-        store.close().await;
-        Pair {
-            id,
-            secret: secret.expose().to_owned(),
-        }
-    })
-}
+use crate::harness::{Server, stderr, user_with_admin_key};
 
 #[test]
 fn operators_list_and_disable_users_from_the_cli() {
@@ -52,8 +8,8 @@ fn operators_list_and_disable_users_from_the_cli() {
     let data = dir.path().join("data");
     let server = Server::start_with(&data, None, &["--operators", "4242"], &[]);
     let admin = server.bootstrap();
-    let bob = github_user_key(&data, "bob", 102);
-    let carol = github_user_key(&data, "carol", 4242);
+    let bob = user_with_admin_key(&data, "bob", Some(102));
+    let carol = user_with_admin_key(&data, "carol", Some(4242));
     server.ok(&bob, &["auth", "whoami"]);
 
     let table = server.ok(&carol, &["admin", "users", "list"]);
