@@ -1,7 +1,7 @@
 //! The dashboard's forms as a browser uses them: the one-time secret link,
 //! aliases that look like placeholders or hide characters.
 
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 
 use crate::github_web::no_redirects;
 use crate::helpers::{TestApp, spawn_app};
@@ -10,19 +10,6 @@ fn hidden_csrf(html: &str) -> String {
     let at =
         html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
     html[at..].split('"').next().unwrap().to_owned()
-}
-
-fn first_cookie(resp: &reqwest::Response, prefix: &str) -> String {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no {prefix} cookie: {:?}", resp.headers()))
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// A signed-in dashboard: its session cookie.
@@ -35,29 +22,10 @@ pub struct Browser {
 impl Browser {
     /// Signs in with the bootstrap ADMIN key through the form.
     pub async fn sign_in(app: &TestApp) -> Browser {
-        let http = no_redirects();
-        let page = http
-            .get(format!("{}/dashboard/login", app.url))
-            .send()
-            .await
-            .unwrap();
-        let csrf_cookie = first_cookie(&page, "fal_csrf=");
-        let csrf = hidden_csrf(&page.text().await.unwrap());
-        let done = http
-            .post(format!("{}/dashboard/login", app.url))
-            .header(COOKIE, csrf_cookie)
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("key_id", &app.admin_id),
-                ("key_secret", &app.admin_secret),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(done.status(), 303);
+        let token = crate::sessions::dashboard_sign_in(app, &app.admin_id, &app.admin_secret).await;
         Browser {
-            cookie: first_cookie(&done, "fal_session="),
-            http,
+            cookie: format!("fal_session={token}"),
+            http: no_redirects(),
             url: app.url.clone(),
         }
     }
