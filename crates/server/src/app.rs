@@ -582,21 +582,13 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("No route for {method} {}", uri.path()))
 }
 
-/// One log line per request: method, path (never the query, which could
-/// carry anything; never a one-time link's id), status and duration.
-/// Headers are never logged.
+/// The router's request log line ([`crate::request_log`]).
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = crate::dashboard::loggable_path(req.uri().path()).into_owned();
+    let path = req.uri().path().to_owned();
     let started = Instant::now();
     let response = next.run(req).await;
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    crate::request_log::request(method.as_str(), &path, response.status().as_u16(), started);
     response
 }
 

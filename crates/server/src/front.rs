@@ -1107,17 +1107,11 @@ struct LogLine {
     started: Instant,
 }
 
-/// One log line per request, as the router's requests get (never the
-/// query, never a header).
+/// The request log line, as the router's requests get
+/// ([`crate::request_log`]).
 fn log_request(log: &Option<LogLine>, status: u16) {
     if let Some(l) = log {
-        tracing::info!(
-            method = %l.method,
-            path = %l.path,
-            status,
-            ms = l.started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        crate::request_log::request(&l.method, &l.path, status, l.started);
     }
 }
 

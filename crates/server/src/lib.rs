@@ -24,6 +24,7 @@
 //! - [`forward_rules`], [`chunked`]: what both forwarding paths let through
 //!   (paths, cookies, lengths, upstream framings; chunked framing, strict and
 //!   without trailers).
+//! - [`request_log`]: the one log line per request, for both paths.
 //! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
 //! - [`limits`]: request body time and size, the connection cap, the
 //!   open-file limit.
@@ -57,6 +58,7 @@ pub mod limits;
 pub mod operators;
 pub mod pepper;
 pub mod reach;
+pub mod request_log;
 pub mod response_headers;
 pub mod sealed;
 pub mod sessions;

@@ -160,6 +160,17 @@ fn the_one_time_link_never_reaches_the_log() {
         "the request is logged, without its id"
     );
     assert!(!log.contains(&id), "the one-time link's id reached the log");
+    // Durations are rounded (`ms=0.49`, never `ms=0.48783000000000004`).
+    let durations: Vec<&str> = log
+        .split("ms=")
+        .skip(1)
+        .map(|rest| rest.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert!(!durations.is_empty(), "no request line in {log}");
+    for d in durations {
+        let decimals = d.split_once('.').map_or(0, |(_, frac)| frac.len());
+        assert!(decimals <= 2, "an unrounded duration: ms={d}");
+    }
 }
 
 #[test]
