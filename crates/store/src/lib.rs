@@ -10,14 +10,19 @@
 //! - [`sql`]: [`SqlStore`], the implementation over `sqlx::Any`. Queries are
 //!   written once, in portable SQL with `$n` placeholders; what differs
 //!   between backends (connection set-up, migrations, advisory locks) lives
-//!   behind [`Backend`].
+//!   behind [`Backend`]. Each capability's queries are in a file of their
+//!   own beside it: `keys.rs`, `users.rs`, `apps.rs`, `sessions.rs`,
+//!   `meta.rs`.
 //! - [`migrate`]: embedded migrations per backend and their runner.
 //! - [`testing`]: fresh PostgreSQL databases for tests and benchmarks.
 //! - [`changes`]: PostgreSQL LISTEN/NOTIFY, so every server drops a cached
 //!   record as soon as any server changes it.
 #![forbid(unsafe_code)]
 
+mod apps;
 pub mod changes;
+mod keys;
+mod meta;
 pub mod migrate;
 mod sessions;
 pub mod sql;

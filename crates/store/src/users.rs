@@ -1,11 +1,85 @@
-//! User administration over [`SqlStore`]: [`UserStatus`] and [`UserAdmin`].
+//! Users over [`SqlStore`]: [`UserStore`] (who they are), [`UserStatus`]
+//! and [`UserAdmin`] (disabling). Portable SQL, as in [`crate::sql`].
 
 use async_trait::async_trait;
 use fal_core::{Timestamp, UserId};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{Executor, Row};
 
-use crate::sql::{key_id_of, user_of};
-use crate::{DisabledUser, SqlStore, StoreError, User, UserAdmin, UserStatus, UserSummary};
+use crate::keys::key_id_of;
+use crate::{
+    DisabledUser, SqlStore, StoreError, User, UserAdmin, UserStatus, UserStore, UserSummary,
+};
+
+pub(crate) fn user_of(row: &AnyRow) -> Result<User, StoreError> {
+    Ok(User {
+        user_id: UserId::from_stored(row.try_get("user_id")?),
+        nickname: row.try_get("nickname")?,
+        full_name: row.try_get("full_name")?,
+        github_id: row.try_get("github_id")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+pub(crate) async fn insert_user<'e, E>(exec: E, user: &User) -> Result<(), StoreError>
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO users (user_id, nickname, full_name, github_id, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user.user_id.as_str())
+    .bind(user.nickname.as_str())
+    .bind(user.full_name.as_str())
+    .bind(user.github_id)
+    .bind(user.created_at.millis())
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        insert_user(self.pool(), user).await
+    }
+
+    async fn user_by_github_id(&self, github_id: i64) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, nickname, full_name, github_id, created_at FROM users WHERE github_id = $1",
+        )
+        .bind(github_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn update_user_names(
+        &self,
+        user_id: &UserId,
+        nickname: &str,
+        full_name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET nickname = $1, full_name = $2 WHERE user_id = $3")
+            .bind(nickname)
+            .bind(full_name)
+            .bind(user_id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn user(&self, user_id: &UserId) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, nickname, full_name, github_id, created_at FROM users WHERE user_id = $1",
+        )
+        .bind(user_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(user_of).transpose()
+    }
+}
 
 #[async_trait]
 impl UserStatus for SqlStore {

@@ -1,0 +1,177 @@
+//! [`KeyLookup`] and [`KeyAdmin`] for [`SqlStore`]: what verification
+//! reads, and creating, listing and revoking a user's keys. Portable SQL,
+//! as in [`crate::sql`].
+
+use async_trait::async_trait;
+use fal_core::{KeyId, KeyRecord, Scope, SecretHash, Timestamp, UserId};
+use sqlx::any::AnyRow;
+use sqlx::{Executor, Row};
+
+use crate::sql::corrupt;
+use crate::{Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary, NewKey, SqlStore, StoreError};
+
+pub(crate) fn key_id_of(row: &AnyRow) -> Result<KeyId, StoreError> {
+    let s: String = row.try_get("key_id")?;
+    s.parse().map_err(|_| corrupt("key_id is not a UUID"))
+}
+
+fn scope_of(row: &AnyRow) -> Result<Scope, StoreError> {
+    let s: String = row.try_get("scope")?;
+    s.parse().map_err(|_| corrupt("unknown scope"))
+}
+
+pub(crate) async fn insert_key<'e, E>(exec: E, key: &NewKey) -> Result<(), StoreError>
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO api_keys (key_id, user_id, scope, alias, secret_hash, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key.record.key_id.to_string())
+    .bind(key.record.user_id.as_str())
+    .bind(key.record.scope.as_str())
+    .bind(key.alias.as_str())
+    .bind(key.record.secret_hash.to_hex())
+    .bind(key.created_at.millis())
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl KeyLookup for SqlStore {
+    async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, user_id, scope, secret_hash, revoked_at FROM api_keys WHERE key_id = $1",
+        )
+        .bind(key_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.try_get("secret_hash")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        Ok(Some(KeyRecord {
+            key_id: key_id_of(&row)?,
+            user_id: UserId::from_stored(row.try_get("user_id")?),
+            scope: scope_of(&row)?,
+            secret_hash: SecretHash::from_hex(&hash).map_err(|_| corrupt("secret_hash"))?,
+            revoked: revoked_at.is_some(),
+        }))
+    }
+
+    async fn record_key_use(&self, uses: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for (key_id, at) in uses {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1
+                 WHERE key_id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(at.millis())
+            .bind(key_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for SqlStore {
+    async fn create_key(&self, key: &NewKey) -> Result<(), StoreError> {
+        insert_key(self.pool(), key).await
+    }
+
+    async fn list_keys(
+        &self,
+        user_id: &UserId,
+        limit: u32,
+        after: Option<&Cursor>,
+    ) -> Result<KeyPage, StoreError> {
+        // Without a cursor, start above every possible key: one query serves both.
+        let (after_ms, after_id) = match after {
+            Some(c) => (c.created_at.millis(), c.key_id.to_string()),
+            None => (i64::MAX, String::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT key_id, alias, scope, created_at, last_used_at FROM api_keys
+             WHERE user_id = $1 AND revoked_at IS NULL
+               AND (created_at < $2 OR (created_at = $2 AND key_id < $3))
+             ORDER BY created_at DESC, key_id DESC
+             LIMIT $4",
+        )
+        .bind(user_id.as_str())
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let mut keys = rows
+            .iter()
+            .map(|row| {
+                Ok(KeySummary {
+                    key_id: key_id_of(row)?,
+                    alias: row.try_get("alias")?,
+                    scope: scope_of(row)?,
+                    created_at: Timestamp(row.try_get("created_at")?),
+                    last_used_at: row
+                        .try_get::<Option<i64>, _>("last_used_at")?
+                        .map(Timestamp),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let more = keys.len() > limit as usize;
+        keys.truncate(limit as usize);
+        let next_cursor = match keys.last() {
+            Some(last) if more => Some(Cursor {
+                created_at: last.created_at,
+                key_id: last.key_id,
+            }),
+            _ => None,
+        };
+        Ok(KeyPage { keys, next_cursor })
+    }
+
+    async fn revoke_key(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let id = key_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1
+             WHERE key_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(at.millis())
+        .bind(&id)
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            // Dashboard sessions opened with this key end with it.
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(at.millis())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            self.announce(&mut tx, &format!("key:{id}")).await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        tx.rollback().await?;
+        let owned = sqlx::query("SELECT 1 AS one FROM api_keys WHERE key_id = $1 AND user_id = $2")
+            .bind(&id)
+            .bind(user_id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(owned.is_some())
+    }
+}
