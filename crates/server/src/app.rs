@@ -13,6 +13,7 @@ use axum::response::Response;
 use fal_core::{Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key};
 use fal_store::{AppRecord, KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
 use tokio::net::TcpListener;
+#[cfg(feature = "testing")]
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -314,7 +315,9 @@ impl App {
         Ok(())
     }
 
-    /// Binds the configured address and serves in a background task.
+    /// Binds the configured address and serves in a background task
+    /// (tests and benchmarks: feature `testing`).
+    #[cfg(feature = "testing")]
     pub async fn spawn(self) -> Result<RunningServer, StartError> {
         self.check_tls()?;
         let addr = self.config.listen;
@@ -536,7 +539,9 @@ async fn follow_changes(store: SqlStore, verifier: Arc<Verifier>, apps: Arc<AppD
     }
 }
 
-/// A server running in the background (tests, benchmarks).
+/// A server running in the background (tests and benchmarks: feature
+/// `testing`).
+#[cfg(feature = "testing")]
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -546,6 +551,7 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
 }
 
+#[cfg(feature = "testing")]
 impl RunningServer {
     /// `http://ADDR`.
     pub fn url(&self) -> String {

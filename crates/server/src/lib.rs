@@ -64,6 +64,8 @@ pub mod sealed;
 pub mod sessions;
 pub mod tls;
 
-pub use app::{App, BootstrapKey, RunningServer};
+#[cfg(feature = "testing")]
+pub use app::RunningServer;
+pub use app::{App, BootstrapKey};
 pub use config::Config;
 pub use error::ApiError;

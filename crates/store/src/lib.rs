@@ -14,7 +14,8 @@
 //!   own beside it: `keys.rs`, `users.rs`, `apps.rs`, `sessions.rs`,
 //!   `meta.rs`.
 //! - [`migrate`]: embedded migrations per backend and their runner.
-//! - [`testing`]: fresh PostgreSQL databases for tests and benchmarks.
+//! - `testing` (feature `testing`): fresh PostgreSQL databases for tests and
+//!   benchmarks; not part of the production API.
 //! - [`changes`]: PostgreSQL LISTEN/NOTIFY, so every server drops a cached
 //!   record as soon as any server changes it.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ mod meta;
 pub mod migrate;
 mod sessions;
 pub mod sql;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
 
