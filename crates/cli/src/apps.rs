@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
+use fal_core::{AppName, AppOwner, UpstreamUrl};
 
 use crate::AppsCommand;
 use crate::keys::client;
@@ -29,29 +30,48 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} must be more than zero and less than a lifetime"))
 }
 
+/// Checks `fal apps add`'s `OWNER/NAME` and `--upstream` by the server's
+/// own rules, so that bad input is refused, in the server's words, before
+/// credentials are read or anything is sent.
+pub fn parse_new_app(
+    app: &str,
+    upstream: &str,
+) -> anyhow::Result<(AppOwner, AppName, UpstreamUrl)> {
+    let (owner, name) = fal_client::split_app(app)?;
+    Ok((
+        AppOwner::parse(owner)?,
+        AppName::parse(name)?,
+        UpstreamUrl::parse(upstream)?,
+    ))
+}
+
 /// Runs a `fal apps` subcommand.
 pub async fn apps_command(
     host: &str,
     explicit: Option<&str>,
     cmd: AppsCommand,
 ) -> anyhow::Result<()> {
-    let client = client(host, explicit)?;
+    let connect = || client(host, explicit);
     match cmd {
         AppsCommand::Add {
             app,
             upstream,
             timeout,
         } => {
-            let created = client.create_app(&app, &upstream, timeout).await?;
+            let (owner, name, upstream) = parse_new_app(&app, &upstream)?;
+            let app = format!("{owner}/{name}");
+            let created = connect()?
+                .create_app(&app, upstream.as_ref(), timeout)
+                .await?;
             println!(
                 "Registered {} -> {} (timeout {} ms).",
                 created["app"].as_str().unwrap_or(&app),
-                created["upstream"].as_str().unwrap_or(&upstream),
+                created["upstream"].as_str().unwrap_or(upstream.as_ref()),
                 created["timeout_ms"]
             );
         }
         AppsCommand::List { json } => {
-            let apps = client.list_apps().await?;
+            let apps = connect()?.list_apps().await?;
             if json {
                 println!(
                     "{}",
@@ -85,7 +105,7 @@ pub async fn apps_command(
             }
         }
         AppsCommand::Rm { app } => {
-            client.delete_app(&app).await?;
+            connect()?.delete_app(&app).await?;
             println!("Removed {app}.");
         }
     }
@@ -116,7 +136,7 @@ pub async fn run(host: &str, explicit: Option<&str>, app: &str, data: &str) -> a
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_ms;
+    use super::{parse_duration_ms, parse_new_app};
 
     #[test]
     fn durations() {
@@ -127,5 +147,22 @@ mod tests {
         assert!(parse_duration_ms("0s").is_err());
         assert!(parse_duration_ms("5d").is_err());
         assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn new_apps_are_refused_before_sending_in_the_servers_words() {
+        let (owner, name, upstream) = parse_new_app("acme/sdxl", "http://127.0.0.1:9/").unwrap();
+        assert_eq!(
+            (owner.as_ref(), name.as_ref(), upstream.as_ref()),
+            ("acme", "sdxl", "http://127.0.0.1:9")
+        );
+        let refusal = |app, upstream| parse_new_app(app, upstream).unwrap_err().to_string();
+        assert!(refusal("acme", "http://x").contains("OWNER/NAME"));
+        assert!(refusal("Acme/x", "http://x").starts_with("owner \"Acme\" must be 1 to 64"));
+        assert!(refusal("acme/-x", "http://x").starts_with("name \"-x\" must be 1 to 64"));
+        assert_eq!(
+            refusal("acme/x", "ftp://nowhere"),
+            "upstream scheme must be http or https, not \"ftp\""
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Domain of fal's key-based authentication, free of I/O.
 //!
 //! Layout:
+//! - [`app_name`]: an app's owner and name, checked once.
+//! - [`upstream`]: an app's upstream base URL, checked once.
 //! - [`scope`]: the two scopes (`API`, `ADMIN`) and what each may do.
 //! - [`key`]: key ids (UUIDs) and key secrets (`fal_sk_…`, with a checksum).
 //! - [`hash`]: the server-side pepper and the keyed hash (HMAC-SHA-256) that is
@@ -12,6 +14,7 @@
 //! - [`random`]: the injected source of randomness.
 #![forbid(unsafe_code)]
 
+pub mod app_name;
 pub mod hash;
 pub mod header;
 pub mod key;
@@ -19,12 +22,15 @@ pub mod random;
 pub mod scope;
 pub mod time;
 pub mod token;
+pub mod upstream;
 pub mod verify;
 
+pub use app_name::{AppName, AppOwner, AppPartError};
 pub use hash::{Pepper, SecretHash, SecretHasher};
 pub use header::{Credentials, HeaderError};
 pub use key::{KeyFormatError, KeyId, KeySecret, UserId};
 pub use random::{OsRandom, RandomSource};
 pub use scope::Scope;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use upstream::{UpstreamError, UpstreamUrl};
 pub use verify::{KeyRecord, Principal, VerifyError, mint_key};

@@ -137,6 +137,20 @@ impl From<fal_core::random::RandomError> for ApiError {
     }
 }
 
+/// An app owner or name given that breaks the rule: 422.
+impl From<fal_core::AppPartError> for ApiError {
+    fn from(e: fal_core::AppPartError) -> Self {
+        ApiError::Unprocessable(e.to_string())
+    }
+}
+
+/// An upstream URL given that breaks the rule: 422.
+impl From<fal_core::UpstreamError> for ApiError {
+    fn from(e: fal_core::UpstreamError) -> Self {
+        ApiError::Unprocessable(e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use fal_core::{Clock, Principal, RandomSource, Timestamp};
 use fal_store::{AppLookup, AppRecord, StoreError};
@@ -35,51 +35,6 @@ pub const X_FAL_USER_ID: &str = "x-fal-user-id";
 pub const X_FAL_KEY_ID: &str = "x-fal-key-id";
 /// Header carrying the request id to the upstream and back to the client.
 pub const X_FAL_REQUEST_ID: &str = "x-fal-request-id";
-
-/// Validates an app's `owner` or `name`: 1–64 of `a-z 0-9 - _ .`, starting
-/// with a letter or digit.
-pub fn valid_app_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_.".contains(c))
-}
-
-/// Checks an upstream base URL: `http` or `https`, a host, no query or
-/// fragment. Returns the URL without a trailing slash.
-pub fn validate_upstream(url: &str) -> Result<String, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| format!("upstream {url:?} is not a URL; use http://HOST[:PORT][/PATH]"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        Some(other) => {
-            return Err(format!(
-                "upstream scheme must be http or https, not {other:?}"
-            ));
-        }
-        None => {
-            return Err(format!(
-                "upstream {url:?} needs a scheme: http:// or https://"
-            ));
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("upstream {url:?} has no host"));
-    }
-    if uri.query().is_some() {
-        return Err("upstream must not have a query string".into());
-    }
-    if url.contains('#') {
-        return Err("upstream must not have a fragment".into());
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err("upstream must not carry credentials in the URL".into());
-    }
-    Ok(url.trim_end_matches('/').to_owned())
-}
 
 /// A cached app lookup: the app (or its absence) and when it was read.
 #[derive(Clone)]
@@ -763,32 +718,6 @@ mod tests {
         assert_eq!(parts("/run/a/b/"), Some(("a/b", "a", "b", "/")));
         assert_eq!(split_run_path("/run/a"), None);
         assert_eq!(split_run_path("/run//b"), None);
-    }
-
-    #[test]
-    fn upstreams_are_checked() {
-        assert_eq!(
-            validate_upstream("http://127.0.0.1:9000/").unwrap(),
-            "http://127.0.0.1:9000"
-        );
-        assert!(validate_upstream("https://models.internal/v1").is_ok());
-        assert!(
-            validate_upstream("ftp://x")
-                .unwrap_err()
-                .contains("http or https")
-        );
-        assert!(validate_upstream("127.0.0.1:9000").is_err());
-        assert!(
-            validate_upstream("http://x/?a=1")
-                .unwrap_err()
-                .contains("query")
-        );
-        assert!(
-            validate_upstream("http://u:p@x/")
-                .unwrap_err()
-                .contains("credentials")
-        );
-        assert!(validate_upstream("not a url").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use fal_core::{AppName, AppOwner, UpstreamUrl};
 use fal_store::AppRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,7 +12,6 @@ use serde_json::{Value, json};
 use super::ApiJson;
 use crate::auth::{Admin, AppState};
 use crate::error::ApiError;
-use crate::gateway::{valid_app_part, validate_upstream};
 
 /// Default time the gateway waits for an upstream's response headers.
 pub const DEFAULT_TIMEOUT_MS: i64 = 60_000;
@@ -52,24 +52,15 @@ fn app_json(a: &AppRecord, builtin: bool, full: bool) -> Value {
     v
 }
 
-fn check_part(what: &str, v: &str) -> Result<(), ApiError> {
-    if valid_app_part(v) {
-        Ok(())
-    } else {
-        Err(ApiError::Unprocessable(format!(
-            "{what} {v:?} must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit"
-        )))
-    }
-}
-
 /// `POST /apps`.
 pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateApp>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_part("owner", &body.owner)?;
-    check_part("name", &body.name)?;
-    let upstream = validate_upstream(&body.upstream).map_err(ApiError::Unprocessable)?;
+    // Checked once here (422 with the rule); stored as checked.
+    let owner = AppOwner::parse(&body.owner)?;
+    let name = AppName::parse(&body.name)?;
+    let upstream = UpstreamUrl::parse(&body.upstream)?;
     let timeout_ms = body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ApiError::Unprocessable(format!(
@@ -77,9 +68,9 @@ pub async fn create(
         )));
     }
     let app = AppRecord {
-        owner: body.owner,
-        name: body.name,
-        upstream,
+        owner: owner.into(),
+        name: name.into(),
+        upstream: upstream.into(),
         timeout_ms,
         created_by: admin.principal().user_id.clone(),
         created_at: admin.now(),
