@@ -151,6 +151,18 @@ impl From<fal_core::UpstreamError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// This error as a response that also closes the connection (the
+    /// client's framing is in doubt, or it must not send more).
+    pub fn closing(self) -> Response {
+        let mut response = self.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {

@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::error::ApiError;
@@ -259,10 +259,7 @@ pub async fn refuse_connect(req: Request, next: axum::middleware::Next) -> Respo
     if req.method() != axum::http::Method::CONNECT {
         return next.run(req).await;
     }
-    let mut r = connect_refused().into_response();
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    nosniff(r).await
+    nosniff(connect_refused().closing()).await
 }
 
 /// Adds `X-Content-Type-Options: nosniff` to every answer on `/run`, ours

@@ -635,8 +635,7 @@ impl Conn {
                 return self.answer_failure(io, resp_out, response, &f, true).await;
             }
             Ok(Err(Failure::BodyTimeout)) => {
-                let response =
-                    crate::limits::closing(crate::limits::body_timed_out(self.body_timeout));
+                let response = crate::limits::body_timed_out(self.body_timeout).closing();
                 return self.answer_failure(io, resp_out, response, &f, true).await;
             }
             Ok(Err(Failure::Refused(why))) => {

@@ -604,9 +604,7 @@ async fn forward(
             return failed(GatewayError::Timeout(app.timeout_ms));
         }
         Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
-            let mut r = rules::bad_chunked().into_response();
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            let mut r = rules::bad_chunked().closing();
             r.headers_mut().insert(X_FAL_REQUEST_ID, rid);
             return Ok(r);
         }

@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,15 +90,6 @@ pub fn body_timed_out(timeout: Duration) -> ApiError {
     }
 }
 
-/// `e` as a response that closes the connection.
-pub fn closing(e: ApiError) -> Response {
-    let mut response = e.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 /// The router's middleware for request bodies (see the module docs).
 pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     if req.body().is_end_stream() {
@@ -112,7 +103,7 @@ pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Ne
         // fault (400, see `gateway::forward`); when the failure was this
         // stall, say so.
         if timed_out.load(Ordering::Relaxed) && response.status() == StatusCode::BAD_REQUEST {
-            return closing(body_timed_out(limits.timeout));
+            return body_timed_out(limits.timeout).closing();
         }
         return response;
     }
@@ -122,7 +113,7 @@ pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_size as u64) {
-        return closing(too_large(limits.max_size));
+        return too_large(limits.max_size).closing();
     }
     let (parts, body) = req.into_parts();
     let read = tokio::time::timeout(
@@ -131,13 +122,12 @@ pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Ne
     );
     let bytes = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return closing(too_large(limits.max_size)),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(limits.max_size).closing(),
         Ok(Err(_)) => {
-            return closing(ApiError::BadRequest(
-                "The request body was cut off or badly framed".into(),
-            ));
+            return ApiError::BadRequest("The request body was cut off or badly framed".into())
+                .closing();
         }
-        Err(_) => return closing(body_timed_out(limits.timeout)),
+        Err(_) => return body_timed_out(limits.timeout).closing(),
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
