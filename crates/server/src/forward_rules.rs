@@ -4,8 +4,8 @@
 //! `Content-Length` is, which upstream framings are refused, and a body
 //! wrapper that drops trailers.
 //!
-//! Pure functions, but for [`NoTrailers`], which wraps a body, and the two
-//! small middlewares of hyper's path, [`nosniff`] and [`refuse_connect`].
+//! Pure functions, but for [`NoTrailers`], which wraps a body, and the
+//! one small middleware of hyper's path, [`refuse_connect`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::Response;
 use http_body::{Body, Frame, SizeHint};
 
@@ -259,18 +259,7 @@ pub async fn refuse_connect(req: Request, next: axum::middleware::Next) -> Respo
     if req.method() != axum::http::Method::CONNECT {
         return next.run(req).await;
     }
-    nosniff(connect_refused().closing()).await
-}
-
-/// Adds `X-Content-Type-Options: nosniff` to every answer on `/run`, ours
-/// and upstreams' alike (replacing an upstream's own, so it is never
-/// doubled).
-pub async fn nosniff(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        HeaderName::from_static(NOSNIFF.0),
-        HeaderValue::from_static(NOSNIFF.1),
-    );
-    response
+    connect_refused().closing()
 }
 
 #[cfg(test)]

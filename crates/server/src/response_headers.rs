@@ -16,7 +16,10 @@ use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// Router middleware: `X-Content-Type-Options: nosniff` on every response.
+/// Router middleware: `X-Content-Type-Options: nosniff` on every response
+/// (the gateway's hyper path included; the hand-written path adds its own,
+/// [`crate::forward_rules::NOSNIFF`]). `insert`, so an upstream's own is
+/// replaced, never doubled.
 pub async fn nosniff(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     resp.headers_mut()
@@ -34,7 +37,8 @@ pub fn no_store(resp: impl IntoResponse) -> Response {
 }
 
 /// Router middleware for the dashboard: a strict Content-Security-Policy,
-/// no framing, no referrer, `nosniff` and `no-store` on every page.
+/// no framing, no referrer and `no-store` on every page (`nosniff` comes
+/// from [`nosniff`], on every answer of the router).
 pub async fn dashboard(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -46,10 +50,6 @@ pub async fn dashboard(req: Request, next: Next) -> Response {
         ),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp

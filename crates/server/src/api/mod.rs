@@ -49,12 +49,11 @@ pub fn routes() -> Router<AppState> {
         .route("/run/{owner}/{name}/{*path}", gateway_route())
 }
 
-/// The gateway's route: every answer on it, refusals by the extractors
-/// included, says `nosniff`.
+/// The gateway's route (every answer on it, refusals by the extractors
+/// included, gets `nosniff` from the router-wide
+/// [`crate::response_headers::nosniff`]).
 fn gateway_route() -> axum::routing::MethodRouter<AppState> {
-    any(crate::gateway::run).layer(axum::middleware::map_response(
-        crate::forward_rules::nosniff,
-    ))
+    any(crate::gateway::run)
 }
 
 /// A JSON body; malformed JSON or wrong fields are a 400/422 in our error shape.
