@@ -58,6 +58,11 @@ pub struct Config {
     /// Let operators register upstreams on cloud-metadata addresses
     /// (169.254.169.254 and the like); refused for everyone otherwise.
     pub allow_metadata_upstreams: bool,
+    /// Whether plain HTTP/1.1 model calls take the hand-written forwarding
+    /// path (see `crate::front`). `false` sends every request through hyper
+    /// and the router: for the differential tests and benchmarks that
+    /// compare the two paths. Not a flag of `fal serve`.
+    pub hand_path: bool,
 }
 
 /// The PEM files for HTTPS.
@@ -91,6 +96,7 @@ impl Config {
             max_connections: 10_000,
             operators: Vec::new(),
             allow_metadata_upstreams: false,
+            hand_path: true,
         }
     }
 

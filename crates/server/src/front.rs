@@ -104,6 +104,7 @@ pub async fn serve(
                     stop: stop_rx.clone(),
                     idle_timeout: limits.idle_timeout,
                     body_timeout: limits.body_timeout,
+                    hand_path: limits.hand_path,
                     _slot: slot,
                     _alive: alive_tx.clone(),
                 };
@@ -145,6 +146,9 @@ struct Conn {
     idle_timeout: Duration,
     /// The longest pause inside a request body being forwarded.
     body_timeout: Duration,
+    /// Whether `/run` requests may be forwarded by hand (else hyper takes
+    /// every connection).
+    hand_path: bool,
     /// Its place under the connection cap.
     _slot: crate::limits::ConnSlot,
     /// Held for as long as the connection lives (see [`serve`]).
@@ -370,6 +374,9 @@ impl Conn {
     /// it is here yet. Otherwise decides its path; for a request to
     /// forward, writes the upstream's head into `out`.
     async fn prepare(&self, buf: &[u8], out: &mut Vec<u8>) -> Option<Prepared> {
+        if !self.hand_path {
+            return Some(Prepared::HandOff);
+        }
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {

@@ -290,6 +290,9 @@ pub struct FrontLimits {
     pub body_timeout: Duration,
     /// The server's connections (shared by its workers).
     pub connections: Arc<ConnLimit>,
+    /// Whether model calls may take the hand-written path
+    /// ([`crate::Config::hand_path`]).
+    pub hand_path: bool,
 }
 
 impl FrontLimits {
@@ -311,6 +314,7 @@ impl FrontLimits {
             idle_timeout: config.idle_timeout,
             body_timeout: config.body_timeout,
             connections: ConnLimit::new(cap),
+            hand_path: config.hand_path,
         }
     }
 }
