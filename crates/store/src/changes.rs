@@ -1,7 +1,7 @@
 //! Change notifications between servers sharing one PostgreSQL database.
 //!
 //! Writers announce changes with `pg_notify` inside their transaction (see
-//! [`crate::sql::CHANGES_CHANNEL`]); each server holds one [`Changes`]
+//! [`CHANGES_CHANNEL`]); each server holds one [`Changes`]
 //! subscription and drops the named cache entry on receipt. A dropped
 //! connection loses notifications, so [`Changes::next`] fails when the
 //! connection drops; the server then subscribes anew and, once subscribed,
@@ -12,7 +12,11 @@ use fal_core::KeyId;
 use sqlx::postgres::PgListener;
 
 use crate::StoreError;
-use crate::sql::CHANGES_CHANNEL;
+
+/// The PostgreSQL channel on which changes that affect verification or
+/// routing are announced (payloads: `key:<key_id>`, `app:<owner>/<name>`).
+/// The store announces on it; [`Changes`] listens.
+pub const CHANGES_CHANNEL: &str = "fal_changes";
 
 /// One announced change.
 #[derive(Debug, Clone, PartialEq, Eq)]

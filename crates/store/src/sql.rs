@@ -16,11 +16,8 @@ use fal_core::Timestamp;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+use crate::changes::CHANGES_CHANNEL;
 use crate::{Backend, StoreError, migrate};
-
-/// The PostgreSQL channel on which changes that affect verification or
-/// routing are announced (payloads: `key:<key_id>`, `app:<owner>/<name>`).
-pub const CHANGES_CHANNEL: &str = "fal_changes";
 
 /// A store over SQLite or PostgreSQL.
 #[derive(Clone)]
