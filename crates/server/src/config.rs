@@ -38,7 +38,7 @@ pub struct Config {
     /// [`Config::public_base`] for the default.
     pub public_url: Option<String>,
     /// Lifetimes of sessions after GitHub sign-in.
-    pub session_ttl: crate::sessions::SessionTtl,
+    pub session_ttl: crate::auth::sessions::SessionTtl,
     /// How long a client connection may sit idle between requests, or take
     /// to send a request head, before it is closed (so idle and slow
     /// clients cannot hold connections forever).
@@ -89,7 +89,7 @@ impl Config {
             tls: None,
             github: None,
             public_url: None,
-            session_ttl: crate::sessions::SessionTtl::default(),
+            session_ttl: crate::auth::sessions::SessionTtl::default(),
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             max_body_size: 64 * 1024,

@@ -110,7 +110,7 @@ pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Ne
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| crate::forward_rules::content_length(v.as_bytes()));
+        .and_then(|v| crate::h1::headers::content_length(v.as_bytes()));
     if declared.is_some_and(|n| n > limits.max_size as u64) {
         return too_large(limits.max_size).closing();
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Writes the line for a request whose head was read at `started`.
 pub fn request(method: &str, path: &str, status: u16, started: Instant) {
-    let path = crate::dashboard::loggable_path(path);
+    let path = crate::flashes::loggable_path(path);
     tracing::info!(
         method,
         %path,

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 /// Router middleware: `X-Content-Type-Options: nosniff` on every response
 /// (the gateway's hyper path included; the hand-written path adds its own,
-/// [`crate::forward_rules::NOSNIFF`]). `insert`, so an upstream's own is
+/// [`crate::h1::headers::NOSNIFF`]). `insert`, so an upstream's own is
 /// replaced, never doubled.
 pub async fn nosniff(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;

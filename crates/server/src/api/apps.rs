@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiJson;
-use crate::auth::{Admin, AppState};
+use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Default time the gateway waits for an upstream's response headers.
 pub const DEFAULT_TIMEOUT_MS: i64 = 60_000;

@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::ApiJson;
-use crate::auth::{AppState, Caller};
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
+use crate::extract::Caller;
 use crate::github::{DevicePoll, Github};
 use crate::response_headers::no_store;
+use crate::state::AppState;
 
 fn github(state: &AppState) -> Result<&Github, ApiError> {
     state.github().ok_or_else(|| ApiError::Status {
@@ -270,7 +271,7 @@ pub async fn web_callback(
     let given = q.state.unwrap_or_default();
     // An empty state (given or stored) proves nothing: a cookie planted with
     // an empty state would match any callback without one.
-    if st.is_empty() || verifier.is_empty() || !crate::sessions::same_secret(st, &given) {
+    if st.is_empty() || verifier.is_empty() || !crate::auth::sessions::same_secret(st, &given) {
         return Err(bad("The sign-in's state does not match; start again"));
     }
     let code = q

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apps;
 pub mod github;
 pub mod keys;
+pub mod run;
 pub mod users;
 
 use axum::Router;
@@ -14,8 +15,8 @@ use axum::http::request::Parts;
 use axum::routing::{any, delete, get};
 use serde::de::DeserializeOwned;
 
-use crate::auth::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The REST API's routes.
 pub fn routes() -> Router<AppState> {
@@ -53,7 +54,7 @@ pub fn routes() -> Router<AppState> {
 /// included, gets `nosniff` from the router-wide
 /// [`crate::response_headers::nosniff`]).
 fn gateway_route() -> axum::routing::MethodRouter<AppState> {
-    any(crate::gateway::run)
+    any(run::run)
 }
 
 /// A JSON body; malformed JSON or wrong fields are a 400/422 in our error shape.

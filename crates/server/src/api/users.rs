@@ -3,8 +3,9 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-use crate::auth::{AppState, Caller};
 use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::AppState;
 use axum::extract::State;
 
 /// `GET /users/current`. Open to both scopes: a key may always learn whose
@@ -37,13 +38,13 @@ pub async fn current(
 pub async fn verify(Caller(principal): Caller) -> impl axum::response::IntoResponse {
     let mut headers = axum::http::HeaderMap::new();
     if let Ok(v) = axum::http::HeaderValue::from_str(principal.user_id.as_str()) {
-        headers.insert(crate::gateway::X_FAL_USER_ID, v);
+        headers.insert(crate::h1::headers::X_FAL_USER_ID, v);
     }
     if let Some(Ok(v)) = principal
         .key_id
         .map(|k| axum::http::HeaderValue::from_str(&k.to_string()))
     {
-        headers.insert(crate::gateway::X_FAL_KEY_ID, v);
+        headers.insert(crate::h1::headers::X_FAL_KEY_ID, v);
     }
     headers.insert(
         "x-fal-scope",

@@ -45,8 +45,7 @@ impl Admin {
     /// The acting user's namespace: their login, lowercase.
     pub async fn namespace(&self) -> Result<String, ApiError> {
         let user = self
-            .state
-            .inner
+            .stores
             .users
             .user(&self.principal.user_id)
             .await?
@@ -65,7 +64,7 @@ impl Admin {
     /// Registers an app: under the caller's own namespace, or anywhere for
     /// an operator; its upstream must be an address the caller may use.
     pub async fn create_app(&self, app: AppRecord) -> Result<AppRecord, ApiError> {
-        let s = &self.state.inner;
+        let s = &self.stores;
         let taken = || {
             ApiError::Conflict(format!(
                 "an app {}/{} already exists; remove it first",
@@ -121,7 +120,7 @@ impl Admin {
         };
         let resolved = tokio::time::timeout(
             Duration::from_secs(5),
-            crate::reach::resolve(host, port, any),
+            crate::gateway::reach::resolve(host, port, any),
         )
         .await;
         let addrs = match resolved {
@@ -135,7 +134,7 @@ impl Admin {
         };
         let reach = Reach {
             internal: operator,
-            metadata: self.state.inner.upstream.allow_metadata(),
+            metadata: self.stores.policy.allow_metadata(),
         };
         for a in addrs {
             crate::addresses::check(a.ip(), reach).map_err(|r| ApiError::Status {
@@ -153,13 +152,13 @@ impl Admin {
 
     /// Every stored app.
     pub async fn list_apps(&self) -> Result<Vec<AppRecord>, ApiError> {
-        Ok(self.state.inner.app_admin.list_apps().await?)
+        Ok(self.stores.app_admin.list_apps().await?)
     }
 
     /// Removes one of the caller's apps (any app, for an operator);
     /// `false` when there is none, 403 when it is someone else's.
     pub async fn delete_app(&self, owner: &str, name: &str) -> Result<bool, ApiError> {
-        let s = &self.state.inner;
+        let s = &self.stores;
         if s.apps.is_builtin(owner, name) {
             return Err(ApiError::Conflict(format!(
                 "{owner}/{name} is built in (fal serve --demo) and cannot be removed"
@@ -187,7 +186,7 @@ impl Admin {
 impl Operator<'_> {
     /// Removes any app; `false` when there is none.
     pub async fn delete_any_app(&self, owner: &str, name: &str) -> Result<bool, ApiError> {
-        let s = &self.admin().state.inner;
+        let s = &self.admin().stores;
         let found = s.app_admin.delete_app(owner, name, None).await?;
         s.apps.invalidate(owner, name);
         if found {

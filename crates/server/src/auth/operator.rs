@@ -19,7 +19,7 @@ pub struct Operator<'a> {
 impl Admin {
     /// The operator handle, or 403 (`not_operator`) for anyone else.
     pub async fn operator(&self) -> Result<Operator<'_>, ApiError> {
-        let ops = &self.state.inner.operators;
+        let ops = &self.stores.operators;
         if ops.is_operator(&self.principal.user_id).await? {
             Ok(Operator { admin: self })
         } else {
@@ -47,12 +47,12 @@ impl Operator<'_> {
 
     /// Every user, oldest first.
     pub async fn list_users(&self) -> Result<Vec<UserSummary>, ApiError> {
-        Ok(self.admin.state.inner.user_admin.list_users().await?)
+        Ok(self.admin.stores.user_admin.list_users().await?)
     }
 
     /// The user `who` names: a user id, else a login (nickname).
     pub async fn find_user(&self, who: &str) -> Result<User, ApiError> {
-        let s = &self.admin.state.inner;
+        let s = &self.admin.stores;
         if let Some(u) = s.users.user(&UserId::from_stored(who.to_owned())).await? {
             return Ok(u);
         }
@@ -75,7 +75,7 @@ impl Operator<'_> {
     /// sessions at once; their keys leave this server's cache at once.
     /// Refuses the bootstrap user and the operator themselves (409).
     pub async fn disable_user(&self, who: &str) -> Result<(User, DisabledUser), ApiError> {
-        let s = &self.admin.state.inner;
+        let s = &self.admin.stores;
         let user = self.find_user(who).await?;
         if s.operators.is_bootstrap(&user.user_id) {
             return Err(refused(format!(

@@ -24,15 +24,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::alias::Alias;
-use crate::auth::AppState;
+use crate::auth::sessions::CsrfChecked;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
-use crate::sessions::CsrfChecked;
+use crate::state::AppState;
 
-mod flash;
 mod templates;
 
-pub use flash::{Flashes, loggable_path};
 pub use templates::{escape, render};
 
 const LAYOUT: &str = include_str!("../../templates/layout.html");

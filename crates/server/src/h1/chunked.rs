@@ -1,9 +1,15 @@
 //! Chunked framing (RFC 9112 section 7.1), followed over bytes as they
-//! arrive by the hand-written forwarding path ([`crate::front`]) in both
-//! directions: to find where a body ends, to refuse framing looser than the
-//! RFC, and to leave trailers out.
+//! arrive by the hand-written forwarding path in both directions: to find
+//! where a body ends, to refuse framing looser than the RFC, and to leave
+//! trailers out.
 //!
 //! Pure: no I/O.
+
+/// Framing that breaks RFC 9112's chunked rules: the body's end cannot be
+/// trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the chunked framing is broken")]
+pub struct BadChunk;
 
 /// Follows chunked framing over bytes as they arrive, to find where the
 /// body ends (the bytes themselves pass on unchanged, but for trailers,
@@ -12,7 +18,7 @@
 /// ended by CRLF; anything else is an error, so that the two ends of the
 /// proxy cannot disagree on where a body stops.
 #[derive(Debug, Default)]
-pub(crate) struct Chunked {
+pub struct Chunked {
     /// Where in the framing the next byte falls.
     state: ChunkState,
 }
@@ -53,7 +59,7 @@ impl Chunked {
     /// the body (all, unless the body ends inside `data`), and how many of
     /// those to pass on: the trailer section is not. Once [`Self::done`],
     /// the caller ends the body with the CRLF that closes it.
-    pub(crate) fn scan(&mut self, data: &[u8]) -> Result<(usize, usize), ()> {
+    pub fn scan(&mut self, data: &[u8]) -> Result<(usize, usize), BadChunk> {
         use ChunkState::*;
         let in_trailers = matches!(
             self.state,
@@ -75,22 +81,22 @@ impl Chunked {
             let b = data[i];
             i += 1;
             self.state = match (self.state, b) {
-                (SizeStart, _) => Size(u64::from(hex(b).ok_or(())?)),
+                (SizeStart, _) => Size(u64::from(hex(b).ok_or(BadChunk)?)),
                 (Size(n), b'\r') => SizeLf(n),
                 (Size(n), b';') | (SizeWs(n), b';') => Extension(n),
                 (Size(n), b' ' | b'\t') | (SizeWs(n), b' ' | b'\t') => SizeWs(n),
-                (SizeWs(_), _) => return Err(()),
+                (SizeWs(_), _) => return Err(BadChunk),
                 (Size(n), _) => {
-                    let d = hex(b).ok_or(())?;
+                    let d = hex(b).ok_or(BadChunk)?;
                     if n > u64::MAX >> 4 {
-                        return Err(());
+                        return Err(BadChunk);
                     }
                     Size(n << 4 | u64::from(d))
                 }
                 (Extension(n), b'\r') => SizeLf(n),
                 // Visible ASCII, space, tab and obs-text; no other control.
                 (Extension(n), b'\t' | b' '..=b'~' | 0x80..) => Extension(n),
-                (Extension(_), _) => return Err(()),
+                (Extension(_), _) => return Err(BadChunk),
                 (SizeLf(0), b'\n') => {
                     pass = Some(i);
                     TrailerStart
@@ -99,19 +105,19 @@ impl Chunked {
                 (DataCr, b'\r') => DataLf,
                 (DataLf, b'\n') => SizeStart,
                 (TrailerStart, b'\r') => EndLf,
-                (TrailerStart | Trailer, b'\n') => return Err(()),
+                (TrailerStart | Trailer, b'\n') => return Err(BadChunk),
                 (Trailer, b'\r') => TrailerLf,
                 (TrailerStart | Trailer, _) => Trailer,
                 (TrailerLf, b'\n') => TrailerStart,
                 (EndLf, b'\n') => Done,
-                _ => return Err(()),
+                _ => return Err(BadChunk),
             };
         }
         Ok((i, pass.unwrap_or(i)))
     }
 
     /// Whether the body has ended.
-    pub(crate) fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.state == ChunkState::Done
     }
 }
@@ -125,7 +131,7 @@ fn hex(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn scan_all(parts: &[&[u8]]) -> Result<(usize, bool), ()> {
+    fn scan_all(parts: &[&[u8]]) -> Result<(usize, bool), BadChunk> {
         let mut c = Chunked::default();
         let mut total = 0;
         for p in parts {
@@ -198,7 +204,7 @@ mod tests {
         ] {
             assert_eq!(
                 scan_all(&[bad]),
-                Err(()),
+                Err(BadChunk),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );

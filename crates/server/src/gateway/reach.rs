@@ -6,27 +6,83 @@ use std::error::Error;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use fal_store::AppRecord;
 use hyper_util::client::legacy::connect::dns::Name;
 
 use crate::addresses::{Reach, Refusal, check};
-use crate::auth::AppState;
+use crate::operators::Operators;
 
-/// The reach of `app`'s connections: internal addresses only when its
-/// owner is an operator now (a failed lookup counts as "not").
-pub async fn reach_of(state: &AppState, app: &AppRecord) -> Reach {
-    let internal = match state.operators().is_operator(&app.created_by).await {
-        Ok(yes) => yes,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not tell whether an app's owner is an operator");
-            false
+/// Which addresses apps' upstreams may be on: who the operators are (their
+/// apps may reach internal addresses) and whether cloud-metadata addresses
+/// are allowed to them (`--allow-metadata-upstreams`).
+#[derive(Clone)]
+pub struct ReachPolicy {
+    /// Who the operators are.
+    operators: Arc<Operators>,
+    /// `--allow-metadata-upstreams`.
+    allow_metadata: bool,
+}
+
+impl ReachPolicy {
+    /// The policy for these operators.
+    pub fn new(operators: Arc<Operators>, allow_metadata: bool) -> ReachPolicy {
+        ReachPolicy {
+            operators,
+            allow_metadata,
         }
-    };
-    Reach {
-        internal,
-        metadata: state.upstream().allow_metadata(),
+    }
+
+    /// Whether operators may use cloud-metadata addresses.
+    pub fn allow_metadata(&self) -> bool {
+        self.allow_metadata
+    }
+
+    /// The reach of `app`'s connections: internal addresses only when its
+    /// owner is an operator now (a failed lookup counts as "not").
+    pub async fn reach_of(&self, app: &AppRecord) -> Reach {
+        let internal = match self.operators.is_operator(&app.created_by).await {
+            Ok(yes) => yes,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not tell whether an app's owner is an operator");
+                false
+            }
+        };
+        Reach {
+            internal,
+            metadata: self.allow_metadata,
+        }
+    }
+
+    /// The addresses `app`'s upstream `host:port` may be connected to now.
+    /// Global addresses need no more; others ask whether the app's owner is
+    /// an operator (cached), so a loopback upstream of an operator's app
+    /// costs no query per connection.
+    pub async fn resolve_for(
+        &self,
+        app: &AppRecord,
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<Vec<SocketAddr>> {
+        let open = Reach {
+            internal: false,
+            metadata: false,
+        };
+        let addrs = resolve(
+            host,
+            port,
+            Reach {
+                internal: true,
+                metadata: true,
+            },
+        )
+        .await?;
+        if addrs.iter().all(|a| check(a.ip(), open).is_ok()) {
+            return Ok(addrs);
+        }
+        allowed(addrs, self.reach_of(app).await).map_err(std::io::Error::other)
     }
 }
 
@@ -60,35 +116,6 @@ pub async fn resolve(host: &str, port: u16, reach: Reach) -> std::io::Result<Vec
         Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
     };
     allowed(addrs, reach).map_err(std::io::Error::other)
-}
-
-/// The addresses `app`'s upstream `host:port` may be connected to now.
-/// Global addresses need no more; others ask whether the app's owner is
-/// an operator (cached), so a loopback upstream of an operator's app costs
-/// no query per connection.
-pub async fn resolve_for(
-    state: &AppState,
-    app: &AppRecord,
-    host: &str,
-    port: u16,
-) -> std::io::Result<Vec<SocketAddr>> {
-    let open = Reach {
-        internal: false,
-        metadata: false,
-    };
-    let addrs = resolve(
-        host,
-        port,
-        Reach {
-            internal: true,
-            metadata: true,
-        },
-    )
-    .await?;
-    if addrs.iter().all(|a| check(a.ip(), open).is_ok()) {
-        return Ok(addrs);
-    }
-    allowed(addrs, reach_of(state, app).await).map_err(std::io::Error::other)
 }
 
 /// The [`Refusal`] somewhere in an error's chain, if that is why it failed.

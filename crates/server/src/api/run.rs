@@ -1,0 +1,43 @@
+//! `/run/OWNER/NAME[/PATH]` as the router serves it: model calls the
+//! hand-written path in [`crate::front`] passed on, forwarded by hyper
+//! ([`crate::gateway::forward`]).
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::gateway::forward::{forward, target};
+use crate::gateway::{GatewayError, rules};
+use crate::h1::target::{split_run_path, tail_is_safe};
+use crate::state::AppState;
+
+/// The gateway handler.
+pub async fn run(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let run = split_run_path(req.uri().path()).ok_or(GatewayError::BadPath)?;
+    if !tail_is_safe(run.tail) {
+        return Err(rules::escaping_path());
+    }
+    let app = state
+        .apps()
+        .find_keyed(run.app, run.owner, run.name)
+        .await?
+        .ok_or_else(|| GatewayError::UnknownApp(run.app.to_owned()))?;
+    let target = target(&app.upstream, run.tail, req.uri().query()).ok_or_else(|| {
+        ApiError::Internal(format!("bad upstream URL for {}/{}", app.owner, app.name))
+    })?;
+    let request_id = state.request_ids().next();
+    forward(
+        state.upstream(),
+        &app,
+        &principal,
+        req,
+        &target,
+        &request_id,
+    )
+    .await
+}

@@ -1,0 +1,348 @@
+//! Building the application from a [`Config`] and serving it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use fal_core::{Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key};
+use fal_store::{AppRecord, KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::gateway::reach::ReachPolicy;
+use crate::gateway::{AppDirectory, UpstreamClient};
+use crate::state::{AppState, StateParts};
+
+mod serve;
+use crate::pepper::{self, PepperError};
+#[cfg(feature = "testing")]
+pub use serve::RunningServer;
+
+/// `fal_meta` row holding the fingerprint of the pepper the database was
+/// initialised with.
+const PEPPER_FINGERPRINT: &str = "pepper_fingerprint";
+
+/// Why the server could not start (or a recovery could not run).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The pepper could not be read or created.
+    #[error(transparent)]
+    Pepper(#[from] PepperError),
+    /// The pepper is not the one the database was initialised with.
+    #[error(
+        "the pepper in {path} is not the one this database was initialised with: every key would be refused. \
+         Point --pepper-file (FAL_PEPPER_FILE) at the deployment's pepper file"
+    )]
+    PepperMismatch {
+        /// The pepper file in use.
+        path: String,
+    },
+    /// Recovery found no bootstrap user.
+    #[error("this database has no bootstrap admin user yet: start `fal serve` once to create it")]
+    NoBootstrapUser,
+    /// Recovery found no database in the data directory.
+    #[error(
+        "no fal data in {0} (no fal.db there); nothing was created. \
+         Is this the right data directory (--data-dir / FAL_DATA_DIR), or is the database elsewhere (--database-url)?"
+    )]
+    NoData(String),
+    /// Recovery found no pepper file.
+    #[error("no pepper file at {0}: is this the right data directory (--data-dir / FAL_DATA_DIR)?")]
+    NoPepper(String),
+    /// No randomness.
+    #[error(transparent)]
+    Random(#[from] fal_core::random::RandomError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Something at start-up failed (the demo app, the upstream client).
+    #[error("{0}")]
+    Io(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// An ADMIN key printed once: at the first start, or by recovery.
+pub struct BootstrapKey {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// Its secret (shown once, then dropped).
+    pub secret: KeySecret,
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    /// The configuration it was built from.
+    config: Config,
+    /// The storage.
+    store: SqlStore,
+    /// Handlers' shared state.
+    state: AppState,
+    /// Set only on the very first start.
+    bootstrap: Option<BootstrapKey>,
+    /// The built-in demo upstream (`--demo`), stopped with the server.
+    demo_task: Option<JoinHandle<()>>,
+}
+
+/// An upstream client, or the start-up error that says why there is none.
+fn new_upstream_client(policy: ReachPolicy) -> Result<UpstreamClient, StartError> {
+    UpstreamClient::new(policy)
+        .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
+}
+
+/// Starts the demo upstream on a loopback port; returns its app record.
+async fn start_demo(
+    clock: &dyn Clock,
+    owner: &UserId,
+) -> Result<(AppRecord, JoinHandle<()>), StartError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| StartError::Io(format!("cannot start the demo app: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Io(format!("cannot start the demo app: {e}")))?;
+    let router = Router::new().fallback(crate::gateway::echo);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "demo app stopped");
+        }
+    });
+    let app = AppRecord {
+        owner: "fal-ai".into(),
+        name: "echo".into(),
+        upstream: format!("http://{addr}"),
+        timeout_ms: 60_000,
+        created_by: owner.clone(),
+        created_at: clock.now(),
+    };
+    Ok((app, task))
+}
+
+/// Opens storage and checks that the pepper belongs to it.
+async fn open_checked(
+    config: &Config,
+    clock: &dyn Clock,
+    pepper: &fal_core::Pepper,
+) -> Result<(SqlStore, SecretHasher), StartError> {
+    let store = SqlStore::open(&config.database_url(), clock.now()).await?;
+    let hasher = SecretHasher::new(pepper);
+    let mine = hasher.pepper_fingerprint();
+    let recorded = store.meta_set_if_absent(PEPPER_FINGERPRINT, &mine).await?;
+    if recorded != mine {
+        return Err(StartError::PepperMismatch {
+            path: config.pepper_path().display().to_string(),
+        });
+    }
+    Ok((store, hasher))
+}
+
+fn mint(
+    rng: &dyn RandomSource,
+    hasher: &SecretHasher,
+    user_id: &UserId,
+    alias: &str,
+    clock: &dyn Clock,
+) -> Result<(NewKey, KeySecret), StartError> {
+    let (record, secret) = mint_key(rng, hasher, user_id, Scope::Admin)?;
+    let key = NewKey {
+        record,
+        alias: alias.to_owned(),
+        created_at: clock.now(),
+    };
+    Ok((key, secret))
+}
+
+impl App {
+    /// Builds the application: pepper, storage, migrations, bootstrap.
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> Result<App, StartError> {
+        crate::files::create_private_dir(&config.data_dir).map_err(|source| PepperError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        if config.database_url.is_none() {
+            let db = config.sqlite_path();
+            crate::files::create_private_file(&db)
+                .map_err(|e| StartError::Io(format!("cannot create {}: {e}", db.display())))?;
+        }
+        let (pepper, _) = pepper::load_or_create(&config.pepper_path(), rng.as_ref())?;
+        let (store, hasher) = open_checked(&config, clock.as_ref(), &pepper).await?;
+
+        let mut bootstrap = None;
+        if store.bootstrap_user().await?.is_none() {
+            let user = User {
+                user_id: UserId::generate(rng.as_ref())?,
+                nickname: "admin".into(),
+                full_name: "Bootstrap administrator".into(),
+                github_id: None,
+                created_at: clock.now(),
+            };
+            let (key, secret) = mint(
+                rng.as_ref(),
+                &hasher,
+                &user.user_id,
+                "bootstrap",
+                clock.as_ref(),
+            )?;
+            if store.create_bootstrap(&user, &key).await? {
+                bootstrap = Some(BootstrapKey {
+                    key_id: key.record.key_id,
+                    secret,
+                });
+            }
+        }
+
+        let shared = Arc::new(store.clone());
+        let sessions = Arc::new(crate::auth::sessions::Sessions::new(
+            shared.clone(),
+            hasher.clone(),
+            clock.clone(),
+            rng.clone(),
+            config.session_ttl,
+        ));
+        let verifier = Arc::new(
+            Verifier::new(
+                hasher,
+                shared.clone(),
+                clock.clone(),
+                config.cache_capacity,
+                config.max_staleness,
+            )
+            .with_sessions(sessions.clone()),
+        );
+        let github = config.github.clone().map(|g| {
+            Arc::new(crate::github::Github::new(g).with_public_base(config.public_base()))
+        });
+        let (builtin, demo_task) = if config.demo {
+            let owner = store
+                .bootstrap_user()
+                .await?
+                .ok_or(StartError::NoBootstrapUser)?;
+            let (app, task) = start_demo(clock.as_ref(), &owner).await?;
+            (vec![app], Some(task))
+        } else {
+            (Vec::new(), None)
+        };
+        let apps = Arc::new(AppDirectory::new(
+            shared.clone(),
+            clock.clone(),
+            config.max_staleness,
+            builtin,
+        ));
+        let key_admin: Arc<dyn KeyAdmin> = shared.clone();
+        let operator_list =
+            crate::operators::OperatorList::parse(&config.operators).map_err(StartError::Io)?;
+        let operators = Arc::new(crate::operators::Operators::new(
+            operator_list,
+            store.bootstrap_user().await?,
+            shared.clone(),
+            clock.clone(),
+            config.max_staleness,
+        ));
+        let upstream = new_upstream_client(ReachPolicy::new(
+            operators.clone(),
+            config.allow_metadata_upstreams,
+        ))?;
+        let state = AppState::new(StateParts {
+            verifier,
+            key_admin,
+            app_admin: shared.clone(),
+            user_admin: shared.clone(),
+            operators,
+            apps,
+            upstream,
+            users: shared,
+            clock,
+            rng,
+            github,
+            sessions,
+            tls: config.tls.is_some(),
+        })?;
+        Ok(App {
+            config,
+            store,
+            state,
+            bootstrap,
+            demo_task,
+        })
+    }
+
+    /// The ADMIN key created on the very first start, to print once. Later
+    /// starts return `None`: the secret is not kept anywhere.
+    pub fn take_bootstrap_key(&mut self) -> Option<BootstrapKey> {
+        self.bootstrap.take()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The router with every route and middleware.
+    pub fn router(&self) -> Router {
+        crate::router::router(self.state.clone(), self.body_limits())
+    }
+
+    /// Request body bounds from the configuration.
+    fn body_limits(&self) -> crate::limits::BodyLimits {
+        crate::limits::BodyLimits::from_config(&self.config)
+    }
+
+    /// The front door's bounds, with one connection cap for all workers.
+    fn front_limits(&self) -> crate::limits::FrontLimits {
+        crate::limits::FrontLimits::from_config(&self.config)
+    }
+
+    /// Checks that the TLS files (if any) load, so a bad pair fails at start.
+    pub fn check_tls(&self) -> Result<(), StartError> {
+        if let Some(files) = &self.config.tls {
+            crate::tls::acceptor(&files.cert, &files.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates a new ADMIN key for the bootstrap admin user, working on the
+/// database directly (the server need not run). For a lost bootstrap key.
+pub async fn recover_admin_key(
+    config: &Config,
+    clock: &dyn Clock,
+    rng: &dyn RandomSource,
+) -> Result<BootstrapKey, StartError> {
+    // Nothing is created on a directory that holds no fal data: not even the
+    // database file that opening SQLite would make.
+    if config.database_url.is_none() && !config.sqlite_path().is_file() {
+        return Err(StartError::NoData(config.data_dir.display().to_string()));
+    }
+    let path = config.pepper_path();
+    if !path.exists() {
+        return Err(StartError::NoPepper(path.display().to_string()));
+    }
+    let pepper = pepper::load(&path)?;
+    let (store, hasher) = open_checked(config, clock, &pepper).await?;
+    let user = store
+        .bootstrap_user()
+        .await?
+        .ok_or(StartError::NoBootstrapUser)?;
+    let (key, secret) = mint(rng, &hasher, &user, "recovered", clock)?;
+    store.create_key(&key).await?;
+    store.close().await;
+    Ok(BootstrapKey {
+        key_id: key.record.key_id,
+        secret,
+    })
+}

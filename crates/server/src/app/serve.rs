@@ -1,0 +1,270 @@
+//! Serving a built [`App`]: one listener per core (or one in the
+//! background for tests), the background tasks (usage write-back, change
+//! notifications), and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fal_store::SqlStore;
+use tokio::net::TcpListener;
+#[cfg(feature = "testing")]
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{App, StartError, new_upstream_client};
+use crate::auth::Verifier;
+use crate::gateway::AppDirectory;
+
+impl App {
+    /// Binds the configured address and serves in a background task
+    /// (tests and benchmarks: feature `testing`).
+    #[cfg(feature = "testing")]
+    pub async fn spawn(self) -> Result<RunningServer, StartError> {
+        self.check_tls()?;
+        let addr = self.config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            addr: local,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Serves with `workers` threads, each running its own single-threaded
+    /// runtime with its own listener on `addr` (SO_REUSEPORT) and its own
+    /// upstream connections, as nginx runs worker processes: a request is
+    /// handled start to finish on one thread, with no cross-thread wake-ups.
+    /// `on_listening` is told the bound address. Stops like [`App::serve`].
+    pub async fn serve_per_core(
+        self,
+        addr: SocketAddr,
+        workers: usize,
+        on_listening: impl FnOnce(SocketAddr),
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let bind = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            #[cfg(unix)]
+            socket.set_reuseport(true)?;
+            socket.set_nodelay(true)?;
+            socket.bind(addr)?;
+            socket.listen(4096)?.into_std()
+        };
+        let bind_err = |source| StartError::Bind { addr, source };
+        let first = bind(addr).map_err(bind_err)?;
+        let local = first.local_addr().map_err(bind_err)?;
+        let mut listeners = vec![first];
+        for _ in 1..workers.max(1) {
+            listeners.push(bind(local).map_err(bind_err)?);
+        }
+        on_listening(local);
+
+        let tls = self.tls_acceptor()?;
+        let limits = self.front_limits();
+        let background = self.start_background();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let upstream = new_upstream_client(self.state.upstream().policy().clone())?;
+            let limits = limits.clone();
+            let state = self.state.for_worker(upstream);
+            let router = crate::router::router(state.clone(), self.body_limits());
+            let tls = tls.clone();
+            let mut stop = stop_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("fal-worker-{i}"))
+                .spawn(move || -> std::io::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        let stopped = async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        };
+                        crate::front::serve(listener, state, router, tls, limits, stopped).await
+                    })
+                })
+                .map_err(|e| StartError::Io(format!("cannot start a worker thread: {e}")))?;
+            threads.push(thread);
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "worker stopped with an error"),
+                    Err(_) => tracing::error!("a worker thread panicked"),
+                }
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("could not wait for the worker threads");
+        }
+        self.stop_background(background).await;
+        Ok(())
+    }
+
+    fn tls_acceptor(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+        match &self.config.tls {
+            Some(files) => Ok(Some(crate::tls::acceptor(&files.cert, &files.key)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts the background tasks: `last_used_at` write-back and the
+    /// change-notification follower.
+    fn start_background(&self) -> Vec<JoinHandle<()>> {
+        let verifier = self.state.verifier().clone();
+        let interval = self.config.usage_flush_interval;
+        let flusher = tokio::spawn({
+            let verifier = verifier.clone();
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = verifier.flush_requested() => {}
+                    }
+                    verifier.flush_usage().await;
+                }
+            }
+        });
+        let follower = tokio::spawn(follow_changes(
+            self.store.clone(),
+            verifier,
+            self.state.apps().clone(),
+        ));
+        vec![flusher, follower]
+    }
+
+    /// Stops the background tasks, writes back key use, closes the database.
+    async fn stop_background(&self, tasks: Vec<JoinHandle<()>>) {
+        for t in tasks {
+            t.abort();
+        }
+        if let Some(task) = &self.demo_task {
+            task.abort();
+        }
+        self.state.verifier().flush_usage().await;
+        self.store.close().await;
+        tracing::info!("server stopped");
+    }
+
+    /// Serves on `listener` (on the current runtime) until `shutdown`
+    /// completes, then finishes the requests under way, writes back key use
+    /// and closes the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let tls = self
+            .tls_acceptor()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let background = self.start_background();
+        let result = crate::front::serve(
+            listener,
+            self.state.clone(),
+            self.router(),
+            tls,
+            self.front_limits(),
+            shutdown,
+        )
+        .await;
+        self.stop_background(background).await;
+        result
+    }
+
+    /// The verifier (benchmarks measure propagation through it).
+    pub fn verifier(&self) -> Arc<Verifier> {
+        self.state.verifier().clone()
+    }
+}
+
+/// Follows change notifications (PostgreSQL): drops a cached key or app as
+/// soon as any server changes it. After every (re)subscription the whole
+/// cache is dropped, since notifications sent while not subscribed are lost;
+/// while the subscription is down, cached records are trusted only within
+/// the staleness bound. Returns at once on SQLite.
+async fn follow_changes(store: SqlStore, verifier: Arc<Verifier>, apps: Arc<AppDirectory>) {
+    use fal_store::changes::Change;
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let mut changes = match store.changes().await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to change notifications; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                continue;
+            }
+        };
+        if !first {
+            tracing::info!("change notifications resumed; dropping cached records");
+        }
+        first = false;
+        verifier.invalidate_all();
+        apps.invalidate_all();
+        backoff = std::time::Duration::from_millis(100);
+        loop {
+            match changes.next().await {
+                Ok(Change::Key(id)) => verifier.invalidate(&id),
+                Ok(Change::App { owner, name }) => apps.invalidate(&owner, &name),
+                Err(e) => {
+                    tracing::warn!(error = %e, "change notifications interrupted; resubscribing");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// A server running in the background (tests and benchmarks: feature
+/// `testing`).
+#[cfg(feature = "testing")]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Dropping or sending stops it gracefully.
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The serving task.
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+#[cfg(feature = "testing")]
+impl RunningServer {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully and waits until everything is written.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Admin`]: an ADMIN principal, and the only handle to key and app
+//! management. The stores it works through sit in [`AdminStores`]'s private
+//! fields, so code without an `Admin` cannot reach them: a handler that
+//! forgets to ask for one does not compile. [`Admin::for_principal`] is the
+//! one place an `Admin` is made, and it refuses API-scope principals.
+
+use std::sync::Arc;
+
+use fal_core::{Clock, KeyId, KeySecret, Principal, RandomSource, Scope, Timestamp, mint_key};
+use fal_store::{AppAdmin, Cursor, KeyAdmin, KeyPage, NewKey, UserAdmin, Users};
+
+use super::sessions::CsrfChecked;
+use super::verifier::Verifier;
+use crate::error::ApiError;
+use crate::gateway::AppDirectory;
+use crate::gateway::reach::ReachPolicy;
+use crate::operators::Operators;
+
+/// What administration works through. The fields are private to
+/// [`crate::auth`]: only [`Admin`] (and the [`super::Operator`] it becomes)
+/// uses them.
+pub struct AdminStores {
+    /// Key management.
+    pub(super) key_admin: Arc<dyn KeyAdmin>,
+    /// App management.
+    pub(super) app_admin: Arc<dyn AppAdmin>,
+    /// User administration (for [`super::Operator`] only).
+    pub(super) user_admin: Arc<dyn UserAdmin>,
+    /// Users, for namespaces.
+    pub(super) users: Arc<dyn Users>,
+    /// Who the operators are.
+    pub(super) operators: Arc<Operators>,
+    /// The app directory, told of changes.
+    pub(super) apps: Arc<AppDirectory>,
+    /// The verifier: its hasher mints keys; told of revocations.
+    pub(super) verifier: Arc<Verifier>,
+    /// Which addresses upstreams may be on.
+    pub(super) policy: ReachPolicy,
+    /// Now.
+    pub(super) clock: Arc<dyn Clock>,
+    /// Randomness for new keys.
+    pub(super) rng: Arc<dyn RandomSource>,
+}
+
+/// Everything [`AdminStores`] is made of.
+pub struct AdminParts {
+    /// Key management.
+    pub key_admin: Arc<dyn KeyAdmin>,
+    /// App management.
+    pub app_admin: Arc<dyn AppAdmin>,
+    /// User administration.
+    pub user_admin: Arc<dyn UserAdmin>,
+    /// Users.
+    pub users: Arc<dyn Users>,
+    /// Who the operators are.
+    pub operators: Arc<Operators>,
+    /// The app directory.
+    pub apps: Arc<AppDirectory>,
+    /// The verifier.
+    pub verifier: Arc<Verifier>,
+    /// Which addresses upstreams may be on.
+    pub policy: ReachPolicy,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn RandomSource>,
+}
+
+impl AdminStores {
+    /// The stores, sealed.
+    pub fn new(p: AdminParts) -> AdminStores {
+        AdminStores {
+            key_admin: p.key_admin,
+            app_admin: p.app_admin,
+            user_admin: p.user_admin,
+            users: p.users,
+            operators: p.operators,
+            apps: p.apps,
+            verifier: p.verifier,
+            policy: p.policy,
+            clock: p.clock,
+            rng: p.rng,
+        }
+    }
+}
+
+/// An ADMIN principal, and the only handle to key management. Every
+/// operation is bound to the principal's own user.
+pub struct Admin {
+    /// Who is acting.
+    pub(super) principal: Principal,
+    /// What this handle may use.
+    pub(super) stores: Arc<AdminStores>,
+}
+
+impl Admin {
+    /// The one place an `Admin` is made: refuses any principal without
+    /// ADMIN scope (403 naming both scopes).
+    pub fn for_principal(
+        principal: Principal,
+        stores: &Arc<AdminStores>,
+    ) -> Result<Admin, ApiError> {
+        if principal.scope != Scope::Admin {
+            return Err(ApiError::InsufficientScope {
+                needed: Scope::Admin,
+                has: principal.scope,
+            });
+        }
+        Ok(Admin {
+            principal,
+            stores: stores.clone(),
+        })
+    }
+
+    /// The key-management handle for a dashboard form: only for a session
+    /// principal with ADMIN scope, and only with proof that the form carried
+    /// its session's CSRF token.
+    pub fn for_dashboard(
+        principal: Principal,
+        _csrf: &CsrfChecked,
+        stores: &Arc<AdminStores>,
+    ) -> Result<Admin, ApiError> {
+        Admin::for_principal(principal, stores)
+    }
+}
+
+/// A key just created: the only value that ever holds its secret.
+pub struct CreatedKey {
+    /// What was stored.
+    pub key: NewKey,
+    /// The secret, to show once.
+    pub secret: KeySecret,
+}
+
+impl Admin {
+    /// Who is acting.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Creates a key for the acting user.
+    pub async fn create_key(&self, scope: Scope, alias: String) -> Result<CreatedKey, ApiError> {
+        let s = &self.stores;
+        let (record, secret) = mint_key(
+            s.rng.as_ref(),
+            s.verifier.hasher(),
+            &self.principal.user_id,
+            scope,
+        )?;
+        let key = NewKey {
+            record,
+            alias,
+            created_at: s.clock.now(),
+        };
+        s.key_admin.create_key(&key).await?;
+        tracing::info!(key_id = %key.record.key_id, scope = %scope, user_id = %self.principal.user_id, "key created");
+        Ok(CreatedKey { key, secret })
+    }
+
+    /// A page of the acting user's keys.
+    pub async fn list_keys(&self, limit: u32, after: Option<&Cursor>) -> Result<KeyPage, ApiError> {
+        Ok(self
+            .stores
+            .key_admin
+            .list_keys(&self.principal.user_id, limit, after)
+            .await?)
+    }
+
+    /// Revokes one of the acting user's keys; `false` when the user has no
+    /// such key. Takes effect on this server at once.
+    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, ApiError> {
+        let s = &self.stores;
+        let found = s
+            .key_admin
+            .revoke_key(&self.principal.user_id, key_id, s.clock.now())
+            .await?;
+        if found {
+            s.verifier.invalidate(key_id);
+            tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, "key revoked");
+        }
+        Ok(found)
+    }
+}
+
+impl Admin {
+    /// The current time, for records this handle creates.
+    pub fn now(&self) -> Timestamp {
+        self.stores.clock.now()
+    }
+}

@@ -1,0 +1,67 @@
+//! Authentication and the handles that authorise.
+//!
+//! [`Verifier`] turns an `Authorization` header into a [`fal_core::Principal`].
+//! Authorisation is by construction: key and app management are reachable
+//! only through an [`Admin`] value, made only by [`Admin::for_principal`],
+//! which refuses any principal without ADMIN scope; the stores behind it
+//! are private fields of [`AdminStores`]. Work only operators may do goes
+//! through an [`Operator`], which only an `Admin` can become.
+//!
+//! # Layout
+//! - [`verifier`]: the key cache, staleness, batched last-use writes.
+//! - [`sessions`]: sessions after GitHub sign-in, and CSRF proofs.
+//! - [`admin`]: [`Admin`] and the stores it alone may use; key management.
+//! - `apps`, `operator`: what an [`Admin`] may do with apps, and the
+//!   [`Operator`] handle.
+//!
+//! Imports the gateway's app directory and reach policy (which admin work
+//! changes), never the state or the handlers, which import it.
+
+pub mod admin;
+mod apps;
+mod operator;
+pub mod sessions;
+pub mod verifier;
+
+pub use admin::{Admin, AdminParts, AdminStores, CreatedKey};
+pub use apps::Viewer;
+pub use operator::Operator;
+pub use verifier::{PENDING_SOFT_LIMIT, Verifier};
+
+use crate::error::ApiError;
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credentials.
+    Missing,
+    /// Unsupported scheme.
+    UnsupportedScheme,
+    /// Malformed `Key` header.
+    Malformed,
+    /// Unknown, wrong or revoked.
+    Invalid,
+    /// Storage is down and the key is not in cache.
+    Unavailable,
+    /// A session token that is unknown, expired or logged out.
+    InvalidSession,
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Missing => ApiError::MissingCredentials,
+            AuthFailure::UnsupportedScheme => ApiError::UnsupportedScheme,
+            AuthFailure::Malformed => ApiError::MalformedKey,
+            AuthFailure::Invalid => ApiError::InvalidCredentials,
+            AuthFailure::Unavailable => ApiError::Unavailable,
+            AuthFailure::InvalidSession => ApiError::Status {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: "invalid_session",
+                detail: "This login has expired or was ended: run `fal auth login` again \
+                         (or set FAL_KEY_ID and FAL_KEY_SECRET)"
+                    .into(),
+            },
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! [`Verifier`]: an `Authorization` header to a [`Principal`], through a
+//! bounded cache of key records (never secrets), with `last_used_at`
+//! batched in memory, so that a cached verification is one keyed hash and
+//! no database work.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fal_core::header::{AuthHeader, parse_authorization};
+use fal_core::verify::verify;
+use fal_core::{
+    Clock, Credentials, HeaderError, KeyId, KeyRecord, Principal, SecretHasher, Timestamp,
+};
+use fal_store::{KeyLookup, StoreError};
+
+use super::AuthFailure;
+use super::sessions::Sessions;
+
+/// A cached key record, when it was read, and its latest use.
+struct Cached {
+    /// The record as storage had it.
+    record: KeyRecord,
+    /// When it was read, to bound how long it is trusted.
+    fetched_at: Timestamp,
+    /// Latest successful use (ms), not yet written back. Kept here so the
+    /// hot path records a use with one atomic store and no lock.
+    last_used: AtomicI64,
+    /// Whether this entry sits in the verifier's pending list; only the use
+    /// that sets it takes the list's lock.
+    dirty: AtomicBool,
+}
+
+impl Cached {
+    fn new(record: KeyRecord, fetched_at: Timestamp) -> Cached {
+        Cached {
+            record,
+            fetched_at,
+            last_used: AtomicI64::new(i64::MIN),
+            dirty: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Uses pending write-back beyond which an early flush is asked for.
+pub const PENDING_SOFT_LIMIT: usize = 10_000;
+
+/// Verifies credentials against storage, through a bounded cache.
+pub struct Verifier {
+    /// HMAC keyed with the pepper.
+    hasher: SecretHasher,
+    /// Where records come from on a cache miss.
+    lookup: Arc<dyn KeyLookup>,
+    /// key id → record; bounded (CLOCK-Pro eviction), never holds secrets.
+    cache: quick_cache::sync::Cache<KeyId, Arc<Cached>>,
+    /// Now.
+    clock: Arc<dyn Clock>,
+    /// Records older than this are read again.
+    max_staleness_ms: i64,
+    /// Sessions from GitHub sign-in, for `Bearer` tokens.
+    sessions: Option<Arc<Sessions>>,
+    /// Entries used since the last write-back of `last_used_at`.
+    pending: Mutex<Vec<Arc<Cached>>>,
+    /// Wakes the write-back task early when `pending` grows past
+    /// [`PENDING_SOFT_LIMIT`], so memory stays bounded however many keys
+    /// are used between two periodic flushes.
+    flush_soon: tokio::sync::Notify,
+}
+
+impl Verifier {
+    /// A verifier over `lookup` with a cache of `capacity` records.
+    pub fn new(
+        hasher: SecretHasher,
+        lookup: Arc<dyn KeyLookup>,
+        clock: Arc<dyn Clock>,
+        capacity: u64,
+        max_staleness: Duration,
+    ) -> Verifier {
+        Verifier {
+            hasher,
+            lookup,
+            cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            clock,
+            max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
+            sessions: None,
+            pending: Mutex::new(Vec::new()),
+            flush_soon: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Also accepts session tokens (`Authorization: Bearer`).
+    pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> Verifier {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// Authenticates the dashboard's session cookie (only the dashboard
+    /// calls this; the API and the gateway never read cookies).
+    pub async fn authenticate_cookie(&self, token: &str) -> Result<Principal, AuthFailure> {
+        match &self.sessions {
+            Some(s) => s.authenticate_cookie(token).await,
+            None => Err(AuthFailure::InvalidSession),
+        }
+    }
+
+    /// The hasher, for minting keys.
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    /// Authenticates an `Authorization` header value.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthFailure> {
+        let value = header.ok_or(AuthFailure::Missing)?;
+        match parse_authorization(value) {
+            Ok(AuthHeader::Key(creds)) => self.verify(&creds).await,
+            Ok(AuthHeader::Bearer(token)) => match &self.sessions {
+                Some(s) => s.authenticate_bearer(token).await,
+                None => Err(AuthFailure::InvalidSession),
+            },
+            Err(HeaderError::Missing) => Err(AuthFailure::Missing),
+            Err(HeaderError::UnsupportedScheme) => Err(AuthFailure::UnsupportedScheme),
+            Err(HeaderError::MalformedKey) => Err(AuthFailure::Malformed),
+            // The id or secret cannot exist: refused before any lookup.
+            Err(HeaderError::NoSuchKey) => Err(AuthFailure::Invalid),
+        }
+    }
+
+    /// Verifies from cache only: `None` when the record is not cached or is
+    /// older than the staleness bound. This is the hot path.
+    pub fn verify_cached(&self, creds: &Credentials) -> Option<Result<Principal, AuthFailure>> {
+        let cached = self.cache.get(&creds.key_id)?;
+        let now = self.clock.now();
+        if now.millis().saturating_sub(cached.fetched_at.millis()) > self.max_staleness_ms {
+            return None;
+        }
+        Some(self.finish(creds, Some(&cached), now))
+    }
+
+    /// Verifies `creds`, reading storage on a cache miss.
+    pub async fn verify(&self, creds: &Credentials) -> Result<Principal, AuthFailure> {
+        if let Some(result) = self.verify_cached(creds) {
+            return result;
+        }
+        let record = match self.lookup.key_record(&creds.key_id).await {
+            Ok(r) => r,
+            Err(StoreError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "key lookup failed: database unavailable");
+                return Err(AuthFailure::Unavailable);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key lookup failed");
+                return Err(AuthFailure::Unavailable);
+            }
+        };
+        let now = self.clock.now();
+        let cached = record.map(|r| {
+            let entry = Arc::new(Cached::new(r, now));
+            self.cache.insert(entry.record.key_id, entry.clone());
+            entry
+        });
+        self.finish(creds, cached.as_ref(), now)
+    }
+
+    fn finish(
+        &self,
+        creds: &Credentials,
+        cached: Option<&Arc<Cached>>,
+        now: Timestamp,
+    ) -> Result<Principal, AuthFailure> {
+        let principal = verify(&self.hasher, creds, cached.map(|c| &c.record))
+            .map_err(|_| AuthFailure::Invalid)?;
+        if let Some(entry) = cached {
+            self.note_use(entry, now);
+        }
+        Ok(principal)
+    }
+
+    /// Records a use: an atomic store, and the pending list's lock only for
+    /// the first use since the last write-back.
+    fn note_use(&self, entry: &Arc<Cached>, now: Timestamp) {
+        if entry.last_used.load(Ordering::Relaxed) < now.millis() {
+            entry.last_used.store(now.millis(), Ordering::Relaxed);
+        }
+        if !entry.dirty.load(Ordering::Relaxed) && !entry.dirty.swap(true, Ordering::AcqRel) {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push(entry.clone());
+            if pending.len() >= PENDING_SOFT_LIMIT {
+                self.flush_soon.notify_one();
+            }
+        }
+    }
+
+    /// Completes when enough uses are pending that they should be written
+    /// back before the next periodic flush.
+    pub async fn flush_requested(&self) {
+        self.flush_soon.notified().await;
+    }
+
+    /// Drops a cached record, so the next use reads storage again.
+    pub fn invalidate(&self, key_id: &KeyId) {
+        self.cache.remove(key_id);
+    }
+
+    /// Drops every cached record (after notifications may have been lost).
+    pub fn invalidate_all(&self) {
+        self.cache.clear();
+    }
+
+    /// How many records are cached (bounded by the configured capacity).
+    pub fn cached_records(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Writes pending `last_used_at` values in one batch.
+    pub async fn flush_usage(&self) {
+        let entries: Vec<Arc<Cached>> =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if entries.is_empty() {
+            return;
+        }
+        // Clear the flag before reading the time, so a use racing with this
+        // flush marks the entry again rather than being lost.
+        let batch: Vec<(KeyId, Timestamp)> = entries
+            .iter()
+            .map(|e| {
+                e.dirty.store(false, Ordering::Release);
+                (
+                    e.record.key_id,
+                    Timestamp(e.last_used.load(Ordering::Acquire)),
+                )
+            })
+            .collect();
+        if let Err(e) = self.lookup.record_key_use(&batch).await {
+            tracing::warn!(error = %e, keys = batch.len(), "could not record key use; will retry");
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                if !entry.dirty.swap(true, Ordering::AcqRel) {
+                    pending.push(entry);
+                }
+            }
+        }
+    }
+}

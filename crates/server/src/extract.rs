@@ -1,0 +1,70 @@
+//! What a handler can ask for: [`Caller`], any authenticated principal,
+//! and [`Admin`], an ADMIN one (the only way to key and app management;
+//! see [`crate::auth::admin`]). Both read only the `Authorization` header.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use fal_core::Principal;
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Any authenticated caller, of either scope.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let header = match parts.headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::MalformedKey)?),
+    };
+    // Only explicit credentials: the dashboard's session cookie counts
+    // nowhere here (not even for GET), since a browser attaches it to any
+    // request a link or another site makes, and /run or /auth/verify would
+    // then act as the signed-in user. Only /dashboard pages read it.
+    let principal = state.verifier().authenticate(header).await?;
+    Ok(principal)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        let caller = Caller(principal_of(parts, state).await?);
+        tracing::debug!(
+            user_id = %caller.0.user_id,
+            key_id = ?caller.0.key_id.map(|k| k.to_string()),
+            scope = %caller.0.scope,
+            "authenticated"
+        );
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        Admin::for_principal(principal, state.admin_stores())
+    }
+}
+
+impl AppState {
+    /// The key-management handle for a dashboard form: only for a session
+    /// principal with ADMIN scope, and only with proof that the form carried
+    /// its session's CSRF token.
+    pub fn dashboard_admin(
+        &self,
+        principal: Principal,
+        csrf: &crate::auth::sessions::CsrfChecked,
+    ) -> Result<Admin, ApiError> {
+        Admin::for_dashboard(principal, csrf, self.admin_stores())
+    }
+}

@@ -1,0 +1,45 @@
+//! The router: every module's routes merged, and the middleware every
+//! routed request passes (CONNECT refused, body bounds, `nosniff`, the
+//! request log line).
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Builds the router over `state`, with request bodies bounded by `body`.
+pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
+    crate::api::routes()
+        .merge(crate::dashboard::routes())
+        .fallback(fallback)
+        .with_state(state)
+        .layer(middleware::from_fn(crate::gateway::rules::refuse_connect))
+        // Ours bounds every body first (413/408 in our JSON shape).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            body,
+            crate::limits::bound_body,
+        ))
+        .layer(middleware::from_fn(crate::response_headers::nosniff))
+        .layer(middleware::from_fn(log_request))
+}
+
+async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("No route for {method} {}", uri.path()))
+}
+
+/// The router's request log line ([`crate::request_log`]).
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    crate::request_log::request(method.as_str(), &path, response.status().as_u16(), started);
+    response
+}

@@ -1,0 +1,208 @@
+//! [`AppState`]: what every handler and the front door share, at the root
+//! of what uses it (as kanidm's `https/mod.rs` holds its `ServerState`).
+//! Features never hold it; they import it. Its parts come from the
+//! features below it (`auth`, `gateway`, `github`, `flashes`), which never
+//! import it back.
+
+use std::sync::Arc;
+
+use fal_core::{Clock, RandomSource};
+use fal_store::{AppAdmin, KeyAdmin, UserAdmin, Users};
+
+use crate::auth::sessions::Sessions;
+use crate::auth::{AdminParts, AdminStores, Verifier};
+use crate::flashes::Flashes;
+use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
+use crate::github::Github;
+use crate::operators::Operators;
+
+/// Shared state of the application. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    /// Authenticates requests.
+    verifier: Arc<Verifier>,
+    /// Key, app and user management, reachable only through
+    /// [`crate::auth::Admin`].
+    admin: Arc<AdminStores>,
+    /// Who the operators are.
+    operators: Arc<Operators>,
+    /// Finds apps for the gateway.
+    apps: Arc<AppDirectory>,
+    /// Talks to upstreams (one per worker: see [`AppState::for_worker`]).
+    upstream: UpstreamClient,
+    /// Makes request ids (shared by all workers, so ids stay unique).
+    request_ids: Arc<RequestIds>,
+    /// GitHub sign-in, when configured.
+    github: Option<Arc<Github>>,
+    /// Sessions after GitHub sign-in.
+    sessions: Arc<Sessions>,
+    /// Whether served over TLS (cookies get `Secure`).
+    tls: bool,
+    /// One-time links to newly created secrets (dashboard).
+    flashes: Arc<Flashes>,
+    /// Users, for `GET /users/current`.
+    users: Arc<dyn Users>,
+    /// Now.
+    clock: Arc<dyn Clock>,
+    /// Randomness.
+    rng: Arc<dyn RandomSource>,
+}
+
+/// Everything [`AppState`] is assembled from.
+pub struct StateParts {
+    /// Authenticates requests.
+    pub verifier: Arc<Verifier>,
+    /// Key management (sealed inside [`AdminStores`]).
+    pub key_admin: Arc<dyn KeyAdmin>,
+    /// App management (sealed inside [`AdminStores`]).
+    pub app_admin: Arc<dyn AppAdmin>,
+    /// User administration (sealed inside [`AdminStores`]).
+    pub user_admin: Arc<dyn UserAdmin>,
+    /// Who the operators are.
+    pub operators: Arc<Operators>,
+    /// Finds apps.
+    pub apps: Arc<AppDirectory>,
+    /// Talks to upstreams.
+    pub upstream: UpstreamClient,
+    /// Users.
+    pub users: Arc<dyn Users>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn RandomSource>,
+    /// GitHub sign-in, when configured.
+    pub github: Option<Arc<Github>>,
+    /// Sessions.
+    pub sessions: Arc<Sessions>,
+    /// Served over TLS.
+    pub tls: bool,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(p: StateParts) -> Result<AppState, fal_core::random::RandomError> {
+        let request_ids = Arc::new(RequestIds::new(p.rng.as_ref())?);
+        let admin = Arc::new(AdminStores::new(AdminParts {
+            key_admin: p.key_admin,
+            app_admin: p.app_admin,
+            user_admin: p.user_admin,
+            users: p.users.clone(),
+            operators: p.operators.clone(),
+            apps: p.apps.clone(),
+            verifier: p.verifier.clone(),
+            policy: p.upstream.policy().clone(),
+            clock: p.clock.clone(),
+            rng: p.rng.clone(),
+        }));
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                verifier: p.verifier,
+                admin,
+                operators: p.operators,
+                apps: p.apps,
+                upstream: p.upstream,
+                request_ids,
+                users: p.users,
+                clock: p.clock,
+                rng: p.rng,
+                github: p.github,
+                sessions: p.sessions,
+                tls: p.tls,
+                flashes: Arc::default(),
+            }),
+        })
+    }
+
+    /// The same state with its own upstream client, for a worker thread
+    /// with its own runtime (connections to upstreams stay on that thread).
+    pub fn for_worker(&self, upstream: UpstreamClient) -> AppState {
+        let s = &self.inner;
+        AppState {
+            inner: Arc::new(Shared {
+                verifier: s.verifier.clone(),
+                admin: s.admin.clone(),
+                operators: s.operators.clone(),
+                apps: s.apps.clone(),
+                upstream,
+                request_ids: s.request_ids.clone(),
+                users: s.users.clone(),
+                clock: s.clock.clone(),
+                rng: s.rng.clone(),
+                github: s.github.clone(),
+                sessions: s.sessions.clone(),
+                tls: s.tls,
+                flashes: s.flashes.clone(),
+            }),
+        }
+    }
+
+    /// What an [`crate::auth::Admin`] works through; useless without one
+    /// (its fields are private to `auth`).
+    pub fn admin_stores(&self) -> &Arc<AdminStores> {
+        &self.inner.admin
+    }
+
+    /// GitHub sign-in, when configured.
+    pub fn github(&self) -> Option<&Github> {
+        self.inner.github.as_deref()
+    }
+
+    /// Sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    /// Now.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    /// Randomness.
+    pub fn rng(&self) -> &dyn RandomSource {
+        self.inner.rng.as_ref()
+    }
+
+    /// Whether served over TLS.
+    pub fn tls(&self) -> bool {
+        self.inner.tls
+    }
+
+    /// One-time secret links.
+    pub fn flashes(&self) -> &Flashes {
+        &self.inner.flashes
+    }
+
+    /// The app directory.
+    pub fn apps(&self) -> &Arc<AppDirectory> {
+        &self.inner.apps
+    }
+
+    /// The upstream client.
+    pub fn upstream(&self) -> &UpstreamClient {
+        &self.inner.upstream
+    }
+
+    /// The request-id generator.
+    pub fn request_ids(&self) -> &RequestIds {
+        &self.inner.request_ids
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.inner.verifier
+    }
+
+    /// The user store.
+    pub fn users(&self) -> &Arc<dyn Users> {
+        &self.inner.users
+    }
+
+    /// Who the operators are.
+    pub fn operators(&self) -> &Operators {
+        &self.inner.operators
+    }
+}
