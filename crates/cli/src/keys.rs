@@ -1,6 +1,7 @@
 //! `fal key …` and `fal auth whoami`.
 
 use fal_client::{Client, credentials};
+use fal_core::Alias;
 use serde_json::json;
 
 use crate::KeyCommand;
@@ -25,10 +26,15 @@ pub async fn key_command(
     explicit: Option<&str>,
     cmd: KeyCommand,
 ) -> anyhow::Result<()> {
-    let client = client(host, explicit)?;
+    let connect = || client(host, explicit);
     match cmd {
         KeyCommand::Generate { scope, alias, json } => {
-            let created = client.create_key(&scope.to_uppercase(), &alias).await?;
+            // By the server's own rule, so a bad alias is refused in the
+            // server's words before credentials are read or anything is sent.
+            let alias = Alias::parse(&alias)?;
+            let created = connect()?
+                .create_key(&scope.to_uppercase(), alias.as_str())
+                .await?;
             if json {
                 println!(
                     "{}",
@@ -53,7 +59,7 @@ pub async fn key_command(
             }
         }
         KeyCommand::List { json } => {
-            let keys = client.list_all_keys().await?;
+            let keys = connect()?.list_all_keys().await?;
             if json {
                 println!(
                     "{}",
@@ -64,7 +70,7 @@ pub async fn key_command(
             }
         }
         KeyCommand::Revoke { key_id } => {
-            client.revoke_key(&key_id).await?;
+            connect()?.revoke_key(&key_id).await?;
             println!("Revoked key {key_id}.");
         }
     }

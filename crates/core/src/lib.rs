@@ -1,6 +1,7 @@
 //! Domain of fal's key-based authentication, free of I/O.
 //!
 //! Layout:
+//! - [`alias`]: a key's alias, checked once.
 //! - [`app_name`]: an app's owner and name, checked once.
 //! - [`upstream`]: an app's upstream base URL, checked once.
 //! - [`scope`]: the two scopes (`API`, `ADMIN`) and what each may do.
@@ -14,6 +15,7 @@
 //! - [`random`]: the injected source of randomness.
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod app_name;
 pub mod hash;
 pub mod header;
@@ -25,6 +27,7 @@ pub mod token;
 pub mod upstream;
 pub mod verify;
 
+pub use alias::{Alias, AliasError, MAX_ALIAS_CHARS};
 pub use app_name::{AppName, AppOwner, AppPartError};
 pub use hash::{Pepper, SecretHash, SecretHasher};
 pub use header::{Credentials, HeaderError};

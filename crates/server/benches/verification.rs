@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fal_core::header::{AuthHeader, parse_authorization};
-use fal_core::{OsRandom, Pepper, Scope, SecretHasher, SystemClock, Timestamp, UserId, mint_key};
+use fal_core::{OsRandom, Pepper, Scope, SecretHasher, SystemClock, Timestamp};
 use fal_server::auth::Verifier;
 use fal_server::{App, Config};
-use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
+use fal_store::SqlStore;
+use fal_store::testing::{seed_key, seed_user};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -26,30 +27,17 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
 
     // A store with one key, and a verifier over it.
-    let hasher = SecretHasher::new(&Pepper::generate(&OsRandom).unwrap());
+    let pepper = Pepper::generate(&OsRandom).unwrap();
+    let hasher = SecretHasher::new(&pepper);
     let (store, header) = rt.block_on(async {
         let store = SqlStore::open_sqlite(&dir.path().join("bench.db"), Timestamp(0))
             .await
             .unwrap();
-        let user = User {
-            user_id: UserId::generate(&OsRandom).unwrap(),
-            nickname: "bench".into(),
-            full_name: String::new(),
-            github_id: None,
-            created_at: Timestamp(0),
-        };
-        store.create_user(&user).await.unwrap();
-        let (record, secret) = mint_key(&OsRandom, &hasher, &user.user_id, Scope::Api).unwrap();
-        let header = format!("Key {}:{}", record.key_id, secret.expose());
-        store
-            .create_key(&NewKey {
-                record,
-                alias: String::new(),
-                created_at: Timestamp(0),
-            })
+        let user = seed_user(&store, "bench", None).await.unwrap();
+        let key = seed_key(&store, &pepper, &user.user_id, Scope::Api, "")
             .await
             .unwrap();
-        (store, header)
+        (store, key.header())
     });
     let verifier = Verifier::new(
         hasher.clone(),

@@ -11,7 +11,6 @@
 //!   any authenticated principal, [`auth::Admin`] (the only way to get at key
 //!   management) for ADMIN ones.
 //! - [`api`]: the REST handlers.
-//! - [`alias`]: the check every key alias passes (REST and dashboard).
 //! - [`operators`]: who the operators are (the bootstrap user, `--operators`);
 //!   [`auth::Operator`] is the handle to what only they may do.
 //! - [`cookies`]: every cookie the server sets: names, builder, reader,
@@ -39,7 +38,6 @@
 #![forbid(unsafe_code)]
 
 pub mod addresses;
-pub mod alias;
 pub mod api;
 pub mod app;
 pub mod auth;

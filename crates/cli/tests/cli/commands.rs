@@ -185,3 +185,24 @@ fn an_unreachable_server_is_explained() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cannot reach the fal server at http://127.0.0.1:1"));
 }
+
+#[test]
+fn a_disguising_alias_is_refused_before_anything_is_sent() {
+    let alias = "evil\u{202E}gpj.exe";
+    let expected = fal_core::Alias::parse(alias).unwrap_err().to_string();
+    assert!(expected.contains("U+202E"), "{expected}");
+    // Nothing listens on port 1: a request would fail with "cannot reach";
+    // without credentials, reading them first would fail with "no credentials".
+    for key in [Some("a:b"), None] {
+        let mut cmd = crate::harness::fal();
+        cmd.args(["key", "generate", "--scope", "API", "--alias", alias])
+            .env("FAL_HOST", "http://127.0.0.1:1");
+        if let Some(key) = key {
+            cmd.env("FAL_KEY", key);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{key:?}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(stderr(&out), format!("Error: {expected}\n"), "{key:?}");
+    }
+}

@@ -4,6 +4,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use fal_core::{Scope, Timestamp};
+use fal_store::SqlStore;
+use fal_store::testing::{seed_key, seed_user};
+
 pub const FAL: &str = env!("CARGO_BIN_EXE_fal");
 
 /// Variables a user's shell might carry that would change what a test sees.
@@ -187,37 +191,18 @@ pub fn user_with_admin_key(data: &Path, login: &str, github_id: Option<i64>) -> 
         .build()
         .unwrap();
     rt.block_on(async {
-        use fal_core::{OsRandom, Scope, SecretHasher, Timestamp, UserId, mint_key};
-        use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
         let store = SqlStore::open_sqlite(&data.join("fal.db"), Timestamp(0))
             .await
             .unwrap();
-        let pepper =
-            fal_core::Pepper::from_hex(&std::fs::read_to_string(data.join("pepper")).unwrap())
-                .unwrap();
-        let user = User {
-            user_id: UserId::generate(&OsRandom).unwrap(),
-            nickname: login.into(),
-            full_name: String::new(),
-            github_id,
-            created_at: Timestamp(1),
-        };
-        store.create_user(&user).await.unwrap();
-        let hasher = SecretHasher::new(&pepper);
-        let (record, secret) = mint_key(&OsRandom, &hasher, &user.user_id, Scope::Admin).unwrap();
-        let id = record.key_id.to_string();
-        store
-            .create_key(&NewKey {
-                record,
-                alias: login.into(),
-                created_at: Timestamp(2),
-            })
+        let pepper = fal_server::pepper::load(&data.join("pepper")).unwrap();
+        let user = seed_user(&store, login, github_id).await.unwrap();
+        let key = seed_key(&store, &pepper, &user.user_id, Scope::Admin, login)
             .await
             .unwrap();
         store.close().await;
         Pair {
-            id,
-            secret: secret.expose().to_owned(),
+            id: key.key_id,
+            secret: key.secret,
         }
     })
 }

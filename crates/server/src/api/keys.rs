@@ -4,18 +4,17 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fal_core::{KeyId, Scope};
+use fal_core::{Alias, KeyId, Scope};
 use fal_store::Cursor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiJson, ApiQuery};
-use crate::alias::Alias;
 use crate::auth::Admin;
 use crate::error::ApiError;
 
 /// Longest alias accepted.
-pub use crate::alias::MAX_ALIAS_CHARS;
+pub use fal_core::MAX_ALIAS_CHARS;
 /// Default and largest page sizes for listing.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Largest page a client may ask for.

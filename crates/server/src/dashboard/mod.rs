@@ -19,11 +19,10 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use fal_core::header::parse_key_pair;
 use fal_core::token::SessionToken;
-use fal_core::{KeyId, Principal, Scope};
+use fal_core::{Alias, KeyId, Principal, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::alias::Alias;
 use crate::auth::sessions::CsrfChecked;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;

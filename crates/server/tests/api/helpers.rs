@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fal_client::{Client, KeyCredentials};
-use fal_core::{Clock, KeyRecord, OsRandom, Scope, SystemClock, Timestamp, UserId};
+use fal_core::{Clock, OsRandom, Pepper, Scope, SystemClock, Timestamp, UserId};
 use fal_server::{App, Config, RunningServer};
-use fal_store::{KeyAdmin, NewKey, SqlStore, User, UserStore};
+use fal_store::SqlStore;
+use fal_store::testing::{seed_key, seed_user};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -120,26 +121,21 @@ impl TestApp {
         format!("Key {id}:{secret}")
     }
 
+    /// The pepper the app hashes secrets with.
+    fn pepper(&self) -> Pepper {
+        fal_server::pepper::load(&self.dir.path().join("pepper")).unwrap()
+    }
+
     /// A new key of `scope` for the existing user `user_id`, straight in
     /// storage; returns `Key id:secret` for a header.
     pub async fn key_for(&self, user_id: &str, scope: Scope) -> String {
         let store = self.store().await;
-        let pepper = fal_server::pepper::load(&self.dir.path().join("pepper")).unwrap();
-        let hasher = fal_core::SecretHasher::new(&pepper);
         let user_id = UserId::from_stored(user_id.to_owned());
-        let (record, secret): (KeyRecord, _) =
-            fal_core::mint_key(&OsRandom, &hasher, &user_id, scope).unwrap();
-        let id = record.key_id.to_string();
-        store
-            .create_key(&NewKey {
-                record,
-                alias: "extra".into(),
-                created_at: Timestamp(3),
-            })
+        let key = seed_key(&store, &self.pepper(), &user_id, scope, "extra")
             .await
             .unwrap();
         store.close().await;
-        format!("Key {id}:{}", secret.expose())
+        key.header()
     }
 
     /// A user with one key of `scope`, straight in storage.
@@ -150,29 +146,12 @@ impl TestApp {
         scope: Scope,
     ) -> (String, String) {
         let store = self.store().await;
-        let pepper = fal_server::pepper::load(&self.dir.path().join("pepper")).unwrap();
-        let hasher = fal_core::SecretHasher::new(&pepper);
-        let user = User {
-            user_id: UserId::generate(&OsRandom).unwrap(),
-            nickname: nickname.into(),
-            full_name: format!("{nickname} Other"),
-            github_id,
-            created_at: Timestamp(1),
-        };
-        store.create_user(&user).await.unwrap();
-        let (record, secret): (KeyRecord, _) =
-            fal_core::mint_key(&OsRandom, &hasher, &user.user_id, scope).unwrap();
-        let id = record.key_id.to_string();
-        store
-            .create_key(&NewKey {
-                record,
-                alias: "other".into(),
-                created_at: Timestamp(2),
-            })
+        let user = seed_user(&store, nickname, github_id).await.unwrap();
+        let key = seed_key(&store, &self.pepper(), &user.user_id, scope, "other")
             .await
             .unwrap();
         store.close().await;
-        (id, secret.expose().to_owned())
+        (key.key_id, key.secret)
     }
 
     pub async fn stop(&mut self) {
