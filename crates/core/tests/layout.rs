@@ -10,6 +10,8 @@
 //! Imports are read from the source text: every `crate::…` and `super::…`
 //! path outside comments and string literals, `use` groups expanded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
