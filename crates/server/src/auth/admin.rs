@@ -3,6 +3,35 @@
 //! fields, so code without an `Admin` cannot reach them: a handler that
 //! forgets to ask for one does not compile. [`Admin::for_principal`] is the
 //! one place an `Admin` is made, and it refuses API-scope principals.
+//!
+//! Checked by the compiler, and by these examples. Code outside `auth` can
+//! ask for an `Admin`, which only [`Admin::for_principal`] gives:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use fal_server::auth::{Admin, AdminStores};
+//! fn ask(p: fal_core::Principal, s: &Arc<AdminStores>) -> Option<Admin> {
+//!     Admin::for_principal(p, s).ok()
+//! }
+//! ```
+//!
+//! but it cannot reach the stores without one:
+//!
+//! ```compile_fail,E0616
+//! fn bypass(state: &fal_server::state::AppState) {
+//!     let _ = &state.admin_stores().key_admin;
+//! }
+//! ```
+//!
+//! nor make one by hand:
+//!
+//! ```compile_fail,E0451
+//! use std::sync::Arc;
+//! use fal_server::auth::{Admin, AdminStores};
+//! fn forge(principal: fal_core::Principal, stores: Arc<AdminStores>) -> Admin {
+//!     Admin { principal, stores }
+//! }
+//! ```
 
 use std::sync::Arc;
 
