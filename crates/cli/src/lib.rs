@@ -1,7 +1,7 @@
 //! The `fal` command line: `fal serve` runs the platform; the other
 //! commands talk to it through `fal-client`.
 //!
-//! Layout:
+//! # Layout
 //! - this file: the argument grammar (clap) and dispatch;
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
 //! - [`keys`]: `fal key …` and `fal auth whoami`;

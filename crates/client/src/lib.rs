@@ -3,7 +3,7 @@
 //! The CLI and the integration tests both use this crate, so what the tests
 //! prove about the API is what the CLI gets.
 //!
-//! Layout:
+//! # Layout
 //! - [`credentials`]: where a key pair comes from (flag, `FAL_KEY`,
 //!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
 //! - this file: [`Client`] and the response types.

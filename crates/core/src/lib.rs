@@ -1,6 +1,6 @@
 //! Domain of fal's key-based authentication, free of I/O.
 //!
-//! Layout:
+//! # Layout
 //! - [`alias`]: a key's alias, checked once.
 //! - [`app_name`]: an app's owner and name, checked once.
 //! - [`upstream`]: an app's upstream base URL, checked once.

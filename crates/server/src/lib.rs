@@ -1,39 +1,47 @@
 //! The fal platform server.
 //!
-//! Layout:
-//! - [`config`]: everything `fal serve` can be told, as one value; no globals.
+//! # Layout
+//! Imports point down this list (a module may use those below it, never
+//! one above; `crates/core/tests/layout.rs` checks there is no cycle).
+//!
+//! The HTTP edge, which holds the state:
 //! - [`app`]: builds the application from a [`Config`] (store, pepper,
-//!   bootstrap) and serves it with graceful shutdown.
-//! - [`pepper`]: the 0600 pepper file beside the data.
-//! - [`files`]: the 0700 data directory and the 0600 database file.
-//! - [`auth`]: credential verification with its bounded cache, and the
-//!   extractors that decide what a handler can reach: [`auth::Caller`] for
-//!   any authenticated principal, [`auth::Admin`] (the only way to get at key
-//!   management) for ADMIN ones.
-//! - [`api`]: the REST handlers.
-//! - [`operators`]: who the operators are (the bootstrap user, `--operators`);
-//!   [`auth::Operator`] is the handle to what only they may do.
-//! - [`cookies`]: every cookie the server sets: names, builder, reader,
-//!   and the rule that keeps them from upstreams.
-//! - [`dashboard`]: the keys page in the browser (server-rendered).
+//!   bootstrap) and serves it per core with graceful shutdown.
 //! - [`front`]: accepts connections; forwards plain HTTP/1.1 model calls
-//!   by hand and hands everything else to hyper and the router.
-//! - [`gateway`]: `/run/OWNER/NAME/…`: apps, upstream connections, the
-//!   router's (general) forwarding path.
-//! - [`forward_rules`], [`chunked`]: what both forwarding paths let through
-//!   (paths, cookies, lengths, upstream framings; chunked framing, strict and
-//!   without trailers).
-//! - [`request_log`]: the one log line per request, for both paths.
-//! - [`response_headers`]: `nosniff` on every answer, `no-store` on secrets.
+//!   by hand and hands everything else to hyper and the [`router`].
+//! - [`router`]: every module's routes merged, and the middleware they pass.
+//! - [`api`], [`dashboard`]: the REST handlers (the router's `/run` among
+//!   them) and the keys page in the browser.
+//! - [`extract`]: what a handler can ask for: [`extract::Caller`], any
+//!   authenticated principal, and [`auth::Admin`], an ADMIN one.
+//! - [`state`]: [`state::AppState`], shared by everything above; built
+//!   from the features below, which never import it.
+//!
+//! Features:
+//! - [`auth`]: verification with its bounded cache, sessions, and the
+//!   handles that authorise: [`auth::Admin`] (the only way to key and app
+//!   management) and [`auth::Operator`].
+//! - [`github`]: sign-in with GitHub; [`device_polls`] throttles the device
+//!   flow's polls per code.
+//! - [`gateway`]: apps, request ids, upstream connections and their reach,
+//!   hyper's forwarding path, the answers both paths give.
+//! - [`flashes`]: one-time links to newly created secrets.
+//!
+//! Leaves (no state, no handlers):
+//! - [`h1`]: pure HTTP/1.1 for the hand-written path, and the rules both
+//!   forwarding paths share; fuzzed.
+//! - [`config`]: everything `fal serve` can be told, as one value.
 //! - [`limits`]: request body time and size, the connection cap, the
 //!   open-file limit.
-//! - [`addresses`] (pure) and [`reach`]: which addresses an app's upstream
-//!   may be on, checked at registration and at every new connection.
-//! - [`tls`]: serving HTTPS with rustls.
-//! - [`github`], [`sessions`]: sign-in with GitHub and the sessions it opens;
-//!   [`device_polls`] throttles the device flow's polls per code;
-//!   [`sealed`] keeps a CLI session's GitHub token at rest, sealed under a
-//!   key derived from the pepper.
+//! - [`operators`]: who the operators are (the bootstrap user,
+//!   `--operators`).
+//! - [`addresses`]: which addresses an upstream may be on (pure).
+//! - [`cookies`]: every cookie the server sets: names, builder, reader, and
+//!   the rule that keeps them from upstreams.
+//! - [`request_log`], [`response_headers`]: the one log line per request;
+//!   `nosniff`, `no-store` and the dashboard's headers.
+//! - [`pepper`], [`files`], [`sealed`], [`tls`]: the 0600 pepper file, the
+//!   0700 data directory, sealing at rest, serving HTTPS with rustls.
 //! - [`error`]: [`ApiError`], the one error type at the HTTP edge.
 #![forbid(unsafe_code)]
 

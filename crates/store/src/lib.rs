@@ -1,7 +1,7 @@
 //! Storage for fal: the traits the server depends on, and one SQL
 //! implementation that serves both SQLite and PostgreSQL.
 //!
-//! Layout:
+//! # Layout
 //! - this file: the record types, the error type and the capability traits.
 //!   The traits are split by what a caller may do: [`KeyLookup`] is all that
 //!   verification needs; [`KeyAdmin`] (create, list, revoke) is handed out by

@@ -16,7 +16,7 @@
 //! `Authorization` header, an `https` upstream, a head httparse refuses)
 //! hands the connection, with the bytes already read, to hyper and the axum
 //! router for the rest of its life. Both paths give the same answers: the
-//! same [`ApiError`]s, the same header rules (see [`crate::gateway`]).
+//! same [`crate::ApiError`]s, the same header rules (see [`crate::gateway`]).
 //!
 //! # Layout
 //! - this file: [`serve`] accepts (and does TLS) and drains on shutdown;

@@ -18,7 +18,7 @@
 //! - [`upstream`]: the per-worker client: the pool, and hyper's client.
 //! - [`forward`]: hyper's forwarding path.
 //! - [`rules`]: the answers both paths give when a request may not go on.
-//! - [`echo`]: the demo app.
+//! - [`mod@echo`]: the demo app.
 //!
 //! Imports [`crate::h1`] for the rules both paths share; never the state or
 //! the HTTP handlers, which import it.

@@ -5,7 +5,7 @@
 //! The server holds the OAuth app's credentials; the CLI only talks to the
 //! server. After GitHub confirms a user, the allow-lists decide, the user is
 //! found by GitHub's numeric id (a renamed login keeps its keys) or
-//! created, and the server issues its own session ([`crate::sessions`]).
+//! created, and the server issues its own session ([`crate::auth::sessions`]).
 
 use std::sync::Arc;
 use std::time::Duration;

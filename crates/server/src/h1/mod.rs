@@ -10,7 +10,7 @@
 //! - [`response`]: an upstream's response head read and rewritten for the
 //!   client.
 //! - [`chunked`]: the chunked framing, followed strictly as bytes arrive.
-//! - [`write`]: heads written out (the upstream's request head, our own
+//! - [`mod@write`]: heads written out (the upstream's request head, our own
 //!   answers, header lines, framing).
 //! - [`headers`], [`target`]: the rules both forwarding paths share (which
 //!   headers stay behind, who is calling, lengths and framings; the run

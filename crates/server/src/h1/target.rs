@@ -38,7 +38,7 @@ pub fn split_run_path(path: &str) -> Option<RunPath<'_>> {
 pub const ESCAPING_PATH: &str = "The path after /run/OWNER/NAME may not contain '.' or '..' segments (in any spelling, such as %2e%2e), an encoded slash (%2f), a backslash or an encoded backslash (%5c)";
 
 /// Checks the part of a model call's path after the app's name (`tail`,
-/// from [`crate::gateway::split_run_path`]): refused when an upstream that
+/// from [`split_run_path`]): refused when an upstream that
 /// normalises paths could take it outside the app's base path. Refused
 /// rather than normalised: such a path has no honest use, and a refusal
 /// cannot be normalised differently by the two ends.
