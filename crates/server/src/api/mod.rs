@@ -42,12 +42,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
-        // Incomplete model paths get the gateway's own 404, as on the
-        // hand-written path.
+        // Every model path, complete or not, reaches the gateway's handler,
+        // which authenticates first and then takes the path apart, as the
+        // hand-written path does (an incomplete one gets the gateway's own
+        // 404, after the 401 a bad key gets).
         .route("/run/", gateway_route())
-        .route("/run/{owner}", gateway_route())
-        .route("/run/{owner}/{name}", gateway_route())
-        .route("/run/{owner}/{name}/{*path}", gateway_route())
+        .route("/run/{*path}", gateway_route())
 }
 
 /// The gateway's route (every answer on it, refusals by the extractors

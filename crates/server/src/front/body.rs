@@ -228,12 +228,14 @@ where
 }
 
 /// Writes a whole (small) response made by the router's types: our own
-/// answers, errors among them (see [`crate::h1::write::answer`]).
+/// answers, errors among them (see [`crate::h1::write::answer`]); to a
+/// `HEAD` request (`head_method`), the head only.
 pub(super) async fn write_response<IO>(
     io: &mut IO,
     out: &mut Vec<u8>,
     response: Response,
     close: bool,
+    head_method: bool,
 ) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
@@ -244,7 +246,7 @@ where
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    write::answer(out, &parts, &body, close);
+    write::answer(out, &parts, &body, close, head_method);
     io.write_all(out).await?;
     io.flush().await
 }

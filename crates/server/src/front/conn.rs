@@ -68,12 +68,13 @@ impl Conn {
                     body,
                     log,
                     close,
+                    head_method,
                 } => {
                     // The body can be skipped only if it is all here.
                     let skip = body.all_in(buf.len() - head_len);
                     let close = close || skip.is_none() || *self.stop.borrow();
                     let status = response.status().as_u16();
-                    if write_response(&mut io, &mut resp_out, response, close)
+                    if write_response(&mut io, &mut resp_out, response, close, head_method)
                         .await
                         .is_err()
                     {

@@ -41,6 +41,8 @@ pub(super) enum Prepared {
         /// Close after the answer (the client asked, or the request's
         /// framing cannot be trusted).
         close: bool,
+        /// A `HEAD` request: the answer's body is not sent.
+        head_method: bool,
     },
     /// Forward: the upstream's head is ready in `req_out`.
     Forward(Forward),
@@ -100,6 +102,7 @@ impl Conn {
                 body: run.body,
                 log,
                 close: run.close,
+                head_method: run.is_head(),
             })
         };
 
@@ -314,7 +317,7 @@ impl Conn {
         }
         let status = response.status().as_u16();
         let close = close || f.close || *self.stop.borrow();
-        let written = write_response(io, out, response, close).await;
+        let written = write_response(io, out, response, close, f.head_method).await;
         log_request(&f.log, status);
         written.is_ok() && !close
     }
@@ -329,6 +332,7 @@ fn refusal(e: ApiError, head_len: usize) -> Prepared {
         body: Framing::Empty,
         log: None,
         close: true,
+        head_method: false,
     }
 }
 

@@ -75,6 +75,16 @@ pub async fn forward(
     // Trailers stay here; a failure of the client's body (hyper found its
     // framing broken) is told apart from the upstream's.
     let (body, client_failed) = rules::NoTrailers::new(body);
+    // A body of unknown length (the client's was chunked) goes on chunked
+    // whatever the method: hyper's client would send a GET's or a HEAD's
+    // as none, where the hand-written path passes it on.
+    if !http_body::Body::is_end_stream(&body) && http_body::Body::size_hint(&body).exact().is_none()
+    {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let mut request = axum::http::Request::from_parts(parts, Body::new(body));
     let connection = hyper_util::client::legacy::connect::capture_connection(&mut request);
     let sent = upstream.request(request, reach);

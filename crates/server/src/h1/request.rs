@@ -2,6 +2,7 @@
 //! forwards it, answers it at once, or hands the connection to hyper.
 
 use super::headers::{content_length, tokens};
+use super::target::is_plain_target;
 use super::{Framing, HeaderSlots};
 
 /// What a request head asks of the front door.
@@ -12,7 +13,8 @@ pub enum Head<'h, 'b> {
     /// Not for the hand-written path: hyper and the router take the
     /// connection, with the bytes read so far (another path, HTTP/1.0,
     /// `Expect`, `Upgrade`, no or several `Authorization` headers, a
-    /// transfer coding but chunked, both framings, a head httparse refuses).
+    /// transfer coding but chunked, both framings, a head httparse refuses,
+    /// a target with a fragment or a byte the `http` crate refuses).
     HandOff,
     /// Refused at once; the connection closes after the answer, its framing
     /// untrusted or the method one that is never served.
@@ -91,7 +93,7 @@ pub fn classify<'h, 'b>(buf: &'b [u8], slots: &'h mut HeaderSlots<'b>) -> Head<'
             head_len,
         };
     }
-    if !target.starts_with("/run/") {
+    if !target.starts_with("/run/") || !is_plain_target(target) {
         return Head::HandOff;
     }
     let headers: &'h [httparse::Header<'b>] = req.headers;
@@ -202,6 +204,8 @@ mod tests {
             b"GET /run/a/b HTTP/1.1\r\nAuthorization: x\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"GET /run/a/b HTTP/1.1\r\nAuthorization: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
             b"GET /run/a/b HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"GET /run/a/b/x#f HTTP/1.1\r\nAuthorization: x\r\n\r\n",
+            b"GET /run/a/b/a`b HTTP/1.1\r\nAuthorization: x\r\n\r\n",
         ] {
             assert_eq!(kind(head), "hand-off", "{}", String::from_utf8_lossy(head));
         }

@@ -157,6 +157,34 @@ pub fn split_origin(url: &str) -> Option<(&str, &str)> {
     Some((origin, base.trim_end_matches('/')))
 }
 
+/// Whether a request target is one the hand-written path forwards as it
+/// is: an origin-form path and query made only of the bytes the `http`
+/// crate's URI parser (hyper's path) takes, without a fragment. A target
+/// that fails is handed to hyper, which refuses it (bad bytes) or drops the
+/// fragment, so that both paths treat it alike.
+pub fn is_plain_target(target: &str) -> bool {
+    let bytes = target.as_bytes();
+    if bytes.first() != Some(&b'/') || bytes.len() >= usize::from(u16::MAX) {
+        return false;
+    }
+    let mut in_query = false;
+    bytes.iter().all(|&b| match b {
+        b'#' => false,
+        b'?' if !in_query => {
+            in_query = true;
+            true
+        }
+        // The `http` crate's two byte classes (bytes of UTF-8 sequences
+        // pass both: a `&str` holds only whole ones).
+        _ if in_query => matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF),
+        _ => matches!(
+            b,
+            0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E | 0x80..=0xFF
+                | b'"' | b'{' | b'}'
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +284,45 @@ mod tests {
         );
         assert_eq!(split_origin("http://h"), Some(("http://h", "")));
         assert_eq!(split_origin("h/v1"), None);
+    }
+
+    #[test]
+    fn plain_targets_are_what_the_http_crate_takes_without_a_fragment() {
+        let http_takes = |t: &str| {
+            t.parse::<axum::http::uri::PathAndQuery>()
+                .is_ok_and(|p| p.as_str() == t)
+        };
+        for t in [
+            "/run/a/b",
+            "/run/a/b/x?q=1&r=%20",
+            "/run/a/b/{\"j\":1}",
+            "/run/a/b?x=<a>`?`{}",
+            "/run/a/b/caf\u{e9}",
+            "/run/a/b/a`b",
+            "/run/a/b/a<b",
+            "/run/a/b/a>b",
+            "/run/a/b?q=\"b\"",
+            "/run/a/b/x#f",
+            "/run/a/b/x y",
+            "/run/a/b/x\\y",
+            "/run/a/b/x^y",
+            "/run/a/b?x|y",
+            "",
+        ] {
+            assert_eq!(is_plain_target(t), http_takes(t), "{t:?}");
+        }
+        // Asterisk-form is a URI to the crate, not a path to forward.
+        assert!(!is_plain_target("*"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_targets_agree_with_the_http_crate(tail in "[ -~\u{e9}]{0,24}") {
+            let t = format!("/run/a/b{tail}");
+            let http_takes = t
+                .parse::<axum::http::uri::PathAndQuery>()
+                .is_ok_and(|p| p.as_str() == t);
+            proptest::prop_assert_eq!(is_plain_target(&t), http_takes, "{:?}", t);
+        }
     }
 }

@@ -101,8 +101,10 @@ pub fn upstream_head(
 
 /// Writes a whole answer of ours (an error, say) with its `body`: the
 /// status line, its headers but hop-by-hop ones, `nosniff` if it has none,
-/// its length, and `Connection: close` when `close`.
-pub fn answer(out: &mut Vec<u8>, parts: &Parts, body: &[u8], close: bool) {
+/// its length, and `Connection: close` when `close`. The body follows but
+/// for an answer to a `HEAD` request (`head_method`), which keeps the
+/// length a `GET` would have had.
+pub fn answer(out: &mut Vec<u8>, parts: &Parts, body: &[u8], close: bool, head_method: bool) {
     out.clear();
     let _ = write!(
         out,
@@ -123,7 +125,9 @@ pub fn answer(out: &mut Vec<u8>, parts: &Parts, body: &[u8], close: bool) {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if !head_method {
+        out.extend_from_slice(body);
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +162,30 @@ mod tests {
                  x-fal-user-id: u1\r\nx-fal-request-id: {}\r\ncontent-length: 2\r\n\r\n",
                 "r".repeat(36)
             )
+        );
+    }
+
+    #[test]
+    fn our_answers_have_a_length_and_no_body_for_head() {
+        let (parts, ()) = axum::http::Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .header("connection", "keep-alive")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut out = Vec::new();
+        answer(&mut out, &parts, b"{}", false, false);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+             x-content-type-options: nosniff\r\ncontent-length: 2\r\n\r\n{}"
+        );
+        answer(&mut out, &parts, b"{}", true, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+             x-content-type-options: nosniff\r\ncontent-length: 2\r\nconnection: close\r\n\r\n"
         );
     }
 
