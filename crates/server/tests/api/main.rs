@@ -6,6 +6,8 @@ mod apps;
 mod auth;
 mod dashboard;
 mod device;
+mod differential;
+mod differential_gen;
 mod fake_github;
 mod forwarding;
 mod front;

@@ -73,6 +73,10 @@ fn chunked_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// What the upstream answers to any `HEAD` request: the default answer's
+/// head, as a well-behaved server sends it.
+const HEAD_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
+
 /// What the upstream answers to `head`.
 fn answer_for(head: &str) -> &'static [u8] {
     let line = head.lines().next().unwrap_or_default();
@@ -146,7 +150,12 @@ pub async fn start() -> Recorder {
                             }
                         }
                     };
-                    let answer = answer_for(&request.head);
+                    let answer = if request.head.starts_with("HEAD ") {
+                        // A HEAD answer has no body, whatever its length says.
+                        HEAD_ANSWER
+                    } else {
+                        answer_for(&request.head)
+                    };
                     seen.lock().unwrap().push(request);
                     if answer.is_empty() {
                         // Never answers (the app's timeout is tested).
