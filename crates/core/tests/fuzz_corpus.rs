@@ -1,7 +1,9 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/TARGET/*`) through the
 //! same checks the cargo-fuzz targets run (`fuzz/checks/`), on stable
 //! Rust: every input the fuzzer was given or found keeps its properties
-//! in every `cargo test`. See `fuzz/README.md`.
+//! in every `cargo test`. See `fuzz/README.md`. (The server's targets are
+//! replayed by `crates/server/tests/fuzz_corpus.rs`, which also checks that
+//! every target has its binary and corpus.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -30,29 +32,5 @@ fn every_corpus_input_keeps_its_target_s_properties() {
             let run = std::panic::catch_unwind(|| check(&data));
             assert!(run.is_ok(), "{target}: {} fails its check", file.display());
         }
-    }
-}
-
-#[test]
-fn every_target_has_a_fuzz_binary_and_a_corpus() {
-    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
-    let mut declared: Vec<&str> = checks::TARGETS.iter().map(|(name, _)| *name).collect();
-    declared.sort_unstable();
-    let mut binaries: Vec<String> = std::fs::read_dir(fuzz_dir().join("fuzz_targets"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter_map(|p| Some(p.file_stem()?.to_str()?.to_owned()))
-        .collect();
-    binaries.sort_unstable();
-    assert_eq!(binaries, declared, "fuzz_targets/ and checks::TARGETS");
-    for name in declared {
-        assert!(
-            manifest.contains(&format!("name = \"{name}\"")),
-            "{name} has no [[bin]] in fuzz/Cargo.toml"
-        );
-        assert!(
-            fuzz_dir().join("corpus").join(name).is_dir(),
-            "{name} has no corpus"
-        );
     }
 }
