@@ -236,7 +236,7 @@ impl Conn {
                 }
             }
         };
-        let rid = std::str::from_utf8(&f.request_id).unwrap_or_default();
+        let rid = || std::str::from_utf8(&f.request_id).unwrap_or_default();
         let failed = |e: ApiError| (e.into_response(), !whole);
         // The app's timeout, on the connection's one timer.
         let deadline = tokio::time::Instant::now() + wait;
@@ -263,7 +263,7 @@ impl Conn {
         let (mut up, head) = match outcome {
             Ok(done) => done,
             Err(e) => {
-                log_failure(&f.app, rid, &e);
+                log_failure(&f.app, rid(), &e);
                 let (response, close) = failed(e.into());
                 return self.answer_failure(io, resp_out, response, &f, close).await;
             }
@@ -289,7 +289,7 @@ impl Conn {
             }
             // Nothing has reached the client yet: it gets a 502 instead.
             Err(BodyFailure::Unsent(e)) => {
-                log_failure(&f.app, rid, &GatewayError::Broken(e));
+                log_failure(&f.app, rid(), &GatewayError::Broken(e));
                 let (response, _) = failed(GatewayError::Unreachable.into());
                 self.answer_failure(io, resp_out, response, &f, true).await
             }

@@ -33,6 +33,7 @@ pub const NOSNIFF: (&str, &str) = ("x-content-type-options", "nosniff");
 /// own is sent) and the identity headers, which come from fal only.
 /// `Connection`-named headers and our cookies are left out too, by
 /// [`ConnectionNamed`] and [`crate::cookies::without_ours`].
+#[inline]
 pub fn stays_behind(name: &[u8]) -> bool {
     is_hop_by_hop(name)
         || [
@@ -48,6 +49,7 @@ pub fn stays_behind(name: &[u8]) -> bool {
 
 /// The identity headers the upstream gets for `principal`, with the key id
 /// written into `key_text` (no allocation): `(name, value)` pairs.
+#[inline]
 pub fn identity<'a>(
     principal: &'a Principal,
     request_id: &'a [u8],
@@ -66,6 +68,7 @@ pub fn identity<'a>(
 }
 
 /// Whether a header belongs to one connection only.
+#[inline]
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
@@ -75,6 +78,7 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// A `Content-Length` value as RFC 9110 has it: digits only (optional
 /// whitespace around them), so `+5`, `0x5`, `5 5` and `-0` are refused;
 /// `None` also when it does not fit in a `u64`.
+#[inline]
 pub fn content_length(value: &[u8]) -> Option<u64> {
     let digits = value.trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
@@ -126,6 +130,7 @@ pub struct ConnectionNamed<'h, 'b> {
 
 impl<'h, 'b> ConnectionNamed<'h, 'b> {
     /// The names listed in `headers`.
+    #[inline]
     pub fn of(headers: &'h [httparse::Header<'b>]) -> Self {
         let more =
             Self::listed(headers).any(|t| !t.eq_ignore_ascii_case(b"close") && !is_hop_by_hop(t));
@@ -135,6 +140,7 @@ impl<'h, 'b> ConnectionNamed<'h, 'b> {
     }
 
     /// Whether `name` is listed (and not already hop-by-hop).
+    #[inline]
     pub fn names(&self, name: &[u8]) -> bool {
         self.headers
             .is_some_and(|headers| Self::listed(headers).any(|t| t.eq_ignore_ascii_case(name)))
@@ -150,6 +156,7 @@ impl<'h, 'b> ConnectionNamed<'h, 'b> {
 }
 
 /// The comma-separated tokens of a header value, trimmed.
+#[inline]
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')

@@ -47,6 +47,7 @@ impl Framing {
     /// The body's length if all of it is among the `available` bytes
     /// that follow its head (`Some(0)` for no body); `None` if not, or if
     /// only reading it through would tell.
+    #[inline]
     pub fn all_in(self, available: usize) -> Option<usize> {
         match self {
             Framing::Empty => Some(0),

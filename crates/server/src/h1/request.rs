@@ -2,7 +2,7 @@
 //! forwards it, answers it at once, or hands the connection to hyper.
 
 use super::headers::{content_length, tokens};
-use super::target::is_plain_target;
+use super::target::is_plain_parsed_target;
 use super::{Framing, HeaderSlots};
 
 /// What a request head asks of the front door.
@@ -93,7 +93,7 @@ pub fn classify<'h, 'b>(buf: &'b [u8], slots: &'h mut HeaderSlots<'b>) -> Head<'
             head_len,
         };
     }
-    if !target.starts_with("/run/") || !is_plain_target(target) {
+    if !target.starts_with("/run/") || !is_plain_parsed_target(target) {
         return Head::HandOff;
     }
     let headers: &'h [httparse::Header<'b>] = req.headers;
@@ -140,12 +140,16 @@ pub fn classify<'h, 'b>(buf: &'b [u8], slots: &'h mut HeaderSlots<'b>) -> Head<'
         // A dashboard cookie, or nothing: the router decides.
         return Head::HandOff;
     };
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let path_len = target
+        .bytes()
+        .position(|b| b == b'?')
+        .unwrap_or(target.len());
+    let (path, query) = target.split_at_checked(path_len).unwrap_or((target, ""));
     Head::Run(RunHead {
         head_len,
         method,
         path,
-        query: &target[path.len()..],
+        query,
         authorization,
         body,
         close,

@@ -12,6 +12,7 @@ use super::request::RunHead;
 use super::target::{UpstreamParts, upstream_path};
 
 /// Writes `name: value\r\n`.
+#[inline]
 pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -21,6 +22,7 @@ pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Writes the header that frames a body sent on: its length, or chunks
 /// (a body that ends by closing is sent on in chunks).
+#[inline]
 pub fn framing(out: &mut Vec<u8>, framing: Framing) {
     match framing {
         Framing::Length(n) => {
@@ -36,6 +38,7 @@ pub fn framing(out: &mut Vec<u8>, framing: Framing) {
 }
 
 /// Writes `n` in decimal.
+#[inline]
 pub fn decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
