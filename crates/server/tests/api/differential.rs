@@ -277,7 +277,7 @@ pub fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
 
 /// How many generated requests each run compares (`PROPTEST_CASES`
 /// overrides it, for a longer hunt).
-const CASES: u32 = 64;
+const CASES: u32 = 128;
 
 #[test]
 fn both_paths_accept_refuse_and_forward_generated_requests_alike() {
@@ -301,7 +301,9 @@ fn both_paths_accept_refuse_and_forward_generated_requests_alike() {
     }
     let [compared, forwarded] = pair.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
     assert!(
-        forwarded * 3 >= compared,
+        // About 43% are forwarded (857 of 2,000 in one run); a quarter
+        // is four standard deviations below that at 128 cases.
+        forwarded * 4 >= compared,
         "only {forwarded} of {compared} generated requests were forwarded"
     );
 }
