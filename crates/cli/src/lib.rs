@@ -110,8 +110,13 @@ pub struct ServeArgs {
     /// it is a specific IP and port.
     #[arg(long, env = "FAL_PUBLIC_URL", value_parser = fal_server::config::parse_public_url)]
     pub public_url: Option<String>,
-    /// How long a cached key record is trusted without a change
-    /// notification (e.g. 5s, 500ms).
+    /// How many key records the verification cache holds (about 200 bytes
+    /// each); past it, the least used are read from storage when next used.
+    #[arg(long, env = "FAL_KEY_CACHE", default_value_t = 1_000_000)]
+    pub key_cache: u64,
+    /// How long a cached key record is trusted when the key change log
+    /// cannot be read (it is read every quarter of this, at most every
+    /// second) and no change notification arrives (e.g. 5s, 500ms).
     #[arg(long, env = "FAL_MAX_STALENESS", value_parser = apps::parse_duration_ms, default_value = "5s")]
     pub max_staleness: u64,
     /// GitHub sign-in.

@@ -50,6 +50,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.demo = args.demo;
     config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
+    config.cache_capacity = args.key_cache;
     config.idle_timeout = std::time::Duration::from_millis(args.idle_timeout);
     config.body_timeout = std::time::Duration::from_millis(args.body_timeout);
     config.max_body_size = usize::try_from(args.max_body_size).unwrap_or(usize::MAX);

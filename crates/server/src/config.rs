@@ -19,7 +19,10 @@ pub struct Config {
     pub pepper_file: Option<PathBuf>,
     /// A database URL; `None` means SQLite in `data_dir`.
     pub database_url: Option<String>,
-    /// How many key records the verification cache holds at most.
+    /// How many key records the verification cache holds at most
+    /// (`--key-cache`): about 200 bytes each, so the default million is
+    /// about 200 MB when full. Past it, the least used are read again from
+    /// storage when next used.
     pub cache_capacity: u64,
     /// How long a cached key record is trusted before it is read again,
     /// even without a change notification.
@@ -82,7 +85,7 @@ impl Config {
             data_dir,
             pepper_file: None,
             database_url: None,
-            cache_capacity: 100_000,
+            cache_capacity: 1_000_000,
             max_staleness: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(10),
             demo: false,

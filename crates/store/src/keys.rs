@@ -8,7 +8,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use crate::sql::corrupt;
-use crate::{Cursor, KeyAdmin, KeyLookup, KeyPage, KeySummary, NewKey, SqlStore, StoreError};
+use crate::{
+    Cursor, KeyAdmin, KeyChange, KeyLookup, KeyPage, KeySummary, NewKey, SqlStore, StoreError,
+};
 
 pub(crate) fn key_id_of(row: &AnyRow) -> Result<KeyId, StoreError> {
     let s: String = row.try_get("key_id")?;
@@ -60,6 +62,26 @@ impl KeyLookup for SqlStore {
         }))
     }
 
+    async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError> {
+        self.changes_after(seq, limit).await
+    }
+
+    async fn last_key_change(&self) -> Result<i64, StoreError> {
+        self.last_change().await
+    }
+
+    async fn prune_key_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.prune_changes(before).await
+    }
+
+    async fn key_records_after(
+        &self,
+        after: Option<&KeyId>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        self.records_after(after, limit).await
+    }
+
     async fn record_key_use(&self, uses: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         if uses.is_empty() {
             return Ok(());
@@ -83,7 +105,12 @@ impl KeyLookup for SqlStore {
 #[async_trait]
 impl KeyAdmin for SqlStore {
     async fn create_key(&self, key: &NewKey) -> Result<(), StoreError> {
-        insert_key(self.pool(), key).await
+        let mut tx = self.pool().begin().await?;
+        insert_key(&mut *tx, key).await?;
+        let id = key.record.key_id.to_string();
+        self.note_key_change(&mut tx, &id, key.created_at).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn list_keys(
@@ -162,7 +189,7 @@ impl KeyAdmin for SqlStore {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-            self.announce(&mut tx, &format!("key:{id}")).await?;
+            self.note_key_change(&mut tx, &id, at).await?;
             tx.commit().await?;
             return Ok(true);
         }

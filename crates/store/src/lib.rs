@@ -22,6 +22,7 @@
 
 mod apps;
 pub mod changes;
+mod key_changes;
 mod keys;
 mod meta;
 pub mod migrate;
@@ -124,6 +125,16 @@ pub struct KeySummary {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// One entry of the key change log ([`KeyLookup::key_changes_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Its number: increasing, with gaps where a transaction rolled back
+    /// (on PostgreSQL also, briefly, where one has not committed yet).
+    pub seq: i64,
+    /// The key that changed: read its record again.
+    pub key_id: KeyId,
+}
+
 /// A key to store. The secret itself never reaches storage, only its hash.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -174,6 +185,22 @@ pub struct KeyPage {
 pub trait KeyLookup: Send + Sync {
     /// The record of `key_id`, revoked or not; `None` when unknown.
     async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+    /// Changes of keys (created, revoked, user disabled) after change
+    /// `seq`, oldest first, at most `limit`: how a server keeps its cache
+    /// current with one query per interval.
+    async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError>;
+    /// The newest change's number (0 when there is none): where a server
+    /// that has just filled its cache starts following.
+    async fn last_key_change(&self) -> Result<i64, StoreError>;
+    /// Deletes changes made before `before` (retention); returns how many.
+    async fn prune_key_changes(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Key records, revoked or not, in key id order after `after`, at most
+    /// `limit`: for filling a cache at start.
+    async fn key_records_after(
+        &self,
+        after: Option<&KeyId>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Records when keys were last used, in one batch.
     async fn record_key_use(&self, uses: &[(KeyId, Timestamp)]) -> Result<(), StoreError>;
 }

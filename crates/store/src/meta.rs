@@ -52,6 +52,8 @@ impl MetaStore for SqlStore {
         }
         insert_user(&mut *tx, user).await?;
         insert_key(&mut *tx, key).await?;
+        let id = key.record.key_id.to_string();
+        self.note_key_change(&mut tx, &id, key.created_at).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -38,6 +38,10 @@ const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/sqlite/0005_disabled_users.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/sqlite/0006_key_changes.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -60,6 +64,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("../migrations/postgres/0005_disabled_users.sql"),
+    },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/postgres/0006_key_changes.sql"),
     },
 ];
 

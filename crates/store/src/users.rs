@@ -172,7 +172,7 @@ impl UserAdmin for SqlStore {
         .execute(&mut *tx)
         .await?;
         for k in &revoked_keys {
-            self.announce(&mut tx, &format!("key:{k}")).await?;
+            self.note_key_change(&mut tx, &k.to_string(), at).await?;
         }
         tx.commit().await?;
         Ok(Some(DisabledUser {

@@ -8,11 +8,14 @@
 
 use std::future::Future;
 
+#[path = "conformance/key_changes.rs"]
+mod key_changes;
 #[path = "conformance/sessions.rs"]
 mod sessions;
 #[path = "conformance/users.rs"]
 mod users;
 
+use key_changes::*;
 use sessions::*;
 use users::*;
 
@@ -107,6 +110,8 @@ conformance!(
     spent_refresh_tokens_are_recognised_then_pruned,
     disabling_a_user_revokes_everything_at_once,
     disabling_works_while_other_writes_go_on,
+    every_key_change_is_logged_in_order,
+    records_can_be_read_in_pages,
 );
 
 fn hasher() -> SecretHasher {

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fal_store::SqlStore;
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::{App, StartError, new_upstream_client};
 use crate::auth::Verifier;
+use crate::auth::key_feed::KeyFeed;
 use crate::gateway::AppDirectory;
 
 impl App {
@@ -150,10 +152,11 @@ impl App {
         });
         let follower = tokio::spawn(follow_changes(
             self.store.clone(),
-            verifier,
+            verifier.clone(),
             self.state.apps().clone(),
         ));
-        vec![flusher, follower]
+        let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
+        vec![flusher, follower, key_log]
     }
 
     /// Stops the background tasks, writes back key use, closes the database.
@@ -238,6 +241,51 @@ async fn follow_changes(store: SqlStore, verifier: Arc<Verifier>, apps: Arc<AppD
             }
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// How often the key change log is read: a quarter of the staleness bound
+/// (so a missed notification or another process's change is seen well
+/// within it), between 20 ms and 1 s.
+fn key_log_interval(max_staleness: Duration) -> Duration {
+    (max_staleness / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+/// How long the key change log is kept.
+const KEY_LOG_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Reads the key change log every [`key_log_interval`] for the verifier's
+/// cache (see [`crate::auth::key_feed`]), and prunes it hourly. A failed
+/// round is logged and retried; meanwhile cached records are trusted only
+/// within the staleness bound, as without the feed.
+async fn follow_key_log(verifier: Arc<Verifier>, max_staleness: Duration) {
+    let backoff = Duration::from_secs(1);
+    let mut feed = loop {
+        match KeyFeed::start(verifier.clone(), max_staleness).await {
+            Ok(feed) => break feed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the key change log; will retry");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(key_log_interval(max_staleness));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned_at = i64::MIN;
+    loop {
+        tick.tick().await;
+        if let Err(e) = feed.poll().await {
+            tracing::warn!(error = %e, "cannot read the key change log; will retry");
+            continue;
+        }
+        let now = verifier.now();
+        if now.millis().saturating_sub(pruned_at) > 60 * 60 * 1000 {
+            pruned_at = now.millis();
+            let before = fal_core::Timestamp(now.millis().saturating_sub(KEY_LOG_RETENTION_MS));
+            if let Err(e) = verifier.prune_key_log(before).await {
+                tracing::warn!(error = %e, "cannot prune the key change log");
+            }
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //! - [`verifier`]: the key cache, staleness, batched last-use writes.
+//! - [`key_feed`]: follows the key change log, so that the cache stays
+//!   current with one query per interval.
 //! - [`sessions`]: sessions after GitHub sign-in, and CSRF proofs.
 //! - [`admin`]: [`Admin`] and the stores it alone may use; key management.
 //! - `apps`, `operator`: what an [`Admin`] may do with apps, and the
@@ -19,6 +21,7 @@
 
 pub mod admin;
 mod apps;
+pub mod key_feed;
 mod operator;
 pub mod sessions;
 pub mod verifier;

@@ -55,8 +55,13 @@ pub struct Verifier {
     cache: quick_cache::sync::Cache<KeyId, Arc<Cached>>,
     /// Now.
     clock: Arc<dyn Clock>,
-    /// Records older than this are read again.
+    /// Records older than this are read again, unless the change feed
+    /// vouches for them.
     max_staleness_ms: i64,
+    /// When the last round of the key change feed that read the log to its
+    /// end started (ms; `i64::MIN` before the first): every cached record
+    /// is current as of then (see [`super::key_feed`]).
+    feed_current_at: AtomicI64,
     /// Sessions from GitHub sign-in, for `Bearer` tokens.
     sessions: Option<Arc<Sessions>>,
     /// Entries used since the last write-back of `last_used_at`.
@@ -82,6 +87,7 @@ impl Verifier {
             cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             clock,
             max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
+            feed_current_at: AtomicI64::new(i64::MIN),
             sessions: None,
             pending: Mutex::new(Vec::new()),
             flush_soon: tokio::sync::Notify::new(),
@@ -101,6 +107,26 @@ impl Verifier {
             Some(s) => s.authenticate_cookie(token).await,
             None => Err(AuthFailure::InvalidSession),
         }
+    }
+
+    /// Where records come from (for the change feed).
+    pub(super) fn lookup(&self) -> &Arc<dyn KeyLookup> {
+        &self.lookup
+    }
+
+    /// Now (for the change feed).
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Now, as this verifier's clock has it.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Deletes key change log entries made before `before` (retention).
+    pub async fn prune_key_log(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.lookup.prune_key_changes(before).await
     }
 
     /// The hasher, for minting keys.
@@ -125,15 +151,27 @@ impl Verifier {
         }
     }
 
-    /// Verifies from cache only: `None` when the record is not cached or is
-    /// older than the staleness bound. This is the hot path.
+    /// Verifies from cache only: `None` when the record is not cached, or
+    /// is older than the staleness bound while the change feed has not
+    /// vouched for the cache within it either. This is the hot path.
     pub fn verify_cached(&self, creds: &Credentials) -> Option<Result<Principal, AuthFailure>> {
         let cached = self.cache.get(&creds.key_id)?;
         let now = self.clock.now();
-        if now.millis().saturating_sub(cached.fetched_at.millis()) > self.max_staleness_ms {
+        let age = |since: i64| now.millis().saturating_sub(since);
+        if age(cached.fetched_at.millis()) > self.max_staleness_ms
+            && age(self.feed_current_at.load(Ordering::Acquire)) > self.max_staleness_ms
+        {
             return None;
         }
         Some(self.finish(creds, Some(&cached), now))
+    }
+
+    /// The key change feed read the log to its end in a round that started
+    /// at `at`: every cached record is current as of then, so none needs
+    /// reading again until `at` is older than the staleness bound.
+    pub fn note_feed_current(&self, at: Timestamp) {
+        self.feed_current_at
+            .fetch_max(at.millis(), Ordering::AcqRel);
     }
 
     /// Verifies `creds`, reading storage on a cache miss.
