@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::key::KeySecret;
+use crate::key::{KeyId, KeySecret};
 use crate::random::{RandomError, RandomSource};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -105,6 +105,10 @@ impl fmt::Debug for SecretHasher {
     }
 }
 
+/// Label of the tag a key id minted here carries (see
+/// [`SecretHasher::mint_key_id`]).
+const KEY_ID_TAG_LABEL: &[u8] = b"fal key id tag v1\0";
+
 /// Label hashed to fingerprint a pepper (see [`SecretHasher::pepper_fingerprint`]).
 const FINGERPRINT_LABEL: &[u8] = b"fal pepper fingerprint v1";
 
@@ -156,6 +160,37 @@ impl SecretHasher {
         m.update(&[0]);
         m.update(label.as_bytes());
         m.finalize().into_bytes().into()
+    }
+
+    /// The tag of a key id whose first twelve bytes are `head`: the first
+    /// four bytes of a keyed hash of them.
+    fn key_id_tag(&self, head: &[u8]) -> [u8; 4] {
+        let mut m = self.keyed.clone();
+        m.update(KEY_ID_TAG_LABEL);
+        m.update(head);
+        let out: [u8; 32] = m.finalize().into_bytes().into();
+        [out[0], out[1], out[2], out[3]]
+    }
+
+    /// A fresh key id that carries, in its last four bytes, a tag keyed
+    /// with the pepper: a random UUID (version 4) but for those 32 bits.
+    /// A server can then tell an id it minted from a made-up one without
+    /// reading storage ([`SecretHasher::minted_here`]); only a holder of
+    /// the pepper can mint a tagged id, and a made-up id carries a valid
+    /// tag once in 2^32.
+    pub fn mint_key_id(&self, rng: &dyn RandomSource) -> Result<KeyId, RandomError> {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b)?;
+        let mut bytes = *uuid::Builder::from_random_bytes(b).into_uuid().as_bytes();
+        let tag = self.key_id_tag(&bytes[..12]);
+        bytes[12..].copy_from_slice(&tag);
+        Ok(KeyId::from_bytes(bytes))
+    }
+
+    /// Whether `key_id` carries the tag of an id minted with this pepper.
+    pub fn minted_here(&self, key_id: &KeyId) -> bool {
+        let bytes = key_id.to_bytes();
+        self.key_id_tag(&bytes[..12]).ct_eq(&bytes[12..]).into()
     }
 
     /// Whether `secret` hashes to `stored`, compared in constant time.
@@ -210,5 +245,23 @@ mod tests {
         );
         assert!(Pepper::from_hex("xyz").is_err());
         assert!(format!("{p:?}").contains("REDACTED"));
+    }
+
+    #[test]
+    fn minted_key_ids_carry_a_tag_only_the_pepper_makes() {
+        let h = SecretHasher::new(&Pepper::generate(&crate::random::OsRandom).unwrap());
+        let other = SecretHasher::new(&Pepper::generate(&crate::random::OsRandom).unwrap());
+        for _ in 0..100 {
+            let id = h.mint_key_id(&crate::random::OsRandom).unwrap();
+            assert!(h.minted_here(&id));
+            assert!(!other.minted_here(&id));
+            assert_eq!(id.as_uuid().get_version_num(), 4, "{id}");
+            let made_up = KeyId::generate(&crate::random::OsRandom).unwrap();
+            assert!(!h.minted_here(&made_up));
+            // A one-bit change anywhere breaks the tag.
+            let mut b = id.to_bytes();
+            b[3] ^= 1;
+            assert!(!h.minted_here(&KeyId::from_bytes(b)));
+        }
     }
 }

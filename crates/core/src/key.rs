@@ -44,6 +44,16 @@ impl KeyId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// The id with these sixteen bytes (a UUID's, in order).
+    pub fn from_bytes(bytes: [u8; 16]) -> KeyId {
+        KeyId(Uuid::from_bytes(bytes))
+    }
+
+    /// Its sixteen bytes.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        *self.0.as_bytes()
+    }
 }
 
 impl fmt::Display for KeyId {

@@ -70,7 +70,7 @@ pub fn mint_key(
     user_id: &UserId,
     scope: Scope,
 ) -> Result<(KeyRecord, crate::KeySecret), crate::random::RandomError> {
-    let key_id = KeyId::generate(rng)?;
+    let key_id = hasher.mint_key_id(rng)?;
     let secret = crate::KeySecret::generate(rng)?;
     let record = KeyRecord {
         key_id,

@@ -6,7 +6,9 @@
 //! start (see [`Verifier::note_feed_current`]). On PostgreSQL the change
 //! notifications stay the fast path; this is what bounds staleness when
 //! one is missed, and what other processes' changes reach a SQLite server
-//! through.
+//! through. It also keeps the verifier's set of untagged key ids
+//! ([`super::legacy_ids`]) complete, so that made-up ids are refused
+//! without reading storage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use super::verifier::Verifier;
 
 /// Changes read per query.
 const PAGE: u32 = 1_000;
+/// Records read per query when the feed starts.
+const RECORDS_PAGE: u32 = 10_000;
 
 /// Where the feed stands: every change up to `cursor` has been applied; a
 /// gap just after it (a number not seen) is waited for until `gap_since`
@@ -78,6 +82,24 @@ impl KeyFeed {
         let clock = verifier.clock().clone();
         let seq = lookup.last_key_change().await?;
         verifier.invalidate_all();
+        // Every untagged id in storage now; later ones come with changes.
+        let mut after = None;
+        loop {
+            let page = lookup
+                .key_records_after(after.as_ref(), RECORDS_PAGE)
+                .await?;
+            let hasher = verifier.hasher();
+            let untagged = page
+                .iter()
+                .map(|r| r.key_id)
+                .filter(|id| !hasher.minted_here(id));
+            verifier.legacy().add(untagged.collect::<Vec<_>>(), false);
+            match page.last() {
+                Some(last) if page.len() == RECORDS_PAGE as usize => after = Some(last.key_id),
+                _ => break,
+            }
+        }
+        verifier.legacy().add([], true);
         Ok(KeyFeed {
             lookup,
             verifier,
@@ -98,9 +120,17 @@ impl KeyFeed {
         let mut from = self.cursor.seq;
         loop {
             let page: Vec<KeyChange> = self.lookup.key_changes_after(from, PAGE).await?;
+            let hasher = self.verifier.hasher();
             for change in &page {
                 self.verifier.invalidate(&change.key_id);
             }
+            let untagged = page
+                .iter()
+                .map(|c| c.key_id)
+                .filter(|id| !hasher.minted_here(id));
+            self.verifier
+                .legacy()
+                .add(untagged.collect::<Vec<_>>(), false);
             let seen: Vec<i64> = page.iter().map(|c| c.seq).collect();
             self.cursor = advance(self.cursor, &seen, self.clock.now(), self.grace);
             match page.last() {

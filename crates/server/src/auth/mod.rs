@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`verifier`]: the key cache, staleness, batched last-use writes.
 //! - [`key_feed`]: follows the key change log, so that the cache stays
-//!   current with one query per interval.
+//!   current with one query per interval; [`legacy_ids`]: the untagged key
+//!   ids that may exist, so made-up ones are refused without storage.
 //! - [`sessions`]: sessions after GitHub sign-in, and CSRF proofs.
 //! - [`admin`]: [`Admin`] and the stores it alone may use; key management.
 //! - `apps`, `operator`: what an [`Admin`] may do with apps, and the
@@ -22,6 +23,7 @@
 pub mod admin;
 mod apps;
 pub mod key_feed;
+pub mod legacy_ids;
 mod operator;
 pub mod sessions;
 pub mod verifier;

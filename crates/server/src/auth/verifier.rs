@@ -15,6 +15,7 @@ use fal_core::{
 use fal_store::{KeyLookup, StoreError};
 
 use super::AuthFailure;
+use super::legacy_ids::LegacyIds;
 use super::sessions::Sessions;
 
 /// A cached key record, when it was read, and its latest use.
@@ -62,6 +63,8 @@ pub struct Verifier {
     /// end started (ms; `i64::MIN` before the first): every cached record
     /// is current as of then (see [`super::key_feed`]).
     feed_current_at: AtomicI64,
+    /// Ids without a tag that may exist (minted before ids had one).
+    legacy: LegacyIds,
     /// Sessions from GitHub sign-in, for `Bearer` tokens.
     sessions: Option<Arc<Sessions>>,
     /// Entries used since the last write-back of `last_used_at`.
@@ -88,6 +91,7 @@ impl Verifier {
             clock,
             max_staleness_ms: i64::try_from(max_staleness.as_millis()).unwrap_or(i64::MAX),
             feed_current_at: AtomicI64::new(i64::MIN),
+            legacy: LegacyIds::default(),
             sessions: None,
             pending: Mutex::new(Vec::new()),
             flush_soon: tokio::sync::Notify::new(),
@@ -107,6 +111,11 @@ impl Verifier {
             Some(s) => s.authenticate_cookie(token).await,
             None => Err(AuthFailure::InvalidSession),
         }
+    }
+
+    /// The untagged ids that may exist (filled by the change feed).
+    pub(super) fn legacy(&self) -> &LegacyIds {
+        &self.legacy
     }
 
     /// Where records come from (for the change feed).
@@ -179,6 +188,11 @@ impl Verifier {
         if let Some(result) = self.verify_cached(creds) {
             return result;
         }
+        if !self.hasher.minted_here(&creds.key_id) && !self.legacy.may_exist(&creds.key_id) {
+            // A made-up id: refused without reading storage, after the
+            // same work as a wrong secret for a known id (see `finish`).
+            return self.finish(creds, None, self.clock.now());
+        }
         let record = match self.lookup.key_record(&creds.key_id).await {
             Ok(r) => r,
             Err(StoreError::Unavailable(cause)) => {
@@ -205,8 +219,17 @@ impl Verifier {
         cached: Option<&Arc<Cached>>,
         now: Timestamp,
     ) -> Result<Principal, AuthFailure> {
-        let principal = verify(&self.hasher, creds, cached.map(|c| &c.record))
-            .map_err(|_| AuthFailure::Invalid)?;
+        let principal = match verify(&self.hasher, creds, cached.map(|c| &c.record)) {
+            Ok(p) => p,
+            Err(_) => {
+                if cached.is_some() {
+                    // A made-up id costs a tag check too: so does this
+                    // refusal, so the two take the same time.
+                    std::hint::black_box(self.hasher.minted_here(&creds.key_id));
+                }
+                return Err(AuthFailure::Invalid);
+            }
+        };
         if let Some(entry) = cached {
             self.note_use(entry, now);
         }

@@ -153,3 +153,93 @@ async fn old_cached_records_are_not_read_again_while_the_log_vouches_for_them() 
     assert!(verify().await.is_err(), "a revoked key still verified");
     assert_eq!(counting.reads.load(Ordering::Relaxed), 3);
 }
+
+#[tokio::test]
+async fn made_up_key_ids_are_refused_without_reading_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("fal.db"), Timestamp(0))
+        .await
+        .unwrap();
+    let pepper = fal_core::Pepper::generate(&fal_core::OsRandom).unwrap();
+    let hasher = SecretHasher::new(&pepper);
+    let user = fal_store::testing::seed_user(&store, "ada", None)
+        .await
+        .unwrap();
+    // A key whose id was minted before ids carried a tag (a random UUID).
+    let legacy_secret = fal_core::KeySecret::generate(&fal_core::OsRandom).unwrap();
+    let legacy_id = KeyId::generate(&fal_core::OsRandom).unwrap();
+    assert!(!hasher.minted_here(&legacy_id));
+    let legacy = |id: KeyId| fal_store::NewKey {
+        record: KeyRecord {
+            key_id: id,
+            user_id: user.user_id.clone(),
+            scope: Scope::Api,
+            secret_hash: hasher.hash(&legacy_secret),
+            revoked: false,
+        },
+        alias: "old".into(),
+        created_at: Timestamp(1),
+    };
+    store.create_key(&legacy(legacy_id)).await.unwrap();
+    let counting = Arc::new(Counting {
+        inner: store.clone(),
+        reads: AtomicUsize::new(0),
+    });
+    let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
+    let verifier = Arc::new(Verifier::new(
+        hasher.clone(),
+        counting.clone(),
+        clock.clone(),
+        1_000,
+        Duration::from_secs(5),
+    ));
+    let reads = || counting.reads.load(Ordering::Relaxed);
+    let header = |id: &KeyId| format!("Key {id}:{}", legacy_secret.expose());
+    let made_up = KeyId::generate(&fal_core::OsRandom).unwrap();
+
+    // Before the feed has listed the untagged ids, any id may exist.
+    assert!(
+        verifier
+            .authenticate(Some(&header(&made_up)))
+            .await
+            .is_err()
+    );
+    assert_eq!(reads(), 1);
+
+    let mut feed = KeyFeed::start(verifier.clone(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let id = KeyId::generate(&fal_core::OsRandom).unwrap();
+        let refused = verifier.authenticate(Some(&header(&id))).await;
+        assert_eq!(refused, Err(fal_server::auth::AuthFailure::Invalid));
+    }
+    assert_eq!(reads(), 1, "a made-up id was looked up");
+    // The old key still works (one read, then cached), and so does a key
+    // minted now, never seen before (its tag says it may exist).
+    assert!(
+        verifier
+            .authenticate(Some(&header(&legacy_id)))
+            .await
+            .is_ok()
+    );
+    assert_eq!(reads(), 2);
+    let fresh = fal_store::testing::seed_key(&store, &pepper, &user.user_id, Scope::Api, "new")
+        .await
+        .unwrap();
+    assert!(verifier.authenticate(Some(&fresh.header())).await.is_ok());
+    assert_eq!(reads(), 3);
+
+    // An untagged key made after the start (by a server that predates the
+    // tag) works once the feed has read its creation.
+    let late_id = KeyId::generate(&fal_core::OsRandom).unwrap();
+    store.create_key(&legacy(late_id)).await.unwrap();
+    assert!(
+        verifier
+            .authenticate(Some(&header(&late_id)))
+            .await
+            .is_err()
+    );
+    feed.poll().await.unwrap();
+    assert!(verifier.authenticate(Some(&header(&late_id))).await.is_ok());
+}
