@@ -76,13 +76,16 @@ pub struct KeyFeed {
 impl KeyFeed {
     /// A feed for `verifier`'s cache that starts after the newest change
     /// now logged. Whatever the cache held before is dropped, since changes
-    /// made before this start are never read.
+    /// made before this start are never read; then every key record is
+    /// read once (in pages), to fill the cache while it has room and list
+    /// the untagged ids.
     pub async fn start(verifier: Arc<Verifier>, grace: Duration) -> Result<KeyFeed, StoreError> {
         let lookup = verifier.lookup().clone();
         let clock = verifier.clock().clone();
         let seq = lookup.last_key_change().await?;
         verifier.invalidate_all();
-        // Every untagged id in storage now; later ones come with changes.
+        // Every untagged id in storage now (later ones come with changes),
+        // and every record into the cache while it has room.
         let mut after = None;
         loop {
             let page = lookup
@@ -94,9 +97,14 @@ impl KeyFeed {
                 .map(|r| r.key_id)
                 .filter(|id| !hasher.minted_here(id));
             verifier.legacy().add(untagged.collect::<Vec<_>>(), false);
-            match page.last() {
-                Some(last) if page.len() == RECORDS_PAGE as usize => after = Some(last.key_id),
-                _ => break,
+            let next = match page.last() {
+                Some(last) if page.len() == RECORDS_PAGE as usize => Some(last.key_id),
+                _ => None,
+            };
+            verifier.preload(page);
+            match next {
+                Some(id) => after = Some(id),
+                None => break,
             }
         }
         verifier.legacy().add([], true);

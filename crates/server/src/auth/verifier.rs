@@ -113,6 +113,20 @@ impl Verifier {
         }
     }
 
+    /// Caches `records` as read now, while the cache has room: the change
+    /// feed fills the cache with every key when it starts, so that a
+    /// platform's active keys are all cached from the first call.
+    pub(super) fn preload(&self, records: Vec<KeyRecord>) {
+        let now = self.clock.now();
+        for record in records {
+            if self.cache.len() as u64 >= self.cache.capacity() {
+                return;
+            }
+            let entry = Arc::new(Cached::new(record, now));
+            self.cache.insert(entry.record.key_id, entry);
+        }
+    }
+
     /// The untagged ids that may exist (filled by the change feed).
     pub(super) fn legacy(&self) -> &LegacyIds {
         &self.legacy
