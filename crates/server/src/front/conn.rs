@@ -6,6 +6,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use super::idle::{Bufs, ClientIo, GRACE};
+
 use super::body::write_response;
 use super::forward::{Prepared, log_request};
 use super::rewind::Rewind;
@@ -15,13 +17,9 @@ use crate::h1::MAX_HEAD;
 impl Conn {
     /// Serves requests on `io` until the client closes, asks to close, the
     /// server stops, or the connection is handed to hyper.
-    pub(super) async fn serve<IO>(self, mut io: IO)
-    where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_ROOM);
-        let mut req_out: Vec<u8> = Vec::with_capacity(4096);
-        let mut resp_out: Vec<u8> = Vec::with_capacity(READ_ROOM);
+    pub(super) async fn serve<IO: ClientIo>(self, mut io: IO) {
+        // Held while a request is under way (see `super::idle`).
+        let mut bufs = Bufs::default();
         // Times the wait for each request head and each upstream exchange.
         let mut timer = ConnTimer::default();
         // Ends an idle wait when the server stops. Made once: registering
@@ -35,33 +33,58 @@ impl Conn {
         loop {
             // The next head must be here by then (it shares the timer with
             // upstream exchanges; see `forward`).
-            let head_deadline = tokio::time::Instant::now() + self.idle_timeout;
+            let now = tokio::time::Instant::now();
+            let head_deadline = now + self.idle_timeout;
+            // Quiet this long after a request, it gives its buffers back
+            // (see `super::idle`).
+            let grace_deadline = now + GRACE;
             let prepared = loop {
-                if !buf.is_empty() {
-                    match self.prepare(&buf, &mut req_out).await {
+                if !bufs.read.is_empty() {
+                    match self.prepare(&bufs.read, &mut bufs.req_out).await {
                         Some(p) => break p,
-                        None if buf.len() > MAX_HEAD => break Prepared::HandOff,
+                        None if bufs.read.len() > MAX_HEAD => break Prepared::HandOff,
                         None => {}
                     }
                 }
+                let idle = bufs.read.is_empty();
+                let grace = idle && bufs.held();
+                if idle && !grace && bufs.read.capacity() == 0 {
+                    // Quiet (or new): wait for a request holding nothing.
+                    let ready = tokio::select! {
+                        biased;
+                        ready = std::future::poll_fn(|cx| io.poll_readable(cx)) => ready,
+                        () = &mut stopped => return,
+                        () = timer.reached(head_deadline) => return,
+                    };
+                    if ready.is_err() {
+                        return;
+                    }
+                }
+                let buf = &mut bufs.read;
                 if buf.capacity() - buf.len() < READ_ROOM / 4 {
                     buf.reserve(READ_ROOM);
                 }
-                let idle = buf.is_empty();
+                let deadline = if grace { grace_deadline } else { head_deadline };
                 let read = tokio::select! {
                     biased;
-                    read = io.read_buf(&mut buf) => read,
+                    read = io.read_buf(buf) => read,
                     () = &mut stopped, if idle => return,
-                    // Idle too long, or too slow a head.
-                    () = timer.reached(head_deadline) => return,
+                    // Quiet for the grace, idle too long, or too slow a head.
+                    () = timer.reached(deadline) => {
+                        if grace {
+                            bufs.release(!IO::WAITS_BARE);
+                            continue;
+                        }
+                        return;
+                    }
                 };
                 match read {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+                    Ok(_) => bufs.take(),
                 }
             };
             let next = match prepared {
-                Prepared::HandOff => return self.hand_off(io, buf).await,
+                Prepared::HandOff => return self.hand_off(io, bufs.into_read()).await,
                 Prepared::Answer {
                     response,
                     head_len,
@@ -71,10 +94,10 @@ impl Conn {
                     head_method,
                 } => {
                     // The body can be skipped only if it is all here.
-                    let skip = body.all_in(buf.len() - head_len);
+                    let skip = body.all_in(bufs.read.len() - head_len);
                     let close = close || skip.is_none() || *self.stop.borrow();
                     let status = response.status().as_u16();
-                    if write_response(&mut io, &mut resp_out, response, close, head_method)
+                    if write_response(&mut io, &mut bufs.resp_out, response, close, head_method)
                         .await
                         .is_err()
                     {
@@ -82,16 +105,16 @@ impl Conn {
                     }
                     log_request(&log, status);
                     if let Some(n) = skip {
-                        buf.drain(..head_len + n);
+                        bufs.read.drain(..head_len + n);
                     }
                     !close
                 }
                 Prepared::Forward(f) => {
                     self.forward(
                         &mut io,
-                        &mut buf,
-                        &mut req_out,
-                        &mut resp_out,
+                        &mut bufs.read,
+                        &mut bufs.req_out,
+                        &mut bufs.resp_out,
                         &mut timer,
                         f,
                     )

@@ -26,6 +26,8 @@
 //! - `forward`: check a `/run` request, write the upstream's head, run
 //!   the exchange with the upstream.
 //! - `body`: bodies pumped both ways; our own answers written whole.
+//! - `idle`: a quiet connection gives its buffers back and waits for the
+//!   next request holding none.
 //! - `rewind`: replays the bytes already read to hyper.
 //!
 //! Pure HTTP/1.1 (parsing, rewriting, writing) is in [`crate::h1`]; the
@@ -47,7 +49,11 @@ use crate::state::AppState;
 mod body;
 mod conn;
 mod forward;
+mod idle;
 mod rewind;
+
+#[cfg(feature = "testing")]
+pub use idle::buffers_held;
 
 /// Room kept free in a buffer before each read.
 const READ_ROOM: usize = 16 * 1024;
@@ -100,19 +106,22 @@ pub async fn serve(
                     _slot: slot,
                     _alive: alive_tx.clone(),
                 };
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls {
-                        None => conn.serve(tcp).await,
-                        Some(acceptor) => {
+                // Each kind in a task of its own: a task's memory is its
+                // largest future, and a plain connection's is the smaller.
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(conn.serve(tcp));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
                             match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(tcp)).await {
                                 Ok(Ok(stream)) => conn.serve(stream).await,
                                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!("TLS handshake timed out"),
                             }
-                        }
+                        });
                     }
-                });
+                }
             }
             () = &mut shutdown => break,
         }

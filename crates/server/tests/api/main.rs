@@ -15,6 +15,7 @@ mod gateway;
 mod github_web;
 mod headers;
 mod helpers;
+mod idle;
 mod key_feed;
 mod keys;
 mod lifecycle;
