@@ -33,6 +33,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -75,8 +76,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let tcp = match accepted {
-                    Ok((tcp, _)) => tcp,
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: wait, do not spin.
                         tracing::warn!(error = %e, "accept failed");
@@ -93,6 +94,7 @@ pub async fn serve(
                 let conn = Conn {
                     state: state.clone(),
                     router: router.clone(),
+                    peer,
                     stop: stop_rx.clone(),
                     idle_timeout: limits.idle_timeout,
                     body_timeout: limits.body_timeout,
@@ -132,6 +134,9 @@ pub(crate) struct Conn {
     state: AppState,
     /// Everything else.
     router: Router,
+    /// The TCP peer: the client, or a proxy in front of it (see
+    /// [`crate::throttle`]); given to the router as `ConnectInfo`.
+    peer: SocketAddr,
     /// Turns true when the server shuts down.
     stop: watch::Receiver<bool>,
     /// How long to wait for the next request head, idle time included.

@@ -22,5 +22,6 @@ mod postgres;
 mod recorder;
 mod sessions;
 mod ssrf;
+mod throttling;
 mod upstream;
 mod users_admin;
