@@ -8,14 +8,22 @@
 # Legitimate load: wrk with a valid API key as X-Forwarded-For: 10.0.0.1,
 # paced (each connection waits PACE_MS between calls, so it measures
 # latency at a steady rate rather than how much CPU is left over).
-# Flood: a second wrk at full speed with the same key id and a wrong secret
-# as X-Forwarded-For: 10.6.6.6, counting 401s and 429s.
-# Each round runs: legit alone; legit while flooding "on"; legit while
-# flooding "off" (rotated each round). Prints medians over the rounds: the
-# legitimate p99 and its ratio flooded/alone, and the flood's answers.
+# Flood: a second wrk at full speed as X-Forwarded-For: 10.6.6.6, counting
+# 401s and 429s, with FLOOD=wrong-secret (the valid key's id, a wrong
+# secret: a hash per refusal) or FLOOD=unknown-id (a well-formed id that
+# does not exist: a storage read per refusal).
+# Control: the same flood at an nginx on the same machine that answers
+# every request 429 (WORKERS workers): what the flood costs the legitimate
+# load when refusing it costs next to nothing (the load generator's own
+# CPU, on the same cores, included).
+# Each round runs (rotated): legit alone; legit while flooding "on", "off"
+# and the control. Prints medians over the rounds: the legitimate p99 and
+# its ratio flooded/alone (per round, then the median), and the flood's
+# answers.
 #
-# Usage: bench/abuse.sh     (env: DURATION=10 ROUNDS=5 WORKERS=2 CONNECTIONS=8
-#                            FLOOD_CONNECTIONS=32 PACE_MS=1 FAL_BIN=PATH)
+# Usage: bench/abuse.sh     (env: FLOOD=wrong-secret DURATION=10 ROUNDS=5
+#                            WORKERS=2 CONNECTIONS=8 FLOOD_CONNECTIONS=32
+#                            PACE_MS=1 FAL_BIN=PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,14 +33,18 @@ WORKERS="${WORKERS:-2}"
 CONNECTIONS="${CONNECTIONS:-8}"
 FLOOD_CONNECTIONS="${FLOOD_CONNECTIONS:-32}"
 PACE_MS="${PACE_MS:-1}"
+FLOOD="${FLOOD:-wrong-secret}"
 
 . bench/lib.sh
 ensure_tools
 fal_binary
 
 bench_workdir fal-abuse
-UP_PORT=$(free_port); ON_PORT=$(free_port); OFF_PORT=$(free_port)
+UP_PORT=$(free_port); ON_PORT=$(free_port); OFF_PORT=$(free_port); CONTROL_PORT=$(free_port)
+FAL_PORT=$ON_PORT  # for nginx_conf's `fal` upstream (unused here)
 start_model_stand_in
+nginx_conf control "$WORKERS" "server { listen 127.0.0.1:$CONTROL_PORT; location / {
+  default_type application/json; return 429 '{\"detail\":\"no\",\"code\":\"too_many_failed_attempts\"}'; } }"
 
 # In sessions of their own (see gateway.sh: scheduling groups).
 RUST_LOG=warn setsid "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$ON_PORT" \
@@ -46,8 +58,14 @@ RUST_LOG=warn setsid "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.
   > "$WORK/off.out" 2> "$WORK/off.err" &
 PIDS+=($!)
 wait_listening "$WORK/off.out"
-# The same key id, a secret of the right form that is wrong: a full check.
+# A secret of the right form that is wrong, with the valid key's id (a
+# full check) or an id no key has (a storage read).
 KEY_ID=$(sed 's/^Authorization: Key \([^:]*\):.*/\1/' <<<"$AUTH")
+case $FLOOD in
+  wrong-secret) ;;
+  unknown-id) KEY_ID=$(python3 -c 'import uuid; print(uuid.uuid4())') ;;
+  *) echo "FLOOD is wrong-secret or unknown-id" >&2; exit 1 ;;
+esac
 WRONG="Authorization: Key $KEY_ID:fal_sk_$(printf '0%.0s' $(seq 72))"
 
 cat > "$WORK/paced.lua" <<LUA
@@ -94,11 +112,12 @@ $(to_ms "$(awk '$1=="99%" {print $2}' "$out")") \
 $(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out" | grep . || echo 0)"
 }
 
-# flooded PORT -> legit's "rps p99 non2xx" then the flood's "401s 429s others refusals/s".
+# flooded PORT [FLOOD_PORT] -> legit's "rps p99 non2xx" on PORT then the
+# flood's (at FLOOD_PORT, default PORT) "401s 429s others refusals/s".
 flooded() {
   local f="$WORK/flood.txt"
   wrk -t1 -c"$FLOOD_CONNECTIONS" -d"$((DURATION + 2))s" -s "$WORK/flood.lua" \
-    -H "$WRONG" -H "X-Forwarded-For: 10.6.6.6" "http://127.0.0.1:$1/run/bench/ok" > "$f" &
+    -H "$WRONG" -H "X-Forwarded-For: 10.6.6.6" "http://127.0.0.1:${2:-$1}/run/bench/ok" > "$f" &
   local flood_pid=$!
   sleep 1
   local l; l=$(legit "$1")
@@ -108,16 +127,21 @@ flooded() {
   echo "$l $a $b $o $(awk -v n=$((a + b)) -v s="$secs" 'BEGIN { printf "%.0f", n / s }')"
 }
 
-echo "load: legit wrk -t1 -c$CONNECTIONS paced ${PACE_MS} ms, flood wrk -t1 -c$FLOOD_CONNECTIONS; ${DURATION}s runs, $ROUNDS rounds; $WORKERS fal workers; $(nproc) cores" >&2
+echo "load: legit wrk -t1 -c$CONNECTIONS paced ${PACE_MS} ms, flood ($FLOOD) wrk -t1 -c$FLOOD_CONNECTIONS; ${DURATION}s runs, $ROUNDS rounds; $WORKERS fal workers; $(nproc) cores" >&2
 : > "$WORK/rows"
 for r in $(seq 1 "$ROUNDS"); do
-  order=(alone on off)
-  case $((r % 3)) in 1) order=(on off alone) ;; 2) order=(off alone on) ;; esac
+  order=(alone on off control)
+  case $((r % 4)) in
+    1) order=(on off control alone) ;;
+    2) order=(off control alone on) ;;
+    3) order=(control alone on off) ;;
+  esac
   for what in "${order[@]}"; do
     case $what in
       alone) row=$(legit "$ON_PORT") ;;
       on) row=$(flooded "$ON_PORT") ;;
       off) row=$(flooded "$OFF_PORT") ;;
+      control) row=$(flooded "$ON_PORT" "$CONTROL_PORT") ;;
     esac
     echo "round $r $what: $row" >&2
     echo "$r $what $row" >> "$WORK/rows"
@@ -129,8 +153,9 @@ col() { awk -v w="$1" -v c="$2" '$2 == w { print $c }' "$WORK/rows" | median; }
 # Per-round ratios flooded/alone, then their median.
 ratio() { awk -v w="$1" '$2 == "alone" { a[$1] = $4 } $2 == w { f[$1] = $4 } END { for (r in f) print f[r] / a[r] }' "$WORK/rows" | median; }
 
-printf '\n%-34s %10s %9s %9s %9s %10s %10s %12s\n' "legit load (median of $ROUNDS)" "legit rps" "p99 ms" "p99 ratio" "legit !2xx" "flood 401" "flood 429" "refusals/s"
+printf '\n%-34s %10s %9s %9s %9s %10s %10s %12s\n' "flood $FLOOD (median of $ROUNDS)" "legit rps" "p99 ms" "p99 ratio" "legit !2xx" "flood 401" "flood 429" "refusals/s"
 printf '%-34s %10s %9s %9s %9s %10s %10s %12s\n' "alone" "$(col alone 3)" "$(col alone 4)" "1.00" "$(col alone 5)" "-" "-" "-"
 printf '%-34s %10s %9s %9s %9s %10s %10s %12s\n' "flood, throttling on (default)" "$(col on 3)" "$(col on 4)" "$(ratio on)" "$(col on 5)" "$(col on 6)" "$(col on 7)" "$(col on 9)"
 printf '%-34s %10s %9s %9s %9s %10s %10s %12s\n' "flood, throttling off" "$(col off 3)" "$(col off 4)" "$(ratio off)" "$(col off 5)" "$(col off 6)" "$(col off 7)" "$(col off 9)"
+printf '%-34s %10s %9s %9s %9s %10s %10s %12s\n' "control: flood at nginx's 429" "$(col control 3)" "$(col control 4)" "$(ratio control)" "$(col control 5)" "$(col control 6)" "$(col control 7)" "$(col control 9)"
 grep -h "blocked after refused" "$WORK/on.err" | head -1 | sed 's/^/log: /' >&2 || true
