@@ -53,7 +53,7 @@ pub struct Caller(pub Principal);
 async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     // A blocked client is refused before anything is parsed or hashed.
     let ClientIp(client) = ClientIp::of(parts, state);
-    state.refuse_if_blocked(client)?;
+    state.refuse_if_blocked(client).await?;
     let header = match parts.headers.get(AUTHORIZATION) {
         None => None,
         Some(v) => Some(

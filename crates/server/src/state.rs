@@ -211,13 +211,17 @@ impl AppState {
     }
 
     /// 429 when `client` has sent too many refused credentials: asked
-    /// before any hashing or storage work. `None` (no address known, as
-    /// for a router called in-process) is never refused.
-    pub fn refuse_if_blocked(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+    /// before any hashing or storage work, and answered after
+    /// [`crate::throttle::BLOCKED_ANSWER_DELAY`]. `None` (no address known,
+    /// as for a router called in-process) is never refused.
+    pub async fn refuse_if_blocked(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
         match client.map(|c| self.inner.throttle.check(c)) {
-            Some(Err(b)) => Err(ApiError::TooManyFailedAttempts {
-                retry_after_secs: b.retry_after_secs,
-            }),
+            Some(Err(b)) => {
+                tokio::time::sleep(crate::throttle::BLOCKED_ANSWER_DELAY).await;
+                Err(ApiError::TooManyFailedAttempts {
+                    retry_after_secs: b.retry_after_secs,
+                })
+            }
             _ => Ok(()),
         }
     }

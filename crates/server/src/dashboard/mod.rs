@@ -184,7 +184,7 @@ async fn login(
         );
     }
     // Failed sign-ins count as failed API calls do (429 past the limit).
-    state.refuse_if_blocked(client)?;
+    state.refuse_if_blocked(client).await?;
     let pair = format!("{}:{}", form.key_id.trim(), form.key_secret.trim());
     let verified = match parse_key_pair(&pair) {
         Ok(creds) => state.verifier().verify(&creds).await,

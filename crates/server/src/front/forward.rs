@@ -154,7 +154,7 @@ impl Conn {
             .filter(|h| h.name.eq_ignore_ascii_case(X_FORWARDED_FOR))
             .map(|h| h.value);
         let client = Some(self.state.throttle().client(self.peer.ip(), forwarded));
-        self.state.refuse_if_blocked(client)?;
+        self.state.refuse_if_blocked(client).await?;
         let value = run.authorization;
         // What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
         // Folded without stopping early, so that it runs as vector code.

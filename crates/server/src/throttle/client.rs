@@ -103,13 +103,16 @@ impl TrustedProxies {
     /// it saw), skipping trusted proxies: the first other address is the
     /// client. An entry that is not an address stops the walk at the last
     /// address known good; if every entry is a trusted proxy, the left-most.
-    pub fn client<'a>(&self, peer: IpAddr, forwarded: impl Iterator<Item = &'a [u8]>) -> IpAddr {
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
         if self.0.is_empty() || !self.trusts(peer) {
             return peer;
         }
-        let values: Vec<&[u8]> = forwarded.collect();
         let mut client = peer;
-        for value in values.iter().rev() {
+        for value in forwarded.rev() {
             for entry in value.rsplit(|&b| b == b',') {
                 let Some(addr) = parse_entry(entry) else {
                     return client;

@@ -13,7 +13,9 @@
 //! The hot path is the check before verification. While no client is
 //! blocked it is one atomic load; while some are, a clock read and one
 //! lookup in one of [`SHARDS`] small tables. An accepted call never writes.
-//! Failures take one shard's lock.
+//! Failures take one shard's lock. The answer to a blocked client is held
+//! back [`BLOCKED_ANSWER_DELAY`], so that a flood waiting for its answers
+//! slows to a trickle instead of taking CPU from everyone else.
 //!
 //! Memory is bounded: at most [`ThrottleConfig::max_clients`] clients are
 //! tracked (about 40 bytes each), split evenly over the shards. A shard
@@ -43,6 +45,13 @@ use std::time::Duration;
 use fal_core::Clock;
 
 pub use client::{BadCidr, Cidr, ClientKey, TrustedProxies, X_FORWARDED_FOR};
+
+/// How long the answer to a blocked client is held back. A flood that
+/// waits for its answers (as guessing must: it needs to know which guess
+/// worked) then gets one per connection per this long, and takes next to
+/// no CPU from other clients; the connection was held by the client
+/// anyway. Not a sleep of this module (it has no runtime): the caller's.
+pub const BLOCKED_ANSWER_DELAY: Duration = Duration::from_millis(100);
 
 /// How many tables the clients are spread over, so that failures from
 /// different clients seldom wait for the same lock.
@@ -146,7 +155,11 @@ impl Throttle {
 
     /// The client behind a connection from `peer` with these
     /// `X-Forwarded-For` values (see [`TrustedProxies::client`]).
-    pub fn client<'a>(&self, peer: IpAddr, forwarded: impl Iterator<Item = &'a [u8]>) -> IpAddr {
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
         self.config.trusted_proxies.client(peer, forwarded)
     }
 
