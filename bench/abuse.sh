@@ -3,7 +3,8 @@
 #
 # Two fal servers share one data directory, both with
 # --trusted-proxies 127.0.0.1/32 so that X-Forwarded-For names the client:
-#   on:  the default failed-auth throttling (20 refused credentials a minute)
+#   on:  the default failed-auth throttling (20 refused credentials a
+#        minute, then 429 held back 100 ms)
 #   off: --auth-failures-per-minute 0, every wrong key verified in full
 # Legitimate load: wrk with a valid API key as X-Forwarded-For: 10.0.0.1,
 # paced (each connection waits PACE_MS between calls, so it measures
