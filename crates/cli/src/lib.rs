@@ -153,6 +153,16 @@ pub struct ServeArgs {
     /// fd00:ec2::254, …) as upstreams; refused for every app otherwise.
     #[arg(long, env = "FAL_ALLOW_METADATA_UPSTREAMS")]
     pub allow_metadata_upstreams: bool,
+    /// Refused credentials one client address may send in a minute; past
+    /// that it gets 429 with retry-after until the minute ends, even with a
+    /// right key (IPv6 counts by /64; 0 turns this off).
+    #[arg(long, env = "FAL_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    pub auth_failures_per_minute: u32,
+    /// Proxies whose X-Forwarded-For names the client (comma-separated
+    /// CIDRs or addresses, e.g. 10.0.0.0/8,127.0.0.1). From any other peer
+    /// the header is ignored and the peer is the client.
+    #[arg(long, env = "FAL_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<fal_server::throttle::Cidr>,
 }
 
 /// GitHub sign-in settings of `fal serve`.

@@ -62,6 +62,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.session_ttl.access = std::time::Duration::from_millis(args.access_token_ttl);
     config.operators = args.operators;
     config.allow_metadata_upstreams = args.allow_metadata_upstreams;
+    config.throttle.failures = args.auth_failures_per_minute;
+    config.throttle.window = std::time::Duration::from_secs(60);
+    config.throttle.trusted_proxies =
+        fal_server::throttle::TrustedProxies::new(args.trusted_proxies);
     let g = args.github;
     if let (Some(client_id), Some(secret)) = (g.github_client_id, g.github_client_secret) {
         let trim = |v: Vec<String>| -> Vec<String> {

@@ -66,6 +66,10 @@ pub struct Config {
     /// and the router: for the differential tests and benchmarks that
     /// compare the two paths. Not a flag of `fal serve`.
     pub hand_path: bool,
+    /// Failed-auth throttling: how many refused credentials a client
+    /// address may send in a window, and whose `X-Forwarded-For` says who
+    /// the client is (see [`crate::throttle`]).
+    pub throttle: crate::throttle::ThrottleConfig,
 }
 
 /// The PEM files for HTTPS.
@@ -100,6 +104,7 @@ impl Config {
             operators: Vec::new(),
             allow_metadata_upstreams: false,
             hand_path: true,
+            throttle: crate::throttle::ThrottleConfig::default(),
         }
     }
 

@@ -69,6 +69,15 @@ pub enum ApiError {
     /// An app's upstream did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// Too many refused credentials from this client address: refused
+    /// without looking at the credentials until the window closes.
+    #[error(
+        "Too many failed authentication attempts from this address; retry in {retry_after_secs} s"
+    )]
+    TooManyFailedAttempts {
+        /// Seconds until the block ends (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// A dependency (the database) is down; retrying later may work.
     #[error("The service is temporarily unavailable; retry shortly")]
     Unavailable,
@@ -93,6 +102,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -113,6 +123,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::BadGateway(_) => "upstream_unreachable",
             ApiError::GatewayTimeout(_) => "upstream_timeout",
+            ApiError::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -178,6 +189,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Key"));
+        }
+        if let ApiError::TooManyFailedAttempts { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
     }

@@ -1,31 +1,75 @@
 //! What a handler can ask for: [`Caller`], any authenticated principal,
 //! and [`Admin`], an ADMIN one (the only way to key and app management;
-//! see [`crate::auth::admin`]). Both read only the `Authorization` header.
+//! see [`crate::auth::admin`]). Both read only the `Authorization` header,
+//! under failed-auth throttling by [`ClientIp`].
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use fal_core::Principal;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, AuthFailure};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::throttle::X_FORWARDED_FOR;
+
+/// The client's address, as failed-auth throttling counts it: the TCP
+/// peer, or behind a trusted proxy the address it forwarded for (see
+/// [`crate::throttle::TrustedProxies::client`]). `None` for a request that
+/// did not come over a connection the server accepted (the router called
+/// in-process).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    /// The client of the request with these parts.
+    pub fn of(parts: &Parts, state: &AppState) -> ClientIp {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return ClientIp(None);
+        };
+        let forwarded = parts.headers.get_all(X_FORWARDED_FOR);
+        let forwarded = forwarded.iter().map(|v| v.as_bytes());
+        ClientIp(Some(state.throttle().client(peer.ip(), forwarded)))
+    }
+}
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(ClientIp::of(parts, state))
+    }
+}
 
 /// Any authenticated caller, of either scope.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
 async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    // A blocked client is refused before anything is parsed or hashed.
+    let ClientIp(client) = ClientIp::of(parts, state);
+    state.refuse_if_blocked(client).await?;
     let header = match parts.headers.get(AUTHORIZATION) {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| ApiError::MalformedKey)?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| state.note_failure(client, AuthFailure::Malformed))?,
+        ),
     };
     // Only explicit credentials: the dashboard's session cookie counts
     // nowhere here (not even for GET), since a browser attaches it to any
     // request a link or another site makes, and /run or /auth/verify would
     // then act as the signed-in user. Only /dashboard pages read it.
-    let principal = state.verifier().authenticate(header).await?;
-    Ok(principal)
+    state
+        .verifier()
+        .authenticate(header)
+        .await
+        .map_err(|f| state.note_failure(client, f))
 }
 
 impl FromRequestParts<AppState> for Caller {

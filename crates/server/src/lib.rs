@@ -33,6 +33,8 @@
 //! - [`config`]: everything `fal serve` can be told, as one value.
 //! - [`limits`]: request body time and size, the connection cap, the
 //!   open-file limit.
+//! - [`throttle`]: failed-auth throttling per client address, and who the
+//!   client is behind `--trusted-proxies`.
 //! - [`operators`]: who the operators are (the bootstrap user,
 //!   `--operators`).
 //! - [`addresses`]: which addresses an upstream may be on (pure).
@@ -69,6 +71,7 @@ pub mod response_headers;
 pub mod router;
 pub mod sealed;
 pub mod state;
+pub mod throttle;
 pub mod tls;
 
 #[cfg(feature = "testing")]

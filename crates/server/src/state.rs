@@ -4,17 +4,20 @@
 //! features below it (`auth`, `gateway`, `github`, `flashes`), which never
 //! import it back.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use fal_core::{Clock, RandomSource};
 use fal_store::{AppAdmin, KeyAdmin, UserAdmin, Users};
 
 use crate::auth::sessions::Sessions;
-use crate::auth::{AdminParts, AdminStores, Verifier};
+use crate::auth::{AdminParts, AdminStores, AuthFailure, Verifier};
+use crate::error::ApiError;
 use crate::flashes::Flashes;
 use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
 use crate::github::Github;
 use crate::operators::Operators;
+use crate::throttle::Throttle;
 
 /// Shared state of the application. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +28,8 @@ pub struct AppState {
 struct Shared {
     /// Authenticates requests.
     verifier: Arc<Verifier>,
+    /// Failed-auth counts per client address.
+    throttle: Arc<Throttle>,
     /// Key, app and user management, reachable only through
     /// [`crate::auth::Admin`].
     admin: Arc<AdminStores>,
@@ -56,6 +61,8 @@ struct Shared {
 pub struct StateParts {
     /// Authenticates requests.
     pub verifier: Arc<Verifier>,
+    /// Failed-auth counts per client address.
+    pub throttle: Arc<Throttle>,
     /// Key management (sealed inside [`AdminStores`]).
     pub key_admin: Arc<dyn KeyAdmin>,
     /// App management (sealed inside [`AdminStores`]).
@@ -101,6 +108,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Shared {
                 verifier: p.verifier,
+                throttle: p.throttle,
                 admin,
                 operators: p.operators,
                 apps: p.apps,
@@ -124,6 +132,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 verifier: s.verifier.clone(),
+                throttle: s.throttle.clone(),
                 admin: s.admin.clone(),
                 operators: s.operators.clone(),
                 apps: s.apps.clone(),
@@ -194,6 +203,37 @@ impl AppState {
     /// The verifier.
     pub fn verifier(&self) -> &Arc<Verifier> {
         &self.inner.verifier
+    }
+
+    /// Failed-auth counts per client address.
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    /// 429 when `client` has sent too many refused credentials: asked
+    /// before any hashing or storage work, and answered after
+    /// [`crate::throttle::BLOCKED_ANSWER_DELAY`]. `None` (no address known,
+    /// as for a router called in-process) is never refused.
+    pub async fn refuse_if_blocked(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+        match client.map(|c| self.inner.throttle.check(c)) {
+            Some(Err(b)) => {
+                tokio::time::sleep(crate::throttle::BLOCKED_ANSWER_DELAY).await;
+                Err(ApiError::TooManyFailedAttempts {
+                    retry_after_secs: b.retry_after_secs,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `failure` against `client` when it refused presented
+    /// credentials (see [`AuthFailure::is_refusal`]); returns it as the
+    /// answer.
+    pub fn note_failure(&self, client: Option<IpAddr>, failure: AuthFailure) -> ApiError {
+        if let Some(c) = client.filter(|_| failure.is_refusal()) {
+            self.inner.throttle.failed(c);
+        }
+        failure.into()
     }
 
     /// The user store.

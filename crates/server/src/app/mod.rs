@@ -257,8 +257,13 @@ impl App {
             operators.clone(),
             config.allow_metadata_upstreams,
         ))?;
+        let throttle = Arc::new(crate::throttle::Throttle::new(
+            config.throttle.clone(),
+            clock.clone(),
+        ));
         let state = AppState::new(StateParts {
             verifier,
+            throttle,
             key_admin,
             app_admin: shared.clone(),
             user_admin: shared.clone(),

@@ -52,6 +52,19 @@ pub enum AuthFailure {
     InvalidSession,
 }
 
+impl AuthFailure {
+    /// Whether presented credentials were refused (wrong secret, unknown
+    /// id, malformed key, bad session token): what failed-auth throttling
+    /// counts. No credentials, a scheme we do not take and storage being
+    /// down say nothing about guessing, and do not count.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            AuthFailure::Malformed | AuthFailure::Invalid | AuthFailure::InvalidSession
+        )
+    }
+}
+
 impl From<AuthFailure> for ApiError {
     fn from(f: AuthFailure) -> Self {
         match f {

@@ -23,9 +23,11 @@ use fal_core::{Alias, KeyId, Principal, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::auth::AuthFailure;
 use crate::auth::sessions::CsrfChecked;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 use crate::state::AppState;
 
 mod templates;
@@ -169,6 +171,7 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
@@ -180,11 +183,14 @@ async fn login(
             StatusCode::FORBIDDEN,
         );
     }
+    // Failed sign-ins count as failed API calls do (429 past the limit).
+    state.refuse_if_blocked(client).await?;
     let pair = format!("{}:{}", form.key_id.trim(), form.key_secret.trim());
-    let principal = match parse_key_pair(&pair) {
-        Ok(creds) => state.verifier().verify(&creds).await.ok(),
-        Err(_) => None,
+    let verified = match parse_key_pair(&pair) {
+        Ok(creds) => state.verifier().verify(&creds).await,
+        Err(_) => Err(AuthFailure::Malformed),
     };
+    let principal = verified.map_err(|f| state.note_failure(client, f)).ok();
     let Some(principal) = principal else {
         return login_form(
             &state,

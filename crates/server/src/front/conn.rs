@@ -2,9 +2,11 @@
 //! decide each one's path, and gives the connection to hyper and the
 //! router when the hand-written path does not take a request.
 
+use axum::extract::{ConnectInfo, Request};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tower_service::Service;
 
 use super::idle::{Bufs, ClientIo, GRACE};
 
@@ -137,7 +139,15 @@ impl Conn {
             pos: 0,
             inner: io,
         });
-        let service = TowerToHyperService::new(self.router.clone());
+        // Each request learns the connection's peer, as axum's own
+        // `serve` would tell it (`ConnectInfo`): the router's failed-auth
+        // throttling needs it.
+        let router = self.router.clone();
+        let peer = ConnectInfo(self.peer);
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(peer);
+            router.clone().call(req)
+        });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

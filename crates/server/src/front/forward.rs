@@ -15,14 +15,16 @@ use super::body::{
     BodyFailure, Failure, read_response_head, send_body, send_response_body, write_response,
 };
 use super::{Conn, ConnTimer};
+use crate::auth::AuthFailure;
 use crate::error::ApiError;
 use crate::gateway::pool::UpConn;
 use crate::gateway::reach::refusal_in;
 use crate::gateway::{GatewayError, log_failure, rules};
 use crate::h1::headers::X_FAL_REQUEST_ID;
-use crate::h1::request::{Head, Refusal, classify};
+use crate::h1::request::{Head, Refusal, RunHead, classify};
 use crate::h1::target::{split_run_path, split_upstream, tail_is_safe};
 use crate::h1::{Chunked, Framing, header_slots, write};
+use crate::throttle::X_FORWARDED_FOR;
 
 /// What [`Conn::prepare`] decided about a request head.
 pub(super) enum Prepared {
@@ -106,7 +108,7 @@ impl Conn {
             })
         };
 
-        let principal = match self.authenticate(run.authorization).await {
+        let principal = match self.authenticate(&run).await {
             Ok(p) => p,
             Err(e) => return answer(e, log),
         };
@@ -142,19 +144,33 @@ impl Conn {
         }))
     }
 
-    /// The caller behind an `Authorization` header, as the router's
-    /// [`crate::auth::Caller`] would find it.
-    async fn authenticate(&self, value: &[u8]) -> Result<Principal, ApiError> {
+    /// The caller behind a request's `Authorization` header, as the
+    /// router's [`crate::extract::Caller`] would find it, under the same
+    /// failed-auth throttling.
+    async fn authenticate(&self, run: &RunHead<'_, '_>) -> Result<Principal, ApiError> {
+        let forwarded = run
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(X_FORWARDED_FOR))
+            .map(|h| h.value);
+        let client = Some(self.state.throttle().client(self.peer.ip(), forwarded));
+        self.state.refuse_if_blocked(client).await?;
+        let value = run.authorization;
         // What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
         // Folded without stopping early, so that it runs as vector code.
         let visible = value.iter().fold(true, |ok, &b| {
             ok & ((b == b'\t') | (b' '..0x7f).contains(&b))
         });
+        let malformed = || self.state.note_failure(client, AuthFailure::Malformed);
         if !visible {
-            return Err(ApiError::MalformedKey);
+            return Err(malformed());
         }
-        let value = std::str::from_utf8(value).map_err(|_| ApiError::MalformedKey)?;
-        Ok(self.state.verifier().authenticate(Some(value)).await?)
+        let value = std::str::from_utf8(value).map_err(|_| malformed())?;
+        self.state
+            .verifier()
+            .authenticate(Some(value))
+            .await
+            .map_err(|f| self.state.note_failure(client, f))
     }
 
     /// Forwards one request and its answer. Returns whether the client

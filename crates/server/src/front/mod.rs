@@ -35,6 +35,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -81,8 +82,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let tcp = match accepted {
-                    Ok((tcp, _)) => tcp,
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: wait, do not spin.
                         tracing::warn!(error = %e, "accept failed");
@@ -99,6 +100,7 @@ pub async fn serve(
                 let conn = Conn {
                     state: state.clone(),
                     router: router.clone(),
+                    peer,
                     stop: stop_rx.clone(),
                     idle_timeout: limits.idle_timeout,
                     body_timeout: limits.body_timeout,
@@ -141,6 +143,9 @@ pub(crate) struct Conn {
     state: AppState,
     /// Everything else.
     router: Router,
+    /// The TCP peer: the client, or a proxy in front of it (see
+    /// [`crate::throttle`]); given to the router as `ConnectInfo`.
+    peer: SocketAddr,
     /// Turns true when the server shuts down.
     stop: watch::Receiver<bool>,
     /// How long to wait for the next request head, idle time included.

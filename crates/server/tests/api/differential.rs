@@ -69,10 +69,25 @@ pub struct Received {
 }
 
 /// Spawns both servers, each with `acme/rec` forwarding to one recorder.
+/// Failed-auth throttling counts but never blocks: the generated run sends
+/// hundreds of wrong keys from one address, and compares forwarding.
 pub async fn pair() -> Pair {
+    pair_blocking_after(u32::MAX).await
+}
+
+/// [`pair`], blocking the client after `failures` refused credentials.
+pub async fn pair_blocking_after(failures: u32) -> Pair {
     let upstream = recorder::start().await;
-    let hand = side("hand", |_| {}, &upstream).await;
-    let hyper = side("hyper", |c| c.hand_path = false, &upstream).await;
+    let hand = side("hand", |c| c.throttle.failures = failures, &upstream).await;
+    let hyper = side(
+        "hyper",
+        |c| {
+            c.hand_path = false;
+            c.throttle.failures = failures;
+        },
+        &upstream,
+    )
+    .await;
     Pair {
         hand,
         hyper,
@@ -324,6 +339,31 @@ fn plain(method: &'static str, target: &str) -> Case {
         auth: generated::Auth::Valid,
         headers: Vec::new(),
         body: generated::Body::None,
+    }
+}
+
+/// A client blocked after a refused key gets the same 429 on both paths,
+/// whatever it sends next, and nothing reaches the upstream.
+#[tokio::test]
+async fn a_blocked_client_is_refused_alike_on_both_paths() {
+    let pair = pair_blocking_after(1).await;
+    let mut wrong = plain("POST", "/run/acme/rec");
+    wrong.auth = generated::Auth::WrongSecret;
+    pair.compare(&wrong).await.unwrap();
+    let mut malformed = plain("GET", "/run/acme/rec/x");
+    malformed.auth = generated::Auth::Malformed;
+    for case in [
+        plain("POST", "/run/acme/rec"),
+        plain("GET", "/run/acme/rec/x?y=1"),
+        plain("GET", "/run/acme"),
+        wrong,
+        malformed,
+    ] {
+        let (answer, seen) = pair.send(&pair.hand, &case).await;
+        assert_eq!(answer.status, 429, "{answer:?}");
+        assert_eq!(answer.code.as_deref(), Some("too_many_failed_attempts"));
+        assert!(seen.is_none(), "a blocked client reached the upstream");
+        pair.compare(&case).await.unwrap();
     }
 }
 

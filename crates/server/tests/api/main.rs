@@ -24,5 +24,6 @@ mod postgres;
 mod recorder;
 mod sessions;
 mod ssrf;
+mod throttling;
 mod upstream;
 mod users_admin;
