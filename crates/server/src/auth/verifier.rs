@@ -3,7 +3,7 @@
 //! batched in memory, so that a cached verification is one keyed hash and
 //! no database work.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,10 +27,21 @@ struct Cached {
     /// Latest successful use (ms), not yet written back. Kept here so the
     /// hot path records a use with one atomic store and no lock.
     last_used: AtomicI64,
-    /// Whether this entry sits in the verifier's pending list; only the use
-    /// that sets it takes the list's lock.
-    dirty: AtomicBool,
+    /// The use last written back (ms), or [`PENDING`] while the entry sits
+    /// in the verifier's pending list: only the use that puts it there
+    /// takes the list's lock, and a use within [`LAST_USE_RESOLUTION_MS`]
+    /// of the one written is not written again.
+    flushed: AtomicI64,
 }
+
+/// [`Cached::flushed`] while the entry waits in the pending list.
+const PENDING: i64 = i64::MAX;
+
+/// How stale a key's `last_used_at` may be: a use this soon after the one
+/// last written back is not written. One hour, so that a million keys in
+/// use cost a few hundred writes a second rather than one per key per flush
+/// (a key's first use after a server starts is always written).
+pub const LAST_USE_RESOLUTION_MS: i64 = 60 * 60 * 1000;
 
 impl Cached {
     fn new(record: KeyRecord, fetched_at: Timestamp) -> Cached {
@@ -38,7 +49,7 @@ impl Cached {
             record,
             fetched_at,
             last_used: AtomicI64::new(i64::MIN),
-            dirty: AtomicBool::new(false),
+            flushed: AtomicI64::new(i64::MIN),
         }
     }
 }
@@ -256,7 +267,15 @@ impl Verifier {
         if entry.last_used.load(Ordering::Relaxed) < now.millis() {
             entry.last_used.store(now.millis(), Ordering::Relaxed);
         }
-        if !entry.dirty.load(Ordering::Relaxed) && !entry.dirty.swap(true, Ordering::AcqRel) {
+        let flushed = entry.flushed.load(Ordering::Relaxed);
+        if flushed == PENDING || now.millis().saturating_sub(flushed) < LAST_USE_RESOLUTION_MS {
+            return;
+        }
+        if entry
+            .flushed
+            .compare_exchange(flushed, PENDING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.push(entry.clone());
             if pending.len() >= PENDING_SOFT_LIMIT {
@@ -293,23 +312,27 @@ impl Verifier {
         if entries.is_empty() {
             return;
         }
-        // Clear the flag before reading the time, so a use racing with this
-        // flush marks the entry again rather than being lost.
+        // The entry leaves the pending state with the use written: a later
+        // use within the resolution is not written again.
         let batch: Vec<(KeyId, Timestamp)> = entries
             .iter()
             .map(|e| {
-                e.dirty.store(false, Ordering::Release);
-                (
-                    e.record.key_id,
-                    Timestamp(e.last_used.load(Ordering::Acquire)),
-                )
+                let used = e.last_used.load(Ordering::Acquire);
+                e.flushed.store(used, Ordering::Release);
+                (e.record.key_id, Timestamp(used))
             })
             .collect();
         if let Err(e) = self.lookup.record_key_use(&batch).await {
             tracing::warn!(error = %e, keys = batch.len(), "could not record key use; will retry");
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for entry in entries {
-                if !entry.dirty.swap(true, Ordering::AcqRel) {
+            for (entry, (_, used)) in entries.into_iter().zip(&batch) {
+                let back = entry.flushed.compare_exchange(
+                    used.millis(),
+                    PENDING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                if back.is_ok() {
                     pending.push(entry);
                 }
             }

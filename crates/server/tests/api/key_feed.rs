@@ -65,6 +65,7 @@ async fn admin_user(app: &crate::helpers::TestApp) -> String {
 struct Counting {
     inner: SqlStore,
     reads: AtomicUsize,
+    uses_written: AtomicUsize,
 }
 
 #[async_trait]
@@ -90,6 +91,7 @@ impl KeyLookup for Counting {
         self.inner.key_records_after(after, limit).await
     }
     async fn record_key_use(&self, uses: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        self.uses_written.fetch_add(uses.len(), Ordering::Relaxed);
         self.inner.record_key_use(uses).await
     }
 }
@@ -110,6 +112,7 @@ async fn old_cached_records_are_not_read_again_while_the_log_vouches_for_them() 
     let counting = Arc::new(Counting {
         inner: store.clone(),
         reads: AtomicUsize::new(0),
+        uses_written: AtomicUsize::new(0),
     });
     let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
     let staleness = Duration::from_secs(5);
@@ -185,6 +188,7 @@ async fn made_up_key_ids_are_refused_without_reading_storage() {
     let counting = Arc::new(Counting {
         inner: store.clone(),
         reads: AtomicUsize::new(0),
+        uses_written: AtomicUsize::new(0),
     });
     let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
     let verifier = Arc::new(Verifier::new(
@@ -243,4 +247,57 @@ async fn made_up_key_ids_are_refused_without_reading_storage() {
     );
     feed.poll().await.unwrap();
     assert!(verifier.authenticate(Some(&header(&late_id))).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_key_in_constant_use_is_written_back_once_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("fal.db"), Timestamp(0))
+        .await
+        .unwrap();
+    let pepper = fal_core::Pepper::generate(&fal_core::OsRandom).unwrap();
+    let user = fal_store::testing::seed_user(&store, "ada", None)
+        .await
+        .unwrap();
+    let key = fal_store::testing::seed_key(&store, &pepper, &user.user_id, Scope::Api, "k")
+        .await
+        .unwrap();
+    let counting = Arc::new(Counting {
+        inner: store.clone(),
+        reads: AtomicUsize::new(0),
+        uses_written: AtomicUsize::new(0),
+    });
+    let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
+    let verifier = Verifier::new(
+        SecretHasher::new(&pepper),
+        counting.clone(),
+        clock.clone(),
+        1_000,
+        Duration::from_secs(3_600),
+    );
+    let header = key.header();
+    let written = || counting.uses_written.load(Ordering::Relaxed);
+    // The first use is written at the next flush.
+    assert!(verifier.authenticate(Some(&header)).await.is_ok());
+    verifier.flush_usage().await;
+    assert_eq!(written(), 1);
+    // Uses for the next hour are not written again...
+    for _ in 0..10 {
+        clock.advance_millis(5 * 60 * 1000);
+        assert!(verifier.authenticate(Some(&header)).await.is_ok());
+        verifier.flush_usage().await;
+    }
+    assert_eq!(written(), 1);
+    // ...the first one past it is.
+    clock.advance_millis(11 * 60 * 1000);
+    assert!(verifier.authenticate(Some(&header)).await.is_ok());
+    verifier.flush_usage().await;
+    assert_eq!(written(), 2);
+    let listed = fal_store::KeyAdmin::list_keys(&store, &user.user_id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.keys[0].last_used_at,
+        Some(Timestamp(1_000_000 + 61 * 60 * 1000))
+    );
 }
