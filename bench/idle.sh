@@ -45,14 +45,8 @@ one_case() {
     extra=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
   fi
   # A first run makes the key and the app; the measured run starts fresh.
-  RUST_LOG=warn "$FAL" serve --data-dir "$dir" --listen "127.0.0.1:$port" \
-    > "$dir.setup" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  wait_listening "$dir.setup"
+  auth=$(bench_setup "$dir" "$port")
   export FAL_HOST="http://127.0.0.1:$port"
-  auth=$(bench_key_and_app "$dir.setup" "$UP_PORT")
-  kill "$pid"; wait "$pid" 2>/dev/null || true
   RUST_LOG=warn setsid "$FAL" serve --data-dir "$dir" --listen "127.0.0.1:$port" \
     --workers "$WORKERS" "${extra[@]}" > "$dir.out" 2> "$dir.err" &
   pid=$!

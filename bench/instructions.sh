@@ -26,14 +26,8 @@ UP_PORT=$(free_port); FAL_PORT=$(free_port)
 start_model_stand_in
 
 # First a plain run to make the key and the app (quicker than under valgrind).
-RUST_LOG=warn "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" --workers 1 \
-  > "$WORK/setup.out" 2>&1 &
-SETUP_PID=$!
-PIDS+=("$SETUP_PID")
-wait_listening "$WORK/setup.out"
+AUTH=$(bench_setup "$WORK/fal-data" "$FAL_PORT" --workers 1)
 export FAL_HOST="http://127.0.0.1:$FAL_PORT"
-AUTH=$(bench_key_and_app "$WORK/setup.out" "$UP_PORT")
-kill "$SETUP_PID"; wait "$SETUP_PID" 2>/dev/null || true
 
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
   "$FAL" serve --data-dir "$WORK/fal-data" --listen "127.0.0.1:$FAL_PORT" --workers 1 \

@@ -99,3 +99,18 @@ bench_key_and_app() {
   FAL_KEY="$admin" "$FAL" apps add bench/ok --upstream "http://127.0.0.1:$2" >/dev/null || return 1
   echo "Authorization: Key $(key_value FAL_KEY_ID <<<"$keys"):$(key_value FAL_KEY_SECRET <<<"$keys")"
 }
+
+# bench_setup DATA_DIR PORT [SERVE_ARG...]: a first `fal serve` on DATA_DIR
+# (output in DATA_DIR.setup) that makes the API key and the app bench/ok
+# (see bench_key_and_app), then stops; prints the Authorization header. The
+# measured run then starts on the same data, fresh.
+bench_setup() {
+  local dir=$1 port=$2 pid
+  shift 2
+  RUST_LOG=warn "$FAL" serve --data-dir "$dir" --listen "127.0.0.1:$port" "$@" \
+    > "$dir.setup" 2>&1 &
+  pid=$!
+  wait_listening "$dir.setup"
+  FAL_HOST="http://127.0.0.1:$port" bench_key_and_app "$dir.setup" "$UP_PORT"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}

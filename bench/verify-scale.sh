@@ -54,10 +54,7 @@ serve() {
 # One key and the app, through the API; then KEYS copies of that key's row
 # under ids 00000000-0000-4000-8000-<12 hex digits of i>, all with its
 # secret (the hash is the same work whatever the key).
-serve setup
-export FAL_HOST="http://127.0.0.1:$FAL_PORT"
-AUTH=$(bench_key_and_app "$WORK/setup.out" "$UP_PORT")
-kill "$FAL_PID"; wait "$FAL_PID" 2>/dev/null || true
+AUTH=$(bench_setup "$WORK/fal-data" "$FAL_PORT" "${DB_ARGS[@]}")
 KEY_ID=$(sed 's/.*Key \([^:]*\):.*/\1/' <<<"$AUTH")
 SECRET=$(sed 's/.*Key [^:]*:\(.*\)/\1/' <<<"$AUTH")
 echo "storing $KEYS keys ($BACKEND)" >&2
