@@ -47,6 +47,11 @@ pub fn parse<'b>(
     match parsed {
         Ok(httparse::Status::Complete(head_len)) => {
             let status = resp.code.unwrap_or(0);
+            if status < 100 {
+                // httparse takes any three digits; `http` (hyper's path)
+                // refuses a status under 100, and a client would too.
+                return Err(format!("bad status {status:03} from the upstream"));
+            }
             if status == 101 {
                 return Err("the upstream switched protocols unasked".into());
             }
@@ -208,6 +213,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 020 OK\r\nContent-Length: 0\r\n\r\n",
         ] {
             assert!(framing(bad, false).is_err(), "{bad}");
         }
