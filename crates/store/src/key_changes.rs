@@ -6,9 +6,10 @@
 //! also announced at once ([`crate::changes`]); the log is what a server
 //! that missed an announcement catches up from.
 
-use fal_core::{KeyId, KeyRecord, Timestamp, UserId};
+use fal_core::{KeyId, KeyRecord, Timestamp};
 use sqlx::Row;
 
+use crate::keys::record_of;
 use crate::sql::corrupt;
 use crate::{KeyChange, SqlStore, StoreError};
 
@@ -85,20 +86,6 @@ impl SqlStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("key_id")?;
-                let scope: String = row.try_get("scope")?;
-                let hash: String = row.try_get("secret_hash")?;
-                Ok(KeyRecord {
-                    key_id: id.parse().map_err(|_| corrupt("key_id is not a UUID"))?,
-                    user_id: UserId::from_stored(row.try_get("user_id")?),
-                    scope: scope.parse().map_err(|_| corrupt("unknown scope"))?,
-                    secret_hash: fal_core::SecretHash::from_hex(&hash)
-                        .map_err(|_| corrupt("secret_hash"))?,
-                    revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
-                })
-            })
-            .collect()
+        rows.iter().map(record_of).collect()
     }
 }

@@ -22,6 +22,20 @@ fn scope_of(row: &AnyRow) -> Result<Scope, StoreError> {
     s.parse().map_err(|_| corrupt("unknown scope"))
 }
 
+/// A key record from a row of `key_id, user_id, scope, secret_hash,
+/// revoked_at`.
+pub(crate) fn record_of(row: &AnyRow) -> Result<KeyRecord, StoreError> {
+    let hash: String = row.try_get("secret_hash")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    Ok(KeyRecord {
+        key_id: key_id_of(row)?,
+        user_id: UserId::from_stored(row.try_get("user_id")?),
+        scope: scope_of(row)?,
+        secret_hash: SecretHash::from_hex(&hash).map_err(|_| corrupt("secret_hash"))?,
+        revoked: revoked_at.is_some(),
+    })
+}
+
 pub(crate) async fn insert_key<'e, E>(exec: E, key: &NewKey) -> Result<(), StoreError>
 where
     E: Executor<'e, Database = sqlx::Any>,
@@ -50,16 +64,7 @@ impl KeyLookup for SqlStore {
         .bind(key_id.to_string())
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: String = row.try_get("secret_hash")?;
-        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-        Ok(Some(KeyRecord {
-            key_id: key_id_of(&row)?,
-            user_id: UserId::from_stored(row.try_get("user_id")?),
-            scope: scope_of(&row)?,
-            secret_hash: SecretHash::from_hex(&hash).map_err(|_| corrupt("secret_hash"))?,
-            revoked: revoked_at.is_some(),
-        }))
+        row.as_ref().map(record_of).transpose()
     }
 
     async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError> {
