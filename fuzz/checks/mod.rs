@@ -17,3 +17,24 @@ pub type Check = fn(&[u8]);
 /// `corpus/NAME/`) and its check.
 pub const TARGETS: &[(&str, Check)] =
     &[("authorization", authorization::check), ("key", key::check)];
+
+/// Runs each target's check on every file of its committed corpus under
+/// `corpus` (`corpus/NAME/*`), naming the file that fails: the stable
+/// replay both crates' `tests/fuzz_corpus.rs` run.
+pub fn replay(corpus: &std::path::Path, targets: &[(&str, Check)]) {
+    for (target, check) in targets {
+        let dir = corpus.join(target);
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.expect("a readable corpus entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 10, "{target}: only {} seeds", files.len());
+        for file in files {
+            let data = std::fs::read(&file).expect("a readable corpus file");
+            let run = std::panic::catch_unwind(|| check(&data));
+            assert!(run.is_ok(), "{target}: {} fails its check", file.display());
+        }
+    }
+}

@@ -20,21 +20,7 @@ fn fuzz_dir() -> PathBuf {
 
 #[test]
 fn every_corpus_input_keeps_its_target_s_properties() {
-    for (target, check) in server_checks::TARGETS {
-        let dir = fuzz_dir().join("corpus").join(target);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| entry.unwrap().path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        assert!(files.len() >= 10, "{target}: only {} seeds", files.len());
-        for file in files {
-            let data = std::fs::read(&file).unwrap();
-            let run = std::panic::catch_unwind(|| check(&data));
-            assert!(run.is_ok(), "{target}: {} fails its check", file.display());
-        }
-    }
+    checks::replay(&fuzz_dir().join("corpus"), server_checks::TARGETS);
 }
 
 #[test]
