@@ -13,14 +13,18 @@
 //! - [`time`]: the injected clock and timestamps.
 //! - [`token`]: session tokens issued after a GitHub sign-in.
 //! - [`random`]: the injected source of randomness.
+//! - [`rate`]: a key's rate limit (`100/s`), and what the `RateLimit-*`
+//!   headers say; [`budget`]: one server's share of a limit in a window.
 #![forbid(unsafe_code)]
 
 pub mod alias;
 pub mod app_name;
+pub mod budget;
 pub mod hash;
 pub mod header;
 pub mod key;
 pub mod random;
+pub mod rate;
 pub mod scope;
 pub mod time;
 pub mod token;
@@ -33,6 +37,7 @@ pub use hash::{Pepper, SecretHash, SecretHasher};
 pub use header::{Credentials, HeaderError};
 pub use key::{KeyFormatError, KeyId, KeySecret, UserId};
 pub use random::{OsRandom, RandomSource};
+pub use rate::{Quota, RateLimit, RateLimitError, RatePeriod};
 pub use scope::Scope;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use upstream::{UpstreamError, UpstreamUrl};

@@ -20,6 +20,8 @@ pub struct KeyRecord {
     pub secret_hash: SecretHash,
     /// Revoked keys are kept (for audit) but never verify.
     pub revoked: bool,
+    /// Calls allowed per window, when limited.
+    pub rate_limit: Option<crate::rate::RateLimit>,
 }
 
 /// An authenticated caller.
@@ -78,6 +80,7 @@ pub fn mint_key(
         scope,
         secret_hash: hasher.hash(&secret),
         revoked: false,
+        rate_limit: None,
     };
     Ok((record, secret))
 }
@@ -101,6 +104,7 @@ mod tests {
             scope: Scope::Api,
             secret_hash: h.hash(&creds.secret),
             revoked: false,
+            rate_limit: None,
         };
         (h, creds, rec)
     }

@@ -79,7 +79,7 @@ impl SqlStore {
     ) -> Result<Vec<KeyRecord>, StoreError> {
         let after = after.map_or_else(String::new, KeyId::to_string);
         let rows = sqlx::query(
-            "SELECT key_id, user_id, scope, secret_hash, revoked_at FROM api_keys
+            "SELECT key_id, user_id, scope, secret_hash, revoked_at, rate_limit FROM api_keys
              WHERE key_id > $1 ORDER BY key_id LIMIT $2",
         )
         .bind(after)

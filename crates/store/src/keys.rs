@@ -3,7 +3,7 @@
 //! as in [`crate::sql`].
 
 use async_trait::async_trait;
-use fal_core::{KeyId, KeyRecord, Scope, SecretHash, Timestamp, UserId};
+use fal_core::{KeyId, KeyRecord, RateLimit, Scope, SecretHash, Timestamp, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
@@ -22,8 +22,14 @@ fn scope_of(row: &AnyRow) -> Result<Scope, StoreError> {
     s.parse().map_err(|_| corrupt("unknown scope"))
 }
 
+fn rate_limit_of(row: &AnyRow) -> Result<Option<RateLimit>, StoreError> {
+    let text: Option<String> = row.try_get("rate_limit")?;
+    text.map(|t| t.parse().map_err(|_| corrupt("rate_limit")))
+        .transpose()
+}
+
 /// A key record from a row of `key_id, user_id, scope, secret_hash,
-/// revoked_at`.
+/// revoked_at, rate_limit`.
 pub(crate) fn record_of(row: &AnyRow) -> Result<KeyRecord, StoreError> {
     let hash: String = row.try_get("secret_hash")?;
     let revoked_at: Option<i64> = row.try_get("revoked_at")?;
@@ -33,6 +39,7 @@ pub(crate) fn record_of(row: &AnyRow) -> Result<KeyRecord, StoreError> {
         scope: scope_of(row)?,
         secret_hash: SecretHash::from_hex(&hash).map_err(|_| corrupt("secret_hash"))?,
         revoked: revoked_at.is_some(),
+        rate_limit: rate_limit_of(row)?,
     })
 }
 
@@ -41,8 +48,8 @@ where
     E: Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO api_keys (key_id, user_id, scope, alias, secret_hash, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (key_id, user_id, scope, alias, secret_hash, created_at, rate_limit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(key.record.key_id.to_string())
     .bind(key.record.user_id.as_str())
@@ -50,6 +57,7 @@ where
     .bind(key.alias.as_str())
     .bind(key.record.secret_hash.to_hex())
     .bind(key.created_at.millis())
+    .bind(key.record.rate_limit.map(|r| r.to_string()))
     .execute(exec)
     .await?;
     Ok(())
@@ -59,7 +67,8 @@ where
 impl KeyLookup for SqlStore {
     async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT key_id, user_id, scope, secret_hash, revoked_at FROM api_keys WHERE key_id = $1",
+            "SELECT key_id, user_id, scope, secret_hash, revoked_at, rate_limit
+             FROM api_keys WHERE key_id = $1",
         )
         .bind(key_id.to_string())
         .fetch_optional(self.pool())
@@ -130,7 +139,7 @@ impl KeyAdmin for SqlStore {
             None => (i64::MAX, String::new()),
         };
         let rows = sqlx::query(
-            "SELECT key_id, alias, scope, created_at, last_used_at FROM api_keys
+            "SELECT key_id, alias, scope, created_at, last_used_at, rate_limit FROM api_keys
              WHERE user_id = $1 AND revoked_at IS NULL
                AND (created_at < $2 OR (created_at = $2 AND key_id < $3))
              ORDER BY created_at DESC, key_id DESC
@@ -153,6 +162,7 @@ impl KeyAdmin for SqlStore {
                     last_used_at: row
                         .try_get::<Option<i64>, _>("last_used_at")?
                         .map(Timestamp),
+                    rate_limit: rate_limit_of(row)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -205,5 +215,33 @@ impl KeyAdmin for SqlStore {
             .fetch_optional(self.pool())
             .await?;
         Ok(owned.is_some())
+    }
+
+    async fn set_rate_limit(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        limit: Option<RateLimit>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let id = key_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET rate_limit = $1
+             WHERE key_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(limit.map(|l| l.to_string()))
+        .bind(&id)
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        // Servers' caches learn the new limit from the change log.
+        self.note_key_change(&mut tx, &id, at).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -26,6 +26,7 @@ mod key_changes;
 mod keys;
 mod meta;
 pub mod migrate;
+mod rate_counts;
 mod sessions;
 pub mod sql;
 #[cfg(feature = "testing")]
@@ -33,7 +34,7 @@ pub mod testing;
 pub mod users;
 
 use async_trait::async_trait;
-use fal_core::{KeyId, KeyRecord, Scope, Timestamp, UserId};
+use fal_core::{KeyId, KeyRecord, RateLimit, Scope, Timestamp, UserId};
 
 pub use sql::{SqlStore, SqliteSync};
 
@@ -123,6 +124,8 @@ pub struct KeySummary {
     pub created_at: Timestamp,
     /// When it last authenticated a request (flushed periodically).
     pub last_used_at: Option<Timestamp>,
+    /// Calls allowed per window, when limited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// One entry of the key change log ([`KeyLookup::key_changes_after`]).
@@ -227,6 +230,35 @@ pub trait KeyAdmin: Send + Sync {
         key_id: &KeyId,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Sets (or with `None` lifts) the rate limit of `key_id` if `user_id`
+    /// owns it and it is not revoked, noting the change in the key change
+    /// log so every server's cache learns it. Returns whether it did.
+    async fn set_rate_limit(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        limit: Option<RateLimit>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Each key's calls per rate-limit window, shared by the servers of a
+/// cluster: what they lease their local budgets from (see
+/// `fal_core::budget`). Never on a request's path.
+#[async_trait]
+pub trait RateCounts: Send + Sync {
+    /// Adds `calls` to `key_id`'s count for the window of `period_ms`
+    /// starting at `window_start` (ms), atomically; returns the new count.
+    async fn add_rate_usage(
+        &self,
+        key_id: &KeyId,
+        period_ms: i64,
+        window_start: i64,
+        calls: u64,
+    ) -> Result<u64, StoreError>;
+    /// Deletes the counts of windows that ended before `ended_before`;
+    /// returns how many.
+    async fn prune_rate_usage(&self, ended_before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// An app: `owner/name` served by an upstream the operator runs.

@@ -42,6 +42,10 @@ const SQLITE: &[Migration] = &[
         version: 6,
         sql: include_str!("../migrations/sqlite/0006_key_changes.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/sqlite/0007_rate_limits.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -68,6 +72,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 6,
         sql: include_str!("../migrations/postgres/0006_key_changes.sql"),
+    },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/postgres/0007_rate_limits.sql"),
     },
 ];
 

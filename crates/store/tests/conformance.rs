@@ -10,12 +10,15 @@ use std::future::Future;
 
 #[path = "conformance/key_changes.rs"]
 mod key_changes;
+#[path = "conformance/rate_limits.rs"]
+mod rate_limits;
 #[path = "conformance/sessions.rs"]
 mod sessions;
 #[path = "conformance/users.rs"]
 mod users;
 
 use key_changes::*;
+use rate_limits::*;
 use sessions::*;
 use users::*;
 
@@ -112,6 +115,8 @@ conformance!(
     disabling_works_while_other_writes_go_on,
     every_key_change_is_logged_in_order,
     records_can_be_read_in_pages,
+    a_keys_rate_limit_is_kept_and_changed_by_its_owner,
+    rate_counts_add_up_under_concurrent_leases,
 );
 
 fn hasher() -> SecretHasher {
@@ -137,6 +142,7 @@ fn new_key(h: &SecretHasher, owner: &UserId, scope: Scope, at: i64) -> (NewKey, 
             scope,
             secret_hash: h.hash(&secret),
             revoked: false,
+            rate_limit: None,
         },
         alias: format!("key at {at}"),
         created_at: Timestamp(at),

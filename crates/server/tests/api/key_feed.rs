@@ -180,6 +180,7 @@ async fn made_up_key_ids_are_refused_without_reading_storage() {
             scope: Scope::Api,
             secret_hash: hasher.hash(&legacy_secret),
             revoked: false,
+            rate_limit: None,
         },
         alias: "old".into(),
         created_at: Timestamp(1),
