@@ -62,6 +62,7 @@ pub fn check(data: &[u8]) {
         key_id: "00000000-0000-0000-0000-000000000007".parse::<KeyId>().ok(),
         session_id: None,
         scope: Scope::Api,
+        quota: None,
     };
     let tail = run
         .path

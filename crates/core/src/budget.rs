@@ -222,6 +222,14 @@ impl Budget {
         }
     }
 
+    /// Gives back a call admitted at `now_ms` that will be taken again
+    /// (one request, decided twice).
+    pub fn give_back(&mut self, now_ms: i64) {
+        if self.limit.window_start(now_ms) == self.window {
+            self.used = self.used.saturating_sub(1);
+        }
+    }
+
     /// Calls left in the window as far as this server knows: what it holds
     /// unused, plus what the rest of the cluster had not taken.
     fn remaining(&self) -> u64 {

@@ -28,6 +28,18 @@ fn alone_a_server_admits_exactly_the_limit_per_window() {
 }
 
 #[test]
+fn a_call_given_back_can_be_taken_again() {
+    let l = limit("1/s");
+    let mut b = Budget::new(l, Leasing::Local, 0);
+    assert!(b.take(0, l).admitted);
+    b.give_back(1);
+    assert!(b.take(2, l).admitted);
+    assert!(!b.take(3, l).admitted);
+    b.give_back(1_000); // another window: nothing to give back
+    assert!(!b.take(4, l).admitted);
+}
+
+#[test]
 fn reset_counts_whole_seconds_to_the_windows_end() {
     let l = limit("2/min");
     let mut b = Budget::new(l, Leasing::Local, 60_000);

@@ -35,6 +35,9 @@ pub struct Principal {
     pub session_id: Option<String>,
     /// With what permission.
     pub scope: Scope,
+    /// Where this call leaves the key's rate limit, when it has one (for
+    /// the `RateLimit-*` headers of the answer).
+    pub quota: Option<crate::rate::Quota>,
 }
 
 /// Verification failed. One variant on purpose: the caller learns nothing
@@ -58,6 +61,7 @@ pub fn verify(
             key_id: Some(r.key_id),
             session_id: None,
             scope: r.scope,
+            quota: None,
         }),
         _ => Err(VerifyError),
     }

@@ -78,6 +78,13 @@ pub enum ApiError {
         /// Seconds until the block ends (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// The key's rate limit is used up for now.
+    #[error(
+        "This key's rate limit of {} is used up; retry in {} s",
+        .0.limit,
+        .0.retry_after_secs
+    )]
+    RateLimited(crate::quota::RateRefusal),
     /// A dependency (the database) is down; retrying later may work.
     #[error("The service is temporarily unavailable; retry shortly")]
     Unavailable,
@@ -102,7 +109,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyFailedAttempts { .. } | ApiError::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,6 +133,7 @@ impl ApiError {
             ApiError::BadGateway(_) => "upstream_unreachable",
             ApiError::GatewayTimeout(_) => "upstream_timeout",
             ApiError::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -194,6 +204,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if let ApiError::RateLimited(r) = self {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(r.retry_after_secs));
+            crate::quota::set_headers(headers, &r.quota);
         }
         response
     }

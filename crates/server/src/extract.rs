@@ -12,6 +12,7 @@ use fal_core::Principal;
 
 use crate::auth::{Admin, AuthFailure};
 use crate::error::ApiError;
+use crate::quota::QuotaSlot;
 use crate::state::AppState;
 use crate::throttle::X_FORWARDED_FOR;
 
@@ -80,6 +81,9 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(c.clone());
         }
         let caller = Caller(principal_of(parts, state).await?);
+        if let (Some(quota), Some(slot)) = (caller.0.quota, parts.extensions.get::<QuotaSlot>()) {
+            slot.fill(quota);
+        }
         tracing::debug!(
             user_id = %caller.0.user_id,
             key_id = ?caller.0.key_id.map(|k| k.to_string()),

@@ -35,6 +35,8 @@
 //!   open-file limit.
 //! - [`throttle`]: failed-auth throttling per client address, and who the
 //!   client is behind `--trusted-proxies`.
+//! - [`quota`]: per-key rate limits: each key's budget on this server,
+//!   leased from the count servers share, and the `RateLimit-*` headers.
 //! - [`operators`]: who the operators are (the bootstrap user,
 //!   `--operators`).
 //! - [`addresses`]: which addresses an upstream may be on (pure).
@@ -66,6 +68,7 @@ pub mod h1;
 pub mod limits;
 pub mod operators;
 pub mod pepper;
+pub mod quota;
 pub mod request_log;
 pub mod response_headers;
 pub mod router;

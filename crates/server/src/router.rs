@@ -20,6 +20,7 @@ pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
         .fallback(fallback)
         .with_state(state)
         .layer(middleware::from_fn(crate::gateway::rules::refuse_connect))
+        .layer(middleware::from_fn(crate::quota::headers))
         // Ours bounds every body first (413/408 in our JSON shape).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::quota::RateLimiter;
 use crate::gateway::reach::ReachPolicy;
 use crate::gateway::{AppDirectory, UpstreamClient};
 use crate::state::{AppState, StateParts};
@@ -93,6 +94,9 @@ pub struct App {
     bootstrap: Option<BootstrapKey>,
     /// The built-in demo upstream (`--demo`), stopped with the server.
     demo_task: Option<JoinHandle<()>>,
+    /// Rate-limit leases to take from the shared count (PostgreSQL), until
+    /// the server starts the task that takes them.
+    lease_queue: std::sync::Mutex<Option<crate::quota::LeaseQueue>>,
 }
 
 /// An upstream client, or the start-up error that says why there is none.
@@ -214,6 +218,15 @@ impl App {
             rng.clone(),
             config.session_ttl,
         ));
+        // Alone on SQLite, a server holds each key's whole limit; servers
+        // sharing PostgreSQL lease calls from the count they share.
+        let (limiter, lease_queue) = match store.backend() {
+            fal_store::Backend::Sqlite => (RateLimiter::local(config.cache_capacity), None),
+            fal_store::Backend::Postgres => {
+                let (limiter, queue) = RateLimiter::shared(config.cache_capacity);
+                (limiter, Some(queue))
+            }
+        };
         let verifier = Arc::new(
             Verifier::new(
                 hasher,
@@ -222,7 +235,8 @@ impl App {
                 config.cache_capacity,
                 config.max_staleness,
             )
-            .with_sessions(sessions.clone()),
+            .with_sessions(sessions.clone())
+            .with_rate_limiter(Arc::new(limiter)),
         );
         let github = config.github.clone().map(|g| {
             Arc::new(crate::github::Github::new(g).with_public_base(config.public_base()))
@@ -283,6 +297,7 @@ impl App {
             state,
             bootstrap,
             demo_task,
+            lease_queue: std::sync::Mutex::new(lease_queue),
         })
     }
 

@@ -156,7 +156,16 @@ impl App {
             self.state.apps().clone(),
         ));
         let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
-        vec![flusher, follower, key_log]
+        let mut tasks = vec![flusher, follower, key_log];
+        let queue = self.lease_queue.lock().ok().and_then(|mut q| q.take());
+        if let Some(queue) = queue {
+            let counts: Arc<dyn fal_store::RateCounts> = Arc::new(self.store.clone());
+            tasks.push(tokio::spawn(crate::quota::leases::run(queue, counts.clone())));
+            let clock = self.state.verifier().clock().clone();
+            let every = crate::quota::leases::PRUNE_INTERVAL;
+            tasks.push(tokio::spawn(crate::quota::leases::prune(counts, clock, every)));
+        }
+        tasks
     }
 
     /// Stops the background tasks, writes back key use, closes the database.

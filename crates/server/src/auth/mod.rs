@@ -50,6 +50,8 @@ pub enum AuthFailure {
     Unavailable,
     /// A session token that is unknown, expired or logged out.
     InvalidSession,
+    /// Right credentials, but the key's rate limit is used up.
+    RateLimited(crate::quota::RateRefusal),
 }
 
 impl AuthFailure {
@@ -73,6 +75,7 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Malformed => ApiError::MalformedKey,
             AuthFailure::Invalid => ApiError::InvalidCredentials,
             AuthFailure::Unavailable => ApiError::Unavailable,
+            AuthFailure::RateLimited(r) => ApiError::RateLimited(r),
             AuthFailure::InvalidSession => ApiError::Status {
                 status: axum::http::StatusCode::UNAUTHORIZED,
                 code: "invalid_session",

@@ -234,6 +234,7 @@ impl Sessions {
                     key_id: None,
                     session_id: Some(r.session_id),
                     scope: Scope::Admin,
+                    quota: None,
                 })
             }
             _ => Err(AuthFailure::InvalidSession),

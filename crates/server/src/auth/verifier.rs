@@ -17,6 +17,7 @@ use fal_store::{KeyLookup, StoreError};
 use super::AuthFailure;
 use super::legacy_ids::LegacyIds;
 use super::sessions::Sessions;
+use crate::quota::RateLimiter;
 
 /// A cached key record, when it was read, and its latest use.
 struct Cached {
@@ -78,6 +79,8 @@ pub struct Verifier {
     legacy: LegacyIds,
     /// Sessions from GitHub sign-in, for `Bearer` tokens.
     sessions: Option<Arc<Sessions>>,
+    /// Keys' rate limits.
+    limiter: Arc<RateLimiter>,
     /// Entries used since the last write-back of `last_used_at`.
     pending: Mutex<Vec<Arc<Cached>>>,
     /// Wakes the write-back task early when `pending` grows past
@@ -104,6 +107,7 @@ impl Verifier {
             feed_current_at: AtomicI64::new(i64::MIN),
             legacy: LegacyIds::default(),
             sessions: None,
+            limiter: Arc::new(RateLimiter::local(capacity)),
             pending: Mutex::new(Vec::new()),
             flush_soon: tokio::sync::Notify::new(),
         }
@@ -113,6 +117,18 @@ impl Verifier {
     pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> Verifier {
         self.sessions = Some(sessions);
         self
+    }
+
+    /// Counts keys' rate limits with `limiter` (by default, each key's
+    /// whole limit is held here, as for a server that is alone).
+    pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Verifier {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Keys' rate limits.
+    pub fn rate_limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
     }
 
     /// Authenticates the dashboard's session cookie (only the dashboard
@@ -149,7 +165,7 @@ impl Verifier {
     }
 
     /// Now (for the change feed).
-    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+    pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
 
@@ -244,7 +260,7 @@ impl Verifier {
         cached: Option<&Arc<Cached>>,
         now: Timestamp,
     ) -> Result<Principal, AuthFailure> {
-        let principal = match verify(&self.hasher, creds, cached.map(|c| &c.record)) {
+        let mut principal = match verify(&self.hasher, creds, cached.map(|c| &c.record)) {
             Ok(p) => p,
             Err(_) => {
                 if cached.is_some() {
@@ -257,6 +273,10 @@ impl Verifier {
         };
         if let Some(entry) = cached {
             self.note_use(entry, now);
+            if let Some(limit) = entry.record.rate_limit {
+                let taken = self.limiter.take(&entry.record.key_id, limit, now);
+                principal.quota = Some(taken.map_err(AuthFailure::RateLimited)?);
+            }
         }
         Ok(principal)
     }

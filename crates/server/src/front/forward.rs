@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
-use fal_core::Principal;
+use fal_core::{Principal, Quota};
 use fal_store::AppRecord;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -69,6 +69,8 @@ pub(super) struct Forward {
     close: bool,
     /// Method and path, for the log line.
     log: Option<LogLine>,
+    /// The key's rate limit after this call, when it has one.
+    quota: Option<Quota>,
 }
 
 impl Conn {
@@ -112,6 +114,16 @@ impl Conn {
             Ok(p) => p,
             Err(e) => return answer(e, log),
         };
+        // Answers from here on carry the key's rate-limit headers, as the
+        // router's do.
+        let quota = principal.quota;
+        let answer = |e: ApiError, log| {
+            let mut prepared = answer(e, log);
+            if let (Some(Prepared::Answer { response, .. }), Some(q)) = (&mut prepared, &quota) {
+                crate::quota::set_headers(response.headers_mut(), q);
+            }
+            prepared
+        };
         let Some(path) = split_run_path(run.path) else {
             return answer(GatewayError::BadPath.into(), log);
         };
@@ -128,7 +140,14 @@ impl Conn {
             Err(e) => return answer(e.into(), log),
         };
         let Some(upstream) = split_upstream(&app.upstream) else {
-            return Some(Prepared::HandOff); // https: hyper's client with rustls
+            // https: hyper's client with rustls. The router authenticates
+            // the request again, so the call this took is given back.
+            if let (Some(key_id), Some(_)) = (principal.key_id, quota) {
+                let now = self.state.clock().now();
+                let limiter = self.state.verifier().rate_limiter();
+                limiter.give_back(&key_id, now);
+            }
+            return Some(Prepared::HandOff);
         };
         let request_id = self.state.request_ids().next_bytes();
         write::upstream_head(out, &run, &upstream, path.tail, &principal, &request_id);
@@ -141,6 +160,7 @@ impl Conn {
             idempotent: run.is_idempotent(),
             close: run.close,
             log,
+            quota,
         }))
     }
 
@@ -288,6 +308,11 @@ impl Conn {
         // The response: head, then the body as it comes.
         let close = f.close || *self.stop.borrow();
         write::header(resp_out, X_FAL_REQUEST_ID.as_bytes(), &f.request_id);
+        if let Some(q) = &f.quota {
+            for (name, value) in q.headers() {
+                write::header(resp_out, name.as_bytes(), value.as_bytes());
+            }
+        }
         write::framing(resp_out, head.framing);
         if close {
             resp_out.extend_from_slice(b"connection: close\r\n");
@@ -330,6 +355,9 @@ impl Conn {
     {
         if let Ok(v) = axum::http::HeaderValue::from_bytes(&f.request_id) {
             response.headers_mut().insert(X_FAL_REQUEST_ID, v);
+        }
+        if let Some(q) = &f.quota {
+            crate::quota::set_headers(response.headers_mut(), q);
         }
         let status = response.status().as_u16();
         let close = close || f.close || *self.stop.borrow();

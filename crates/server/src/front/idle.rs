@@ -88,7 +88,11 @@ impl Bufs {
     pub(super) fn release(&mut self, keep_read: bool) {
         #[cfg(feature = "testing")]
         if self.held() {
-            HELD.with(|h| h.set(h.get() - 1));
+            // On a multi-threaded runtime a connection may end on another
+            // thread than the one it took its buffers on: the count is then
+            // meaningless (tests read it on current-thread runtimes only),
+            // but must not overflow.
+            HELD.with(|h| h.set(h.get().saturating_sub(1)));
         }
         self.req_out = Vec::new();
         self.resp_out = Vec::new();
@@ -108,7 +112,11 @@ thread_local! {
 impl Drop for Bufs {
     fn drop(&mut self) {
         if self.held() {
-            HELD.with(|h| h.set(h.get() - 1));
+            // On a multi-threaded runtime a connection may end on another
+            // thread than the one it took its buffers on: the count is then
+            // meaningless (tests read it on current-thread runtimes only),
+            // but must not overflow.
+            HELD.with(|h| h.set(h.get().saturating_sub(1)));
         }
     }
 }

@@ -127,6 +127,8 @@ pub async fn forward(
     for h in HOP_BY_HOP {
         parts.headers.remove(h);
     }
+    // A key's rate-limit headers are fal's (the router adds them).
+    crate::quota::remove_headers(&mut parts.headers);
     if parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED {
         parts.headers.remove(header::CONTENT_LENGTH);
     }

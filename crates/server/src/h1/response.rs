@@ -5,6 +5,7 @@ use super::headers::{
     is_hop_by_hop, tokens,
 };
 use super::write::{decimal, header};
+use fal_core::rate::RATE_LIMIT_HEADERS;
 use super::{Framing, HeaderSlots, MAX_HEAD};
 
 /// The response head an upstream sent, rewritten for the client.
@@ -67,8 +68,8 @@ pub fn parse<'b>(
 }
 
 /// The client's response head from the upstream's: hop-by-hop and
-/// `Connection`-named headers, a request id and a `nosniff` of the
-/// upstream's own left out, ours added; the framing headers are left to
+/// `Connection`-named headers, and the upstream's own request id,
+/// `nosniff` and `RateLimit-*` headers left out (ours are added); the framing headers are left to
 /// [`super::write::framing`].
 fn rewrite(
     resp: &httparse::Response<'_, '_>,
@@ -127,6 +128,9 @@ fn rewrite(
             || name.eq_ignore_ascii_case(NOSNIFF.0.as_bytes())
             || is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(X_FAL_REQUEST_ID.as_bytes())
+            || RATE_LIMIT_HEADERS
+                .iter()
+                .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
             || connection_named.names(name)
         {
             continue;
@@ -159,6 +163,7 @@ mod tests {
         let (parsed, out) = parse_str(
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: x-private\r\nX-Private: 1\r\n\
              Keep-Alive: timeout=5\r\nX-Fal-Request-Id: forged\r\nX-Content-Type-Options: sniff\r\n\
+             RateLimit-Remaining: 999\r\nratelimit-limit: 1000\r\nRATELIMIT-RESET: 1\r\n\
              X-Kept: yes\r\n\r\nhello",
             false,
         );

@@ -155,6 +155,7 @@ mod tests {
             key_id: None,
             session_id: None,
             scope: fal_core::Scope::Api,
+            quota: None,
         };
         let mut out = Vec::new();
         upstream_head(&mut out, &run, &upstream, "/x", &principal, &[b'r'; 36]);

@@ -154,6 +154,22 @@ impl TestApp {
         (key.key_id, key.secret)
     }
 
+    /// A new user with one API key limited to `limit` (`100/s`), straight
+    /// in storage; returns `Key id:secret` for a header, and the user.
+    pub async fn limited_key(&self, nickname: &str, limit: &str) -> (String, UserId) {
+        let store = self.store().await;
+        let user = seed_user(&store, nickname, None).await.unwrap();
+        let key = seed_key(&store, &self.pepper(), &user.user_id, Scope::Api, "limited")
+            .await
+            .unwrap();
+        let limit = fal_core::RateLimit::parse(limit).ok();
+        let id = key.key_id.parse().unwrap();
+        let set = fal_store::KeyAdmin::set_rate_limit(&store, &user.user_id, &id, limit, Timestamp(1));
+        assert!(set.await.unwrap());
+        store.close().await;
+        (key.header(), user.user_id)
+    }
+
     pub async fn stop(&mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await;

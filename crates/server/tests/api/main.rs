@@ -21,6 +21,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod postgres;
+mod rate_limits;
 mod recorder;
 mod sessions;
 mod ssrf;

@@ -17,15 +17,15 @@ use tokio::task::AbortHandle;
 use crate::helpers::creds;
 
 /// A database for one test, dropped at the end.
-struct Db {
+pub(crate) struct Db {
     base: String,
-    url: String,
+    pub(crate) url: String,
     /// Shared by every server of the test: the deployment's pepper.
     dir: tempfile::TempDir,
 }
 
 impl Db {
-    async fn new(test: &str) -> Option<Db> {
+    pub(crate) async fn new(test: &str) -> Option<Db> {
         let base = postgres_url_or_skip(test)?;
         let url = create_database(&base, "fal_srv").await.unwrap();
         Some(Db {
@@ -35,7 +35,7 @@ impl Db {
         })
     }
 
-    fn config(&self, name: &str, url: &str, staleness: Duration) -> Config {
+    pub(crate) fn config(&self, name: &str, url: &str, staleness: Duration) -> Config {
         let mut c = Config::new(self.dir.path().join(name));
         c.listen = "127.0.0.1:0".parse().unwrap();
         c.database_url = Some(url.to_owned());
@@ -64,7 +64,7 @@ impl Db {
         (app.spawn().await.unwrap(), boot)
     }
 
-    async fn drop(self) {
+    pub(crate) async fn drop(self) {
         drop_database(&self.base, &self.url).await.unwrap();
     }
 }

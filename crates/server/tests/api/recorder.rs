@@ -100,6 +100,10 @@ fn answer_for(head: &str) -> &'static [u8] {
         "nosniff" => {
             b"HTTP/1.1 200 OK\r\nX-Content-Type-Options: nosniff\r\ncontent-length: 2\r\n\r\nok"
         }
+        "ratelimit" => {
+            b"HTTP/1.1 200 OK\r\nRateLimit-Limit: 5\r\nratelimit-remaining: 4\r\n\
+              RateLimit-Reset: 9\r\ncontent-length: 2\r\n\r\nok"
+        }
         "slow" => b"",
         _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
     }
