@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`credentials`]: where a key pair comes from (flag, `FAL_KEY`,
 //!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
-//! - this file: [`Client`] and the response types.
+//! - `keys`: the `/keys` calls and [`CreatedKey`], [`KeyInfo`], [`KeyList`].
+//! - this file: [`Client`] and the other response types.
 #![forbid(unsafe_code)]
 
 mod admin;
