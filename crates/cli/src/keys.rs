@@ -1,7 +1,7 @@
 //! `fal key …` and `fal auth whoami`.
 
 use fal_client::{Client, credentials};
-use fal_core::Alias;
+use fal_core::{Alias, RateLimit};
 use serde_json::json;
 
 use crate::KeyCommand;
@@ -28,12 +28,20 @@ pub async fn key_command(
 ) -> anyhow::Result<()> {
     let connect = || client(host, explicit);
     match cmd {
-        KeyCommand::Generate { scope, alias, json } => {
-            // By the server's own rule, so a bad alias is refused in the
-            // server's words before credentials are read or anything is sent.
+        KeyCommand::Generate {
+            scope,
+            alias,
+            rate_limit,
+            json,
+        } => {
+            // By the server's own rules, so a bad alias or rate limit is
+            // refused in the server's words before credentials are read or
+            // anything is sent.
             let alias = Alias::parse(&alias)?;
+            let limit = rate_limit.as_deref().map(RateLimit::parse).transpose()?;
+            let limit = limit.map(|l| l.to_string());
             let created = connect()?
-                .create_key(&scope.to_uppercase(), alias.as_str())
+                .create_key_with_rate_limit(&scope.to_uppercase(), alias.as_str(), limit.as_deref())
                 .await?;
             if json {
                 println!(
@@ -45,6 +53,7 @@ pub async fn key_command(
                         "scope": created.scope,
                         "alias": created.alias,
                         "created_at": created.created_at,
+                        "rate_limit": created.rate_limit,
                     }))?
                 );
             } else {
@@ -53,6 +62,10 @@ pub async fn key_command(
                     generated_key_message(&created.key_id, &created.key_secret)
                 );
                 println!();
+                if let Some(limit) = &created.rate_limit {
+                    println!("Rate limit: {limit}");
+                    println!();
+                }
                 println!(
                     "You should store the values of FAL_KEY_ID and FAL_KEY_SECRET in your environment now."
                 );
@@ -69,6 +82,28 @@ pub async fn key_command(
                 print!("{}", key_table(&keys));
             }
         }
+        KeyCommand::Update {
+            key_id,
+            rate_limit,
+            no_rate_limit: _,
+            json,
+        } => {
+            // clap lets exactly one of --rate-limit and --no-rate-limit
+            // through: no --rate-limit means lift it.
+            let limit = rate_limit.as_deref().map(RateLimit::parse).transpose()?;
+            let limit = limit.map(|l| l.to_string());
+            let key = connect()?
+                .update_key_rate_limit(&key_id, limit.as_deref())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&key)?);
+            } else {
+                match &key.rate_limit {
+                    Some(l) => println!("Key {} is now limited to {l}.", key.key_id),
+                    None => println!("Key {} has no rate limit now.", key.key_id),
+                }
+            }
+        }
         KeyCommand::Revoke { key_id } => {
             connect()?.revoke_key(&key_id).await?;
             println!("Revoked key {key_id}.");
@@ -77,10 +112,19 @@ pub async fn key_command(
     Ok(())
 }
 
-/// The key table: key id, alias, scope, created, last used.
+/// The key table: key id, alias, scope, created, last used, rate limit
+/// (`-` when unlimited).
 pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
-    let headers = ["KEY ID", "ALIAS", "SCOPE", "CREATED", "LAST USED"];
-    let rows: Vec<[String; 5]> = keys
+    const COLUMNS: usize = 6;
+    let headers = [
+        "KEY ID",
+        "ALIAS",
+        "SCOPE",
+        "CREATED",
+        "LAST USED",
+        "RATE LIMIT",
+    ];
+    let rows: Vec<[String; COLUMNS]> = keys
         .iter()
         .map(|k| {
             [
@@ -89,6 +133,7 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
                 k.scope.clone(),
                 k.created_at.clone(),
                 k.last_used_at.clone().unwrap_or_else(|| "never".into()),
+                k.rate_limit.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -98,7 +143,7 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 5]| {
+    let line = |cells: [&str; COLUMNS]| {
         let mut s = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
@@ -111,7 +156,7 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
     };
     let mut out = line(headers);
     for row in &rows {
-        out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+        out.push_str(&line(row.each_ref().map(String::as_str)));
     }
     if rows.is_empty() {
         out.push_str("(no keys)\n");

@@ -237,6 +237,10 @@ pub enum KeyCommand {
         /// A label for the key.
         #[arg(long, alias = "desc", default_value = "")]
         alias: String,
+        /// Calls allowed per second, minute or hour: 100/s, 100/min or
+        /// 100/h (unlimited when left out).
+        #[arg(long, value_name = "CALLS/PERIOD")]
+        rate_limit: Option<String>,
         /// Print the server's JSON instead of the message.
         #[arg(long)]
         json: bool,
@@ -244,6 +248,22 @@ pub enum KeyCommand {
     /// List your keys.
     List {
         /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a key's rate limit: set it with --rate-limit, or lift it
+    /// with --no-rate-limit.
+    #[command(group(clap::ArgGroup::new("limit").required(true).args(["rate_limit", "no_rate_limit"])))]
+    Update {
+        /// The key id to change.
+        key_id: String,
+        /// The new limit: 100/s, 100/min or 100/h.
+        #[arg(long, value_name = "CALLS/PERIOD")]
+        rate_limit: Option<String>,
+        /// Lift the key's rate limit (unlimited).
+        #[arg(long)]
+        no_rate_limit: bool,
+        /// Print the key as the server lists it, as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -6,12 +6,16 @@
 //! # Layout
 //! - [`credentials`]: where a key pair comes from (flag, `FAL_KEY`,
 //!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
-//! - this file: [`Client`] and the response types.
+//! - `keys`: the `/keys` calls and [`CreatedKey`], [`KeyInfo`], [`KeyList`].
+//! - this file: [`Client`] and the other response types.
 #![forbid(unsafe_code)]
 
 mod admin;
 pub mod credentials;
+mod keys;
 pub mod session;
+
+pub use keys::{CreatedKey, KeyInfo, KeyList};
 
 use std::time::Duration;
 
@@ -58,49 +62,6 @@ pub enum ClientError {
     /// The server's answer was not what this client understands.
     #[error("unexpected response from the server: {0}")]
     Decode(String),
-}
-
-/// A key just created, with its secret (shown once).
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreatedKey {
-    /// The key id.
-    pub key_id: String,
-    /// The secret: print it once, then drop it.
-    pub key_secret: String,
-    /// `<key_id>:<key_secret>`, the `FAL_KEY` form.
-    pub key: String,
-    /// `ADMIN` or `API`.
-    pub scope: String,
-    /// The label.
-    pub alias: String,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-/// One key in a listing.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-pub struct KeyInfo {
-    /// The key id.
-    pub key_id: String,
-    /// The label.
-    pub alias: String,
-    /// `ADMIN` or `API`.
-    pub scope: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339, when the key has been used.
-    pub last_used_at: Option<String>,
-}
-
-/// One page of keys.
-#[derive(Debug, Clone, Deserialize)]
-pub struct KeyList {
-    /// Newest first.
-    pub keys: Vec<KeyInfo>,
-    /// Pass back to get the next page.
-    pub next_cursor: Option<String>,
-    /// Whether there is a next page.
-    pub has_more: bool,
 }
 
 /// Who the caller is.
@@ -371,56 +332,6 @@ impl Client {
                 .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
             code: body["code"].as_str().map(str::to_owned),
         })
-    }
-
-    /// `POST /keys`.
-    pub async fn create_key(&self, scope: &str, alias: &str) -> Result<CreatedKey, ClientError> {
-        let req = self
-            .request(Method::POST, "/keys")
-            .await?
-            .json(&json!({"scope": scope, "alias": alias}));
-        self.send(req).await
-    }
-
-    /// `GET /keys`, one page.
-    pub async fn list_keys(
-        &self,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<KeyList, ClientError> {
-        let mut query = vec![("limit", limit.to_string())];
-        if let Some(c) = cursor {
-            query.push(("cursor", c.to_owned()));
-        }
-        let req = self.request(Method::GET, "/keys").await?.query(&query);
-        self.send(req).await
-    }
-
-    /// Every key, following cursors.
-    pub async fn list_all_keys(&self) -> Result<Vec<KeyInfo>, ClientError> {
-        let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.list_keys(100, cursor.as_deref()).await?;
-            all.extend(page.keys);
-            match page.next_cursor {
-                Some(c) if page.has_more => cursor = Some(c),
-                _ => return Ok(all),
-            }
-        }
-    }
-
-    /// `DELETE /keys/{key_id}`.
-    pub async fn revoke_key(&self, key_id: &str) -> Result<(), ClientError> {
-        let req = self
-            .request(Method::DELETE, &format!("/keys/{key_id}"))
-            .await?;
-        let resp = self.send_raw(req).await?;
-        if resp.status() == StatusCode::NO_CONTENT || resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(ClientError::Decode(format!("status {}", resp.status())))
-        }
     }
 
     /// `POST /apps`.

@@ -53,6 +53,7 @@ try {
 
   // Generate an API key and read the secret from the page.
   await page.getByLabel("Alias").fill("browser test");
+  await page.getByPlaceholder("e.g. 100/s, 100/min, 100/h").fill("100/min");
   const [createdResp] = await Promise.all([
     page.waitForResponse((r) => r.url().includes("/dashboard/keys/created/")),
     page.getByRole("button", { name: "Generate key" }).click(),
@@ -77,6 +78,30 @@ try {
   assert.match(await page.textContent("h1"), /no longer available/);
   await page.goBack();
   assert.ok(!(await page.content()).includes(secret), "secret shown again after going back");
+
+  // The table shows its rate limit; the row's form changes it, refuses a
+  // bad one with the message, and lifts it when left empty.
+  await page.goto(`${URL_}/dashboard/keys`);
+  const row = page.locator(`tr[data-key-id="${keyId}"]`);
+  assert.equal(await row.locator(".rate-now").textContent(), "100/min");
+  const limitField = row.getByLabel(`New rate limit for key ${keyId}`);
+  assert.equal(await limitField.isVisible(), false, "the form opens on demand");
+  await row.getByText("Change").click();
+  await limitField.fill("5/s");
+  await row.getByRole("button", { name: `Set rate limit of key ${keyId}` }).click();
+  assert.match(await page.textContent("[role=status]"), /is now limited to 5\/s/);
+  assert.equal(await row.locator(".rate-now").textContent(), "5/s");
+  await shot(page, "dashboard-keys-rate-limit");
+  await row.getByText("Change").click();
+  await limitField.fill("5/day");
+  await row.getByRole("button", { name: `Set rate limit of key ${keyId}` }).click();
+  assert.match(await page.textContent("[role=alert]"), /use s, min or h/);
+  assert.equal(await row.locator(".rate-now").textContent(), "5/s");
+  await row.getByText("Change").click();
+  await limitField.fill("");
+  await row.getByRole("button", { name: `Set rate limit of key ${keyId}` }).click();
+  assert.match(await page.textContent("[role=status]"), /has no rate limit now/);
+  assert.equal(await row.locator(".rate-now").textContent(), "none");
 
   // Revoke it, with a confirmation step; the row goes away; the key is refused.
   await page.goto(`${URL_}/dashboard/keys`);

@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::harness::Server;
 
 #[test]
-fn the_keys_page_generates_shows_once_and_revokes_in_chromium() {
+fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let playwright = root.join("target/browser-tests");
     if !Path::new("/usr/bin/chromium").exists()

@@ -1,4 +1,5 @@
-//! `fal key …`, `fal keys create`, `fal auth whoami` and credential resolution.
+//! `fal key …` (rate limits included), `fal keys create`, `fal auth whoami`
+//! and credential resolution.
 
 use crate::harness::{Server, parse_pair, stderr};
 
@@ -55,7 +56,14 @@ fn list_shows_a_table_and_revoke_ends_a_key() {
     let table = server.ok(&admin, &["key", "list"]);
     let mut lines = table.lines();
     let header = lines.next().unwrap();
-    for col in ["KEY ID", "ALIAS", "SCOPE", "CREATED", "LAST USED"] {
+    for col in [
+        "KEY ID",
+        "ALIAS",
+        "SCOPE",
+        "CREATED",
+        "LAST USED",
+        "RATE LIMIT",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     let row = table.lines().find(|l| l.starts_with(&pair.id)).unwrap();
@@ -95,6 +103,7 @@ fn an_api_key_cannot_manage_keys_from_the_cli() {
         vec!["key", "generate", "--scope", "ADMIN"],
         vec!["key", "list"],
         vec!["key", "revoke", &admin.id],
+        vec!["key", "update", &admin.id, "--no-rate-limit"],
     ] {
         let out = server.run(&args, &env);
         assert!(!out.status.success(), "{args:?}");
@@ -204,5 +213,152 @@ fn a_disguising_alias_is_refused_before_anything_is_sent() {
         assert_eq!(out.status.code(), Some(1), "{key:?}");
         assert!(out.stdout.is_empty());
         assert_eq!(stderr(&out), format!("Error: {expected}\n"), "{key:?}");
+    }
+}
+
+/// The `RATE LIMIT` cell (the last column) of `key_id`'s row in `fal key list`.
+fn listed_limit(server: &Server, admin: &crate::harness::Pair, key_id: &str) -> String {
+    let table = server.ok(admin, &["key", "list"]);
+    assert!(
+        table.lines().next().unwrap().ends_with("RATE LIMIT"),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
+    row.split_whitespace().last().unwrap().to_owned()
+}
+
+#[test]
+fn a_keys_rate_limit_is_set_listed_changed_and_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None);
+    let admin = server.bootstrap();
+    let out = server.ok(
+        &admin,
+        &[
+            "key",
+            "generate",
+            "--scope",
+            "API",
+            "--alias",
+            "x",
+            "--rate-limit",
+            "100/s",
+        ],
+    );
+    assert!(out.contains("Rate limit: 100/s\n"), "{out}");
+    let pair = parse_pair(&out).unwrap();
+    assert_eq!(listed_limit(&server, &admin, &pair.id), "100/s");
+    assert_eq!(listed_limit(&server, &admin, &admin.id), "-");
+
+    let out = server.ok(
+        &admin,
+        &["key", "update", &pair.id, "--rate-limit", "5/min"],
+    );
+    assert_eq!(out, format!("Key {} is now limited to 5/min.\n", pair.id));
+    assert_eq!(listed_limit(&server, &admin, &pair.id), "5/min");
+    let json = server.ok(&admin, &["key", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let key = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == pair.id.as_str())
+        .unwrap();
+    assert_eq!(key["rate_limit"], "5/min");
+
+    let out = server.ok(&admin, &["key", "update", &pair.id, "--no-rate-limit"]);
+    assert_eq!(out, format!("Key {} has no rate limit now.\n", pair.id));
+    assert_eq!(listed_limit(&server, &admin, &pair.id), "-");
+
+    let json = server.ok(
+        &admin,
+        &[
+            "key",
+            "generate",
+            "--scope",
+            "API",
+            "--rate-limit",
+            "2/h",
+            "--json",
+        ],
+    );
+    let made: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(made["rate_limit"], "2/h");
+    let json = server.ok(
+        &admin,
+        &[
+            "key",
+            "update",
+            made["key_id"].as_str().unwrap(),
+            "--rate-limit",
+            "3/s",
+            "--json",
+        ],
+    );
+    let updated: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(updated["rate_limit"], "3/s");
+    assert_eq!(updated["key_id"], made["key_id"]);
+
+    // Someone else's (here: an unknown) key is the server's 404.
+    let env = [
+        ("FAL_KEY_ID", admin.id.as_str()),
+        ("FAL_KEY_SECRET", admin.secret.as_str()),
+    ];
+    let unknown = server.run(
+        &[
+            "key",
+            "update",
+            "6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11",
+            "--rate-limit",
+            "1/s",
+        ],
+        &env,
+    );
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("No key"), "{}", stderr(&unknown));
+    server.stop();
+}
+
+#[test]
+fn a_bad_rate_limit_is_refused_before_anything_is_sent() {
+    // Nothing listens on port 1: a request would fail with "cannot reach".
+    for args in [
+        vec!["key", "generate", "--scope", "API", "--rate-limit", "100/d"],
+        vec![
+            "key",
+            "update",
+            "6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11",
+            "--rate-limit",
+            "100/d",
+        ],
+    ] {
+        let out = crate::harness::fal()
+            .args(&args)
+            .env("FAL_HOST", "http://127.0.0.1:1")
+            .env("FAL_KEY", "a:b")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = stderr(&out);
+        assert!(err.contains("use s, min or h"), "{args:?}: {err}");
+        assert!(!err.contains("cannot reach"), "{err}");
+    }
+    // Exactly one of --rate-limit and --no-rate-limit.
+    for extra in [vec![], vec!["--rate-limit", "1/s", "--no-rate-limit"]] {
+        let mut args = vec!["key", "update", "6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11"];
+        args.extend(extra);
+        let out = crate::harness::fal()
+            .args(&args)
+            .env("FAL_HOST", "http://127.0.0.1:1")
+            .env("FAL_KEY", "a:b")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("--rate-limit") && err.contains("--no-rate-limit"),
+            "{args:?}: {err}"
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/keys", get(keys::list).post(keys::create))
-        .route("/keys/{key_id}", delete(keys::revoke))
+        .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
         .route("/auth/github", get(github::status))

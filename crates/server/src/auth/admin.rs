@@ -35,8 +35,10 @@
 
 use std::sync::Arc;
 
-use fal_core::{Clock, KeyId, KeySecret, Principal, RandomSource, Scope, Timestamp, mint_key};
-use fal_store::{AppAdmin, Cursor, KeyAdmin, KeyPage, NewKey, UserAdmin, Users};
+use fal_core::{
+    Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope, Timestamp, mint_key,
+};
+use fal_store::{AppAdmin, Cursor, KeyAdmin, KeyPage, KeySummary, NewKey, UserAdmin, Users};
 
 use super::sessions::CsrfChecked;
 use super::verifier::Verifier;
@@ -167,15 +169,22 @@ impl Admin {
         &self.principal
     }
 
-    /// Creates a key for the acting user.
-    pub async fn create_key(&self, scope: Scope, alias: String) -> Result<CreatedKey, ApiError> {
+    /// Creates a key for the acting user, limited to `rate_limit` calls
+    /// (unlimited when `None`).
+    pub async fn create_key(
+        &self,
+        scope: Scope,
+        alias: String,
+        rate_limit: Option<RateLimit>,
+    ) -> Result<CreatedKey, ApiError> {
         let s = &self.stores;
-        let (record, secret) = mint_key(
+        let (mut record, secret) = mint_key(
             s.rng.as_ref(),
             s.verifier.hasher(),
             &self.principal.user_id,
             scope,
         )?;
+        record.rate_limit = rate_limit;
         let key = NewKey {
             record,
             alias,
@@ -195,6 +204,22 @@ impl Admin {
             .await?)
     }
 
+    /// One of the acting user's unrevoked keys as listed, found by paging
+    /// through the listing; `None` when the user has no such key.
+    pub async fn find_key(&self, key_id: &KeyId) -> Result<Option<KeySummary>, ApiError> {
+        let mut cursor = None;
+        loop {
+            let page = self.list_keys(100, cursor.as_ref()).await?;
+            if let Some(k) = page.keys.into_iter().find(|k| &k.key_id == key_id) {
+                return Ok(Some(k));
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(None),
+            }
+        }
+    }
+
     /// Revokes one of the acting user's keys; `false` when the user has no
     /// such key. Takes effect on this server at once.
     pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, ApiError> {
@@ -206,6 +231,27 @@ impl Admin {
         if found {
             s.verifier.invalidate(key_id);
             tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, "key revoked");
+        }
+        Ok(found)
+    }
+
+    /// Sets (or with `None` lifts) the rate limit of one of the acting
+    /// user's unrevoked keys; `false` when the user has no such key. Other
+    /// servers learn it from the key change log; this one at once.
+    pub async fn set_key_rate_limit(
+        &self,
+        key_id: &KeyId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, ApiError> {
+        let s = &self.stores;
+        let found = s
+            .key_admin
+            .set_rate_limit(&self.principal.user_id, key_id, limit, s.clock.now())
+            .await?;
+        if found {
+            s.verifier.invalidate(key_id);
+            let limit = limit.map_or_else(|| "none".to_owned(), |l| l.to_string());
+            tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, rate_limit = %limit, "key rate limit set");
         }
         Ok(found)
     }

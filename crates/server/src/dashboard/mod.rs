@@ -1,5 +1,5 @@
-//! The dashboard: server-rendered pages to sign in, list, generate and
-//! revoke keys. Every flow works without JavaScript; `app.js` only adds
+//! The dashboard: server-rendered pages to sign in, list, generate,
+//! rate-limit and revoke keys (those in [`keys`]). Every flow works without JavaScript; `app.js` only adds
 //! copy buttons.
 //!
 //! Security: the session is an HttpOnly, SameSite=Lax cookie (Secure under
@@ -11,25 +11,24 @@
 //! `Cache-Control: no-store`. A new secret is shown through a one-time
 //! link (post, redirect, get): reloading or going back never shows it again.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use fal_core::header::parse_key_pair;
 use fal_core::token::SessionToken;
-use fal_core::{Alias, KeyId, Principal, Scope};
-use secrecy::{ExposeSecret, SecretString};
+use fal_core::{Principal, Scope};
 use serde::Deserialize;
 
 use crate::auth::AuthFailure;
-use crate::auth::sessions::CsrfChecked;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::AppState;
 
+mod keys;
 mod templates;
 
 pub use templates::{escape, render};
@@ -58,11 +57,15 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard", get(|| async { redirect("/dashboard/keys") }))
         .route("/dashboard/login", get(login_page).post(login))
         .route("/dashboard/logout", post(logout))
-        .route("/dashboard/keys", get(keys_page).post(generate))
-        .route("/dashboard/keys/created/{flash}", get(created))
+        .route("/dashboard/keys", get(keys::keys_page).post(keys::generate))
+        .route("/dashboard/keys/created/{flash}", get(keys::created))
         .route(
             "/dashboard/keys/{key_id}/revoke",
-            get(confirm_revoke).post(revoke),
+            get(keys::confirm_revoke).post(keys::revoke),
+        )
+        .route(
+            "/dashboard/keys/{key_id}/rate-limit",
+            post(keys::set_rate_limit),
         )
         .route(
             "/dashboard/static/app.css",
@@ -271,222 +274,5 @@ async fn logout(
     let mut resp = redirect("/dashboard/login");
     resp.headers_mut()
         .append(SET_COOKIE, cookies::clear(OurCookie::Session, state.tls()));
-    Ok(resp)
-}
-
-/// Every key of the acting user, newest first, following cursors.
-async fn all_keys(admin: &crate::auth::Admin) -> Result<Vec<fal_store::KeySummary>, ApiError> {
-    let mut all = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = admin.list_keys(100, cursor.as_ref()).await?;
-        all.extend(page.keys);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(all),
-        }
-    }
-}
-
-async fn keys_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let Some(s) = signed_in(&state, &headers).await else {
-        return Ok(redirect("/dashboard/login"));
-    };
-    render_keys(&state, &s, "").await
-}
-
-async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Response, ApiError> {
-    let csrf = state.sessions().csrf_token(&s.token);
-    let proof = state
-        .sessions()
-        .check_csrf(&s.token, &csrf)
-        .ok_or_else(|| ApiError::Internal("csrf".into()))?;
-    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
-    let mut rows = String::new();
-    for k in &all_keys(&admin).await? {
-        {
-            rows.push_str(&render(
-                KEY_ROW,
-                &[
-                    ("key_id", &k.key_id.to_string()),
-                    ("alias", if k.alias.is_empty() { "—" } else { &k.alias }),
-                    ("scope", k.scope.as_str()),
-                    ("created", &k.created_at.to_rfc3339()),
-                    (
-                        "last_used",
-                        &k.last_used_at
-                            .map(|t| t.to_rfc3339())
-                            .unwrap_or_else(|| "never".into()),
-                    ),
-                ],
-            ));
-        }
-    }
-    if rows.is_empty() {
-        rows = "      <tr><td colspan=\"6\">No keys yet.</td></tr>".into();
-    }
-    let body = render(
-        KEYS,
-        &[("csrf", &csrf), ("rows", &rows), ("notice", notice)],
-    );
-    Ok(page("Keys", &nav(state, s), &body).into_response())
-}
-
-/// Generate form.
-#[derive(Deserialize)]
-struct GenerateForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    scope: String,
-    #[serde(default)]
-    alias: String,
-}
-
-async fn generate(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<GenerateForm>,
-) -> Result<Response, ApiError> {
-    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
-        Ok(both) => both,
-        Err(response) => return Ok(response),
-    };
-    let Ok(scope) = form.scope.parse::<Scope>() else {
-        return render_keys(
-            &state,
-            &s,
-            "<div class=\"error\" role=\"alert\">Choose a scope: API or ADMIN.</div>",
-        )
-        .await;
-    };
-    let alias = match Alias::parse(&form.alias) {
-        Ok(alias) => alias,
-        Err(e) => {
-            let notice = format!(
-                "<div class=\"error\" role=\"alert\">The key was not generated: {}.</div>",
-                escape(&e.to_string())
-            );
-            let mut resp = render_keys(&state, &s, &notice).await?;
-            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            return Ok(resp);
-        }
-    };
-    let created = admin.create_key(scope, alias.into_string()).await?;
-    let flash = SessionToken::generate("", state.rng())?.expose().to_owned();
-    state.flashes().put(
-        flash.clone(),
-        s.principal.session_id.clone().unwrap_or_default(),
-        created.key.record.key_id.to_string(),
-        SecretString::from(created.secret.expose().to_owned()),
-        state.clock().now(),
-    );
-    Ok(redirect(&format!("/dashboard/keys/created/{flash}")))
-}
-
-/// The one-time secret page. Only a GET uses the link up: axum answers
-/// HEAD with the GET handler, and a link checker or prefetcher sending HEAD
-/// must not burn the secret before its owner sees it.
-async fn created(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    Path(flash): Path<String>,
-) -> Result<Response, ApiError> {
-    let Some(s) = signed_in(&state, &headers).await else {
-        return Ok(redirect("/dashboard/login"));
-    };
-    if method != Method::GET {
-        return Ok(page("Key generated", &nav(&state, &s), "").into_response());
-    }
-    let session = s.principal.session_id.clone().unwrap_or_default();
-    let body = match state.flashes().take(&flash, &session, state.clock().now()) {
-        Some((key_id, secret)) => render(
-            CREATED,
-            &[("key_id", &key_id), ("key_secret", secret.expose_secret())],
-        ),
-        None => SHOWN.to_owned(),
-    };
-    Ok(page("Key generated", &nav(&state, &s), &body).into_response())
-}
-
-async fn confirm_revoke(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(key_id): Path<String>,
-) -> Result<Response, ApiError> {
-    let Some(s) = signed_in(&state, &headers).await else {
-        return Ok(redirect("/dashboard/login"));
-    };
-    let csrf = state.sessions().csrf_token(&s.token);
-    let proof: CsrfChecked = state
-        .sessions()
-        .check_csrf(&s.token, &csrf)
-        .ok_or_else(|| ApiError::Internal("csrf".into()))?;
-    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
-    // Show the key only if it is the user's own.
-    let found = all_keys(&admin)
-        .await?
-        .into_iter()
-        .find(|k| k.key_id.to_string() == key_id);
-    let Some(k) = found else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            page(
-                "Not found",
-                &nav(&state, &s),
-                "<h1>No such key</h1><p><a href=\"/dashboard/keys\">Back to keys</a></p>",
-            ),
-        )
-            .into_response());
-    };
-    let body = render(
-        CONFIRM,
-        &[
-            ("key_id", &k.key_id.to_string()),
-            (
-                "alias",
-                if k.alias.is_empty() {
-                    "no alias"
-                } else {
-                    &k.alias
-                },
-            ),
-            ("scope", k.scope.as_str()),
-            ("csrf", &csrf),
-        ],
-    );
-    Ok(page("Revoke key", &nav(&state, &s), &body).into_response())
-}
-
-async fn revoke(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(key_id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, ApiError> {
-    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
-        Ok(both) => both,
-        Err(response) => return Ok(response),
-    };
-    let revoked = match key_id.parse::<KeyId>() {
-        Ok(id) => admin.revoke_key(&id).await?,
-        Err(_) => false,
-    };
-    let notice = if revoked {
-        format!(
-            "<div class=\"notice\" role=\"status\">Key <code>{}</code> was revoked.</div>",
-            escape(&key_id)
-        )
-    } else {
-        "<div class=\"error\" role=\"alert\">No such key.</div>".to_owned()
-    };
-    let mut resp = render_keys(&state, &s, &notice).await?;
-    if !revoked {
-        *resp.status_mut() = StatusCode::NOT_FOUND;
-    }
     Ok(resp)
 }

@@ -42,11 +42,19 @@ impl Browser {
     /// Posts the generate form; returns the response (303 to the one-time
     /// link when it worked).
     pub async fn generate(&self, alias: &str) -> reqwest::Response {
+        self.post("/dashboard/keys", &[("scope", "API"), ("alias", alias)])
+            .await
+    }
+
+    /// Posts a form of the keys page with the page's CSRF token.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let csrf = hidden_csrf(&self.get("/dashboard/keys").await.text().await.unwrap());
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
         self.http
-            .post(format!("{}/dashboard/keys", self.url))
+            .post(format!("{}{path}", self.url))
             .header(COOKIE, &self.cookie)
-            .form(&[("csrf", csrf.as_str()), ("scope", "API"), ("alias", alias)])
+            .form(&form)
             .send()
             .await
             .unwrap()

@@ -5,6 +5,7 @@
 mod apps;
 mod auth;
 mod dashboard;
+mod dashboard_rate;
 mod device;
 mod differential;
 mod differential_gen;
@@ -21,6 +22,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod postgres;
+mod rate_limit_admin;
 mod rate_limits;
 mod recorder;
 mod sessions;

@@ -1,0 +1,133 @@
+//! `/keys`: create, list, rate-limit and revoke the caller's keys.
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{Client, ClientError};
+
+/// A key just created, with its secret (shown once).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedKey {
+    /// The key id.
+    pub key_id: String,
+    /// The secret: print it once, then drop it.
+    pub key_secret: String,
+    /// `<key_id>:<key_secret>`, the `FAL_KEY` form.
+    pub key: String,
+    /// `ADMIN` or `API`.
+    pub scope: String,
+    /// The label.
+    pub alias: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// `100/s`, `100/min` or `100/h`; `None` when unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key id.
+    pub key_id: String,
+    /// The label.
+    pub alias: String,
+    /// `ADMIN` or `API`.
+    pub scope: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when the key has been used.
+    pub last_used_at: Option<String>,
+    /// `100/s`, `100/min` or `100/h`; `None` when unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+}
+
+/// One page of keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyList {
+    /// Newest first.
+    pub keys: Vec<KeyInfo>,
+    /// Pass back to get the next page.
+    pub next_cursor: Option<String>,
+    /// Whether there is a next page.
+    pub has_more: bool,
+}
+
+impl Client {
+    /// `POST /keys`, for an unlimited key.
+    pub async fn create_key(&self, scope: &str, alias: &str) -> Result<CreatedKey, ClientError> {
+        self.create_key_with_rate_limit(scope, alias, None).await
+    }
+
+    /// `POST /keys` with a rate limit (`100/s`, `100/min`, `100/h`;
+    /// `None` for unlimited).
+    pub async fn create_key_with_rate_limit(
+        &self,
+        scope: &str,
+        alias: &str,
+        rate_limit: Option<&str>,
+    ) -> Result<CreatedKey, ClientError> {
+        let req = self
+            .request(Method::POST, "/keys")
+            .await?
+            .json(&json!({"scope": scope, "alias": alias, "rate_limit": rate_limit}));
+        self.send(req).await
+    }
+
+    /// `PATCH /keys/{key_id}`: sets the key's rate limit (`100/s`,
+    /// `100/min`, `100/h`), or with `None` lifts it; the key as listed.
+    pub async fn update_key_rate_limit(
+        &self,
+        key_id: &str,
+        rate_limit: Option<&str>,
+    ) -> Result<KeyInfo, ClientError> {
+        let req = self
+            .request(Method::PATCH, &format!("/keys/{key_id}"))
+            .await?
+            .json(&json!({ "rate_limit": rate_limit }));
+        self.send(req).await
+    }
+
+    /// `GET /keys`, one page.
+    pub async fn list_keys(
+        &self,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<KeyList, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        let req = self.request(Method::GET, "/keys").await?.query(&query);
+        self.send(req).await
+    }
+
+    /// Every key, following cursors.
+    pub async fn list_all_keys(&self) -> Result<Vec<KeyInfo>, ClientError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_keys(100, cursor.as_deref()).await?;
+            all.extend(page.keys);
+            match page.next_cursor {
+                Some(c) if page.has_more => cursor = Some(c),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// `DELETE /keys/{key_id}`.
+    pub async fn revoke_key(&self, key_id: &str) -> Result<(), ClientError> {
+        let req = self
+            .request(Method::DELETE, &format!("/keys/{key_id}"))
+            .await?;
+        let resp = self.send_raw(req).await?;
+        if resp.status() == StatusCode::NO_CONTENT || resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::Decode(format!("status {}", resp.status())))
+        }
+    }
+}
