@@ -6,8 +6,9 @@ use serde_json::json;
 
 use crate::{Client, ClientError};
 
-/// A key just created, with its secret (shown once).
-#[derive(Debug, Clone, Deserialize)]
+/// A key just created, with its secret (shown once). Its `Debug` leaves
+/// the secret out.
+#[derive(Clone, Deserialize)]
 pub struct CreatedKey {
     /// The key id.
     pub key_id: String,
@@ -24,6 +25,20 @@ pub struct CreatedKey {
     /// `100/s`, `100/min` or `100/h`; `None` when unlimited.
     #[serde(default)]
     pub rate_limit: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key_id", &self.key_id)
+            .field("key_secret", &"[redacted]")
+            .field("key", &"[redacted]")
+            .field("scope", &self.scope)
+            .field("alias", &self.alias)
+            .field("created_at", &self.created_at)
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
 }
 
 /// One key in a listing.
@@ -129,5 +144,26 @@ impl Client {
         } else {
             Err(ClientError::Decode(format!("status {}", resp.status())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_the_secret_out() {
+        let created = CreatedKey {
+            key_id: "id-1".into(),
+            key_secret: "fal_sk_very_secret".into(),
+            key: "id-1:fal_sk_very_secret".into(),
+            scope: "API".into(),
+            alias: "a".into(),
+            created_at: "2026-12-01T00:00:00.000Z".into(),
+            rate_limit: Some("100/s".into()),
+        };
+        let shown = format!("{created:?}");
+        assert!(!shown.contains("very_secret"), "{shown}");
+        assert!(shown.contains("id-1") && shown.contains("100/s"));
     }
 }

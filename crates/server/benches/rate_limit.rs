@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fal_core::header::{AuthHeader, Credentials, parse_authorization};
-use fal_core::{
-    KeyId, OsRandom, Pepper, RateLimit, Scope, SecretHasher, SystemClock, Timestamp,
-};
+use fal_core::{KeyId, OsRandom, Pepper, RateLimit, Scope, SecretHasher, SystemClock, Timestamp};
 use fal_server::auth::Verifier;
 use fal_server::quota::RateLimiter;
 use fal_store::testing::{seed_key, seed_user};
@@ -87,13 +85,34 @@ fn bench(c: &mut Criterion) {
     for creds in [&free, &limited] {
         rt.block_on(verifier.verify(creds)).unwrap();
     }
-    assert!(verifier.verify_cached(&free).unwrap().unwrap().quota.is_none());
-    assert!(verifier.verify_cached(&limited).unwrap().unwrap().quota.is_some());
+    assert!(
+        verifier
+            .verify_cached(&free)
+            .unwrap()
+            .unwrap()
+            .quota
+            .is_none()
+    );
+    assert!(
+        verifier
+            .verify_cached(&limited)
+            .unwrap()
+            .unwrap()
+            .quota
+            .is_some()
+    );
     g.bench_function("cached_verify_unlimited", |b| {
         b.iter(|| black_box(verifier.verify_cached(black_box(&free)).unwrap().unwrap()))
     });
     g.bench_function("cached_verify_limited", |b| {
-        b.iter(|| black_box(verifier.verify_cached(black_box(&limited)).unwrap().unwrap()))
+        b.iter(|| {
+            black_box(
+                verifier
+                    .verify_cached(black_box(&limited))
+                    .unwrap()
+                    .unwrap(),
+            )
+        })
     });
     g.finish();
 }

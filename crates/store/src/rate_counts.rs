@@ -37,11 +37,13 @@ impl RateCounts for SqlStore {
     }
 
     async fn prune_rate_usage(&self, ended_before: Timestamp) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM rate_limit_usage
-             WHERE window_start < $1 AND window_start + period_ms < $1")
-            .bind(ended_before.millis())
-            .execute(self.pool())
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM rate_limit_usage
+             WHERE window_start < $1 AND window_start + period_ms < $1",
+        )
+        .bind(ended_before.millis())
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected())
     }
 }

@@ -11,9 +11,9 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::quota::RateLimiter;
 use crate::gateway::reach::ReachPolicy;
 use crate::gateway::{AppDirectory, UpstreamClient};
+use crate::quota::RateLimiter;
 use crate::state::{AppState, StateParts};
 
 mod serve;

@@ -160,10 +160,15 @@ impl App {
         let queue = self.lease_queue.lock().ok().and_then(|mut q| q.take());
         if let Some(queue) = queue {
             let counts: Arc<dyn fal_store::RateCounts> = Arc::new(self.store.clone());
-            tasks.push(tokio::spawn(crate::quota::leases::run(queue, counts.clone())));
+            tasks.push(tokio::spawn(crate::quota::leases::run(
+                queue,
+                counts.clone(),
+            )));
             let clock = self.state.verifier().clock().clone();
             let every = crate::quota::leases::PRUNE_INTERVAL;
-            tasks.push(tokio::spawn(crate::quota::leases::prune(counts, clock, every)));
+            tasks.push(tokio::spawn(crate::quota::leases::prune(
+                counts, clock, every,
+            )));
         }
         tasks
     }

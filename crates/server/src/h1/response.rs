@@ -5,8 +5,8 @@ use super::headers::{
     is_hop_by_hop, tokens,
 };
 use super::write::{decimal, header};
-use fal_core::rate::RATE_LIMIT_HEADERS;
 use super::{Framing, HeaderSlots, MAX_HEAD};
+use fal_core::rate::RATE_LIMIT_HEADERS;
 
 /// The response head an upstream sent, rewritten for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -164,7 +164,8 @@ impl TestApp {
             .unwrap();
         let limit = fal_core::RateLimit::parse(limit).ok();
         let id = key.key_id.parse().unwrap();
-        let set = fal_store::KeyAdmin::set_rate_limit(&store, &user.user_id, &id, limit, Timestamp(1));
+        let set =
+            fal_store::KeyAdmin::set_rate_limit(&store, &user.user_id, &id, limit, Timestamp(1));
         assert!(set.await.unwrap());
         store.close().await;
         (key.header(), user.user_id)

@@ -67,7 +67,10 @@ async fn a_used_up_limit_is_a_429_with_retry_after_on_both_paths() {
         assert_eq!(quota(&h), (Some("3"), Some("0"), Some("45")));
         assert_eq!(body["code"], "rate_limited");
         let detail = body["detail"].as_str().unwrap();
-        assert!(detail.contains("3/min") && detail.contains("45 s"), "{detail}");
+        assert!(
+            detail.contains("3/min") && detail.contains("45 s"),
+            "{detail}"
+        );
         // The REST API counts against the same limit.
         let (status, h, _) = app
             .call(Method::GET, "/users/current", Some(&auth), None)
@@ -116,7 +119,11 @@ async fn rate_limit_headers_are_ours_alone_on_both_paths() {
 
         let (status, h) = post(&app, "/run/acme/limits", &unlimited).await;
         assert_eq!(status, 200);
-        assert_eq!(quota(&h), (None, None, None), "the upstream's are not passed on");
+        assert_eq!(
+            quota(&h),
+            (None, None, None),
+            "the upstream's are not passed on"
+        );
         let (status, h) = post(&app, "/run/acme/limits", &limited).await;
         assert_eq!(status, 200);
         let (limit, remaining, reset) = quota(&h);
@@ -142,9 +149,19 @@ async fn a_limit_changed_in_storage_applies_without_a_restart() {
         .map(|(id, _)| id.parse().unwrap())
         .unwrap();
     let store = app.store().await;
-    let now = Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64);
+    let now = Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
     let lowered = RateLimit::parse("1/h").ok();
-    assert!(store.set_rate_limit(&user, &key_id, lowered, now).await.unwrap());
+    assert!(
+        store
+            .set_rate_limit(&user, &key_id, lowered, now)
+            .await
+            .unwrap()
+    );
     // The change log reaches the server's cache within its interval.
     let started = Instant::now();
     loop {
@@ -157,7 +174,12 @@ async fn a_limit_changed_in_storage_applies_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Lifted: no limit, no headers.
-    assert!(store.set_rate_limit(&user, &key_id, None, now).await.unwrap());
+    assert!(
+        store
+            .set_rate_limit(&user, &key_id, None, now)
+            .await
+            .unwrap()
+    );
     store.close().await;
     let started = Instant::now();
     loop {
@@ -238,7 +260,12 @@ async fn three_servers_on_postgresql_hold_a_limit_within_a_tenth_over_ten_second
         .unwrap();
     let limit = RateLimit::parse("100/s").ok();
     let id = key.key_id.parse().unwrap();
-    assert!(store.set_rate_limit(&owner, &id, limit, Timestamp(1)).await.unwrap());
+    assert!(
+        store
+            .set_rate_limit(&owner, &id, limit, Timestamp(1))
+            .await
+            .unwrap()
+    );
     store.close().await;
     let auth = format!("Key {}:{}", key.key_id, key.key_secret);
 
@@ -249,7 +276,14 @@ async fn three_servers_on_postgresql_hold_a_limit_within_a_tenth_over_ten_second
     let until = Instant::now() + Duration::from_secs(10);
     let runs: Vec<_> = servers
         .iter()
-        .map(|s| hammer(format!("{}/run/fal-ai/echo", s.url()), auth.clone(), 4, until))
+        .map(|s| {
+            hammer(
+                format!("{}/run/fal-ai/echo", s.url()),
+                auth.clone(),
+                4,
+                until,
+            )
+        })
         .collect();
     let (mut ok, mut refused) = (0, 0);
     for (o, r) in futures_util::future::join_all(runs).await {
