@@ -43,6 +43,21 @@ pub(crate) fn record_of(row: &AnyRow) -> Result<KeyRecord, StoreError> {
     })
 }
 
+/// A key as listed, from a row of `key_id, alias, scope, created_at,
+/// last_used_at, rate_limit`.
+fn summary_of(row: &AnyRow) -> Result<KeySummary, StoreError> {
+    Ok(KeySummary {
+        key_id: key_id_of(row)?,
+        alias: row.try_get("alias")?,
+        scope: scope_of(row)?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(Timestamp),
+        rate_limit: rate_limit_of(row)?,
+    })
+}
+
 pub(crate) async fn insert_key<'e, E>(exec: E, key: &NewKey) -> Result<(), StoreError>
 where
     E: Executor<'e, Database = sqlx::Any>,
@@ -153,18 +168,7 @@ impl KeyAdmin for SqlStore {
         .await?;
         let mut keys = rows
             .iter()
-            .map(|row| {
-                Ok(KeySummary {
-                    key_id: key_id_of(row)?,
-                    alias: row.try_get("alias")?,
-                    scope: scope_of(row)?,
-                    created_at: Timestamp(row.try_get("created_at")?),
-                    last_used_at: row
-                        .try_get::<Option<i64>, _>("last_used_at")?
-                        .map(Timestamp),
-                    rate_limit: rate_limit_of(row)?,
-                })
-            })
+            .map(summary_of)
             .collect::<Result<Vec<_>, StoreError>>()?;
         let more = keys.len() > limit as usize;
         keys.truncate(limit as usize);
@@ -215,6 +219,22 @@ impl KeyAdmin for SqlStore {
             .fetch_optional(self.pool())
             .await?;
         Ok(owned.is_some())
+    }
+
+    async fn key_summary(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+    ) -> Result<Option<KeySummary>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, alias, scope, created_at, last_used_at, rate_limit FROM api_keys
+             WHERE key_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(key_id.to_string())
+        .bind(user_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(summary_of).transpose()
     }
 
     async fn set_rate_limit(

@@ -230,6 +230,12 @@ pub trait KeyAdmin: Send + Sync {
         key_id: &KeyId,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// `user_id`'s unrevoked key `key_id` as listed, if there is one.
+    async fn key_summary(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+    ) -> Result<Option<KeySummary>, StoreError>;
     /// Sets (or with `None` lifts) the rate limit of `key_id` if `user_id`
     /// owns it and it is not revoked, noting the change in the key change
     /// log so every server's cache learns it. Returns whether it did.

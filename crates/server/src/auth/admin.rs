@@ -204,20 +204,13 @@ impl Admin {
             .await?)
     }
 
-    /// One of the acting user's unrevoked keys as listed, found by paging
-    /// through the listing; `None` when the user has no such key.
+    /// One of the acting user's unrevoked keys as listed (one query);
+    /// `None` when the user has no such key.
     pub async fn find_key(&self, key_id: &KeyId) -> Result<Option<KeySummary>, ApiError> {
-        let mut cursor = None;
-        loop {
-            let page = self.list_keys(100, cursor.as_ref()).await?;
-            if let Some(k) = page.keys.into_iter().find(|k| &k.key_id == key_id) {
-                return Ok(Some(k));
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(None),
-            }
-        }
+        let s = &self.stores;
+        Ok(s.key_admin
+            .key_summary(&self.principal.user_id, key_id)
+            .await?)
     }
 
     /// Revokes one of the acting user's keys; `false` when the user has no

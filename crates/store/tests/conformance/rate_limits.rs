@@ -22,6 +22,13 @@ pub(crate) async fn a_keys_rate_limit_is_kept_and_changed_by_its_owner(s: SqlSto
     assert_eq!(read.rate_limit.unwrap().to_string(), "100/s");
     let listed = s.list_keys(&a.user_id, 10, None).await.unwrap();
     assert_eq!(listed.keys[0].rate_limit, read.rate_limit);
+    let one = s.key_summary(&a.user_id, &id).await.unwrap();
+    assert_eq!(one.as_ref(), Some(&listed.keys[0]));
+    assert_eq!(
+        s.key_summary(&b.user_id, &id).await.unwrap(),
+        None,
+        "not bob's"
+    );
 
     let before = s.last_key_change().await.unwrap();
     let per_min = RateLimit::parse("5/min").ok();
