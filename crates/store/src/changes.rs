@@ -30,12 +30,28 @@ pub enum Change {
         /// Name.
         name: String,
     },
+    /// A request was queued for `owner/name`: a worker may claim it.
+    Queued {
+        /// The app's owner.
+        owner: String,
+        /// The app's name.
+        name: String,
+    },
 }
 
 /// Parses a notification payload; `None` for payloads from a newer server.
 pub fn parse_payload(payload: &str) -> Option<Change> {
     if let Some(id) = payload.strip_prefix("key:") {
         return id.parse().ok().map(Change::Key);
+    }
+    if let Some((owner, name)) = payload
+        .strip_prefix("queue:")
+        .and_then(|p| p.split_once('/'))
+    {
+        return Some(Change::Queued {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        });
     }
     let (owner, name) = payload.strip_prefix("app:")?.split_once('/')?;
     Some(Change::App {
@@ -93,6 +109,13 @@ mod tests {
         assert_eq!(
             parse_payload("app:fal-ai/echo"),
             Some(Change::App {
+                owner: "fal-ai".into(),
+                name: "echo".into()
+            })
+        );
+        assert_eq!(
+            parse_payload("queue:fal-ai/echo"),
+            Some(Change::Queued {
                 owner: "fal-ai".into(),
                 name: "echo".into()
             })

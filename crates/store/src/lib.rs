@@ -26,6 +26,8 @@ mod key_changes;
 mod keys;
 mod meta;
 pub mod migrate;
+pub mod queue;
+mod queue_sql;
 mod rate_counts;
 mod sessions;
 pub mod sql;

@@ -46,6 +46,10 @@ const SQLITE: &[Migration] = &[
         version: 7,
         sql: include_str!("../migrations/sqlite/0007_rate_limits.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/sqlite/0008_queue.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -76,6 +80,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 7,
         sql: include_str!("../migrations/postgres/0007_rate_limits.sql"),
+    },
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/postgres/0008_queue.sql"),
     },
 ];
 

@@ -10,6 +10,8 @@ use std::future::Future;
 
 #[path = "conformance/key_changes.rs"]
 mod key_changes;
+#[path = "conformance/queue.rs"]
+mod queue;
 #[path = "conformance/rate_limits.rs"]
 mod rate_limits;
 #[path = "conformance/sessions.rs"]
@@ -18,6 +20,7 @@ mod sessions;
 mod users;
 
 use key_changes::*;
+use queue::*;
 use rate_limits::*;
 use sessions::*;
 use users::*;
@@ -117,6 +120,9 @@ conformance!(
     records_can_be_read_in_pages,
     a_keys_rate_limit_is_kept_and_changed_by_its_owner,
     rate_counts_add_up_under_concurrent_leases,
+    queued_requests_are_claimed_in_order_and_completed_once,
+    cancels_depend_on_where_the_request_is,
+    concurrent_claimers_each_get_a_different_request,
 );
 
 fn hasher() -> SecretHasher {

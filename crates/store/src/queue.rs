@@ -1,0 +1,220 @@
+//! The request queue's records and [`QueueStore`]: requests accepted for
+//! later are stored before they are acknowledged, claimed by one worker at
+//! a time under a lease (another server takes a request over when its
+//! claimer's lease runs out), completed once, and kept until retention.
+
+use async_trait::async_trait;
+use fal_core::{KeyId, Timestamp, UserId};
+
+use crate::StoreError;
+
+/// Where a queued request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatus {
+    /// Waiting for a worker.
+    InQueue,
+    /// A worker is running it.
+    InProgress,
+    /// Answered, failed or cancelled.
+    Completed,
+}
+
+impl QueueStatus {
+    /// As stored and as fal's clients read it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueStatus::InQueue => "IN_QUEUE",
+            QueueStatus::InProgress => "IN_PROGRESS",
+            QueueStatus::Completed => "COMPLETED",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<QueueStatus> {
+        match s {
+            "IN_QUEUE" => Some(QueueStatus::InQueue),
+            "IN_PROGRESS" => Some(QueueStatus::InProgress),
+            "COMPLETED" => Some(QueueStatus::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// A request to queue.
+#[derive(Clone)]
+pub struct NewQueued {
+    /// Its id (a UUID), handed to the client.
+    pub request_id: String,
+    /// Whose.
+    pub user_id: UserId,
+    /// With which key (None for a session).
+    pub key_id: Option<KeyId>,
+    /// The app's owner.
+    pub owner: String,
+    /// The app's name.
+    pub name: String,
+    /// What follows the app's name, with the query (`/x?y=1`, or empty).
+    pub path: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The body's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// 0 normal, 1 low: normal first.
+    pub priority: i64,
+    /// Where to `POST` the result.
+    pub webhook: Option<String>,
+    /// The client's own timeout for the model call, when shorter than the app's.
+    pub timeout_ms: Option<i64>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for NewQueued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewQueued")
+            .field("request_id", &self.request_id)
+            .field("app", &format_args!("{}/{}", self.owner, self.name))
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored request as a worker runs it: what [`QueueStore::claim`] returns.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The request as accepted.
+    pub request: NewQueued,
+    /// How many times it was claimed before (a claimer that died).
+    pub attempts: i64,
+}
+
+/// What a status answer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueView {
+    /// The id.
+    pub request_id: String,
+    /// Whose (only they may see it).
+    pub user_id: UserId,
+    /// The app's owner.
+    pub owner: String,
+    /// The app's name.
+    pub name: String,
+    /// Where it is.
+    pub status: QueueStatus,
+    /// A cancel was asked for.
+    pub cancel_requested: bool,
+    /// Accepted at.
+    pub created_at: Timestamp,
+    /// Claimed at (latest claim).
+    pub started_at: Option<Timestamp>,
+    /// Completed at.
+    pub completed_at: Option<Timestamp>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// The kind of failure (`cancelled`, `upstream_error`, …).
+    pub error_type: Option<String>,
+}
+
+/// A completed request's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueResult {
+    /// The model's HTTP status (or ours, when the call failed).
+    pub status_code: i64,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
+    /// The body when kept in the row.
+    pub body: Option<Vec<u8>>,
+    /// The file (name under the data directory's results folder) holding
+    /// the body when it was too large for a row.
+    pub file: Option<String>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// The kind of failure.
+    pub error_type: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was waiting: completed as cancelled, it never reaches the model.
+    WasQueued,
+    /// It is running: its worker drops the call.
+    WasRunning,
+    /// Too late.
+    AlreadyCompleted,
+    /// No such request.
+    NotFound,
+}
+
+/// A webhook due for (another) attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDue {
+    /// The request.
+    pub request_id: String,
+    /// The URL.
+    pub url: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+}
+
+/// The queue's storage.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Stores a request (and, on PostgreSQL, wakes the servers).
+    async fn enqueue(&self, request: &NewQueued) -> Result<(), StoreError>;
+    /// A request's state.
+    async fn queue_view(&self, request_id: &str) -> Result<Option<QueueView>, StoreError>;
+    /// How many requests for the same app would run before this waiting one.
+    async fn queue_position(&self, request_id: &str) -> Result<u64, StoreError>;
+    /// The apps with waiting requests, or running ones whose lease ran out
+    /// before `now`.
+    async fn apps_with_work(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError>;
+    /// Claims the next request of `owner/name` for `worker` until
+    /// `lease_until`: the oldest waiting one (normal before low), or one
+    /// whose claimer's lease ran out before `now`. At most one worker ever
+    /// holds a request.
+    async fn claim(
+        &self,
+        owner: &str,
+        name: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Claimed>, StoreError>;
+    /// Extends `worker`'s lease; `None` when it no longer holds the
+    /// request, else whether a cancel was asked for.
+    async fn renew_claim(
+        &self,
+        request_id: &str,
+        worker: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<bool>, StoreError>;
+    /// Completes a request `worker` holds; false when it no longer does
+    /// (another took it over), so a request completes exactly once.
+    async fn complete(
+        &self,
+        request_id: &str,
+        worker: &str,
+        result: &QueueResult,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Cancels a request.
+    async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError>;
+    /// A completed request's answer.
+    async fn queue_result(&self, request_id: &str) -> Result<Option<QueueResult>, StoreError>;
+    /// Webhooks due at `now`, at most `limit`.
+    async fn due_webhooks(&self, now: Timestamp, limit: u32)
+    -> Result<Vec<WebhookDue>, StoreError>;
+    /// Records a webhook attempt: delivered (or given up: `next` is None
+    /// and `delivered` false), or to try again at `next`.
+    async fn webhook_attempted(
+        &self,
+        request_id: &str,
+        delivered: bool,
+        next: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
+    /// Deletes requests completed before `before`; returns the result files
+    /// they had, for the caller to delete.
+    async fn prune_queue(&self, before: Timestamp) -> Result<Vec<String>, StoreError>;
+}

@@ -1,0 +1,356 @@
+//! [`QueueStore`] for [`SqlStore`]. Portable SQL, but for one clause: on
+//! PostgreSQL a claim locks the row it takes with `FOR UPDATE SKIP LOCKED`,
+//! so servers claiming at once each get a different request; SQLite has one
+//! writer at a time, and one server.
+
+use async_trait::async_trait;
+use fal_core::{Timestamp, UserId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::queue::{
+    CancelOutcome, Claimed, NewQueued, QueueResult, QueueStatus, QueueStore, QueueView, WebhookDue,
+};
+use crate::sql::corrupt;
+use crate::{Backend, SqlStore, StoreError};
+
+/// What a cancelled request's status says.
+pub const CANCELLED: &str = "Request was cancelled";
+
+fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp))
+}
+
+fn request_of(row: &AnyRow) -> Result<NewQueued, StoreError> {
+    let key_id: Option<String> = row.try_get("key_id")?;
+    Ok(NewQueued {
+        request_id: row.try_get("request_id")?,
+        user_id: UserId::from_stored(row.try_get("user_id")?),
+        key_id: key_id
+            .map(|k| k.parse().map_err(|_| corrupt("queue key_id")))
+            .transpose()?,
+        owner: row.try_get("owner")?,
+        name: row.try_get("name")?,
+        path: row.try_get("path")?,
+        method: row.try_get("method")?,
+        content_type: row.try_get("content_type")?,
+        body: row.try_get("body")?,
+        priority: row.try_get("priority")?,
+        webhook: row.try_get("webhook")?,
+        timeout_ms: row.try_get("timeout_ms")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// The columns [`request_of`] reads.
+const REQUEST: &str = "request_id, user_id, key_id, owner, name, path, method, content_type, \
+                       body, priority, webhook, timeout_ms, created_at, attempts";
+
+#[async_trait]
+impl QueueStore for SqlStore {
+    async fn enqueue(&self, r: &NewQueued) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO queue_requests (request_id, user_id, key_id, owner, name, path, method,
+                 content_type, body, priority, timeout_ms, webhook, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'IN_QUEUE', $13)",
+        )
+        .bind(&r.request_id)
+        .bind(r.user_id.as_str())
+        .bind(r.key_id.map(|k| k.to_string()))
+        .bind(&r.owner)
+        .bind(&r.name)
+        .bind(&r.path)
+        .bind(&r.method)
+        .bind(r.content_type.as_deref())
+        .bind(r.body.clone())
+        .bind(r.priority)
+        .bind(r.timeout_ms)
+        .bind(r.webhook.as_deref())
+        .bind(r.created_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        self.announce(&mut tx, &format!("queue:{}/{}", r.owner, r.name))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn queue_view(&self, request_id: &str) -> Result<Option<QueueView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_id, user_id, owner, name, status, cancel_requested, created_at,
+                    started_at, completed_at, error, error_type
+             FROM queue_requests WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        Ok(Some(QueueView {
+            request_id: row.try_get("request_id")?,
+            user_id: UserId::from_stored(row.try_get("user_id")?),
+            owner: row.try_get("owner")?,
+            name: row.try_get("name")?,
+            status: QueueStatus::parse(&status).ok_or_else(|| corrupt("queue status"))?,
+            cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            created_at: Timestamp(row.try_get("created_at")?),
+            started_at: ts(&row, "started_at")?,
+            completed_at: ts(&row, "completed_at")?,
+            error: row.try_get("error")?,
+            error_type: row.try_get("error_type")?,
+        }))
+    }
+
+    async fn queue_position(&self, request_id: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM queue_requests q
+             JOIN queue_requests me ON me.request_id = $1
+             WHERE q.owner = me.owner AND q.name = me.name AND q.status = 'IN_QUEUE'
+               AND (q.priority < me.priority OR (q.priority = me.priority
+                    AND (q.created_at < me.created_at
+                         OR (q.created_at = me.created_at AND q.request_id < me.request_id))))",
+        )
+        .bind(request_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+    }
+
+    async fn apps_with_work(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT owner, name FROM queue_requests
+             WHERE status = 'IN_QUEUE' OR (status = 'IN_PROGRESS' AND lease_until < $1)",
+        )
+        .bind(now.millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("owner")?, r.try_get("name")?)))
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        name: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Claimed>, StoreError> {
+        // A cancelled request whose claimer died is completed as cancelled.
+        sqlx::query(
+            "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
+                 lease_until = NULL, result_status = 499, error = $2, error_type = 'cancelled',
+                 webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
+                 webhook_next_at = $1
+             WHERE owner = $3 AND name = $4 AND status = 'IN_PROGRESS'
+               AND cancel_requested = 1 AND lease_until < $1",
+        )
+        .bind(now.millis())
+        .bind(CANCELLED)
+        .bind(owner)
+        .bind(name)
+        .execute(self.pool())
+        .await?;
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let query = format!(
+            "UPDATE queue_requests SET status = 'IN_PROGRESS', claimed_by = $1, lease_until = $2,
+                 started_at = $3, attempts = attempts + 1
+             WHERE request_id = (
+                 SELECT request_id FROM queue_requests
+                 WHERE owner = $4 AND name = $5 AND cancel_requested = 0
+                   AND (status = 'IN_QUEUE' OR (status = 'IN_PROGRESS' AND lease_until < $3))
+                 ORDER BY priority, created_at, request_id LIMIT 1 {lock})
+             RETURNING {REQUEST}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(query))
+            .bind(worker)
+            .bind(lease_until.millis())
+            .bind(now.millis())
+            .bind(owner)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            Ok(Claimed {
+                request: request_of(&r)?,
+                attempts: r.try_get::<i64, _>("attempts")? - 1,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew_claim(
+        &self,
+        request_id: &str,
+        worker: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE queue_requests SET lease_until = $1
+             WHERE request_id = $2 AND claimed_by = $3 AND status = 'IN_PROGRESS'
+             RETURNING cancel_requested",
+        )
+        .bind(lease_until.millis())
+        .bind(request_id)
+        .bind(worker)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok(r.try_get::<i64, _>("cancel_requested")? != 0))
+            .transpose()
+    }
+
+    async fn complete(
+        &self,
+        request_id: &str,
+        worker: &str,
+        r: &QueueResult,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
+                 lease_until = NULL, result_status = $2, result_content_type = $3,
+                 result_body = $4, result_file = $5, error = $6, error_type = $7,
+                 webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
+                 webhook_next_at = $1
+             WHERE request_id = $8 AND claimed_by = $9 AND status = 'IN_PROGRESS'",
+        )
+        .bind(at.millis())
+        .bind(r.status_code)
+        .bind(r.content_type.as_deref())
+        .bind(r.body.clone())
+        .bind(r.file.as_deref())
+        .bind(r.error.as_deref())
+        .bind(r.error_type.as_deref())
+        .bind(request_id)
+        .bind(worker)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError> {
+        let waiting = sqlx::query(
+            "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
+                 cancel_requested = 1, result_status = 499, error = $2, error_type = 'cancelled',
+                 webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
+                 webhook_next_at = $1
+             WHERE request_id = $3 AND status = 'IN_QUEUE'",
+        )
+        .bind(at.millis())
+        .bind(CANCELLED)
+        .bind(request_id)
+        .execute(self.pool())
+        .await?;
+        if waiting.rows_affected() == 1 {
+            return Ok(CancelOutcome::WasQueued);
+        }
+        let running = sqlx::query(
+            "UPDATE queue_requests SET cancel_requested = 1
+             WHERE request_id = $1 AND status = 'IN_PROGRESS'",
+        )
+        .bind(request_id)
+        .execute(self.pool())
+        .await?;
+        if running.rows_affected() == 1 {
+            return Ok(CancelOutcome::WasRunning);
+        }
+        Ok(match self.queue_view(request_id).await? {
+            Some(_) => CancelOutcome::AlreadyCompleted,
+            None => CancelOutcome::NotFound,
+        })
+    }
+
+    async fn queue_result(&self, request_id: &str) -> Result<Option<QueueResult>, StoreError> {
+        let row = sqlx::query(
+            "SELECT result_status, result_content_type, result_body, result_file, error, error_type
+             FROM queue_requests WHERE request_id = $1 AND status = 'COMPLETED'",
+        )
+        .bind(request_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(QueueResult {
+                status_code: r.try_get::<Option<i64>, _>("result_status")?.unwrap_or(500),
+                content_type: r.try_get("result_content_type")?,
+                body: r.try_get("result_body")?,
+                file: r.try_get("result_file")?,
+                error: r.try_get("error")?,
+                error_type: r.try_get("error_type")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn due_webhooks(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<WebhookDue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, webhook, webhook_attempts FROM queue_requests
+             WHERE webhook_state = 'pending' AND webhook_next_at <= $1
+             ORDER BY webhook_next_at LIMIT $2",
+        )
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WebhookDue {
+                    request_id: r.try_get("request_id")?,
+                    url: r
+                        .try_get::<Option<String>, _>("webhook")?
+                        .ok_or_else(|| corrupt("webhook"))?,
+                    attempts: r.try_get("webhook_attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn webhook_attempted(
+        &self,
+        request_id: &str,
+        delivered: bool,
+        next: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let state = match (delivered, next) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        sqlx::query(
+            "UPDATE queue_requests SET webhook_state = $1, webhook_next_at = $2,
+                 webhook_attempts = webhook_attempts + 1
+             WHERE request_id = $3",
+        )
+        .bind(state)
+        .bind(next.map(Timestamp::millis))
+        .bind(request_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn prune_queue(&self, before: Timestamp) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM queue_requests WHERE status = 'COMPLETED' AND completed_at < $1
+             RETURNING result_file",
+        )
+        .bind(before.millis())
+        .fetch_all(self.pool())
+        .await?;
+        let mut files = Vec::new();
+        for r in rows {
+            if let Some(f) = r.try_get::<Option<String>, _>("result_file")? {
+                files.push(f);
+            }
+        }
+        Ok(files)
+    }
+}
