@@ -23,7 +23,12 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use ms, s, m, h or d"
+            ));
+        }
     };
     n.checked_mul(factor)
         .filter(|&ms| ms > 0)

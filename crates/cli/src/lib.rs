@@ -125,6 +125,12 @@ pub struct ServeArgs {
     /// Lifetime of access tokens issued after GitHub sign-in (e.g. 15m).
     #[arg(long, env = "FAL_ACCESS_TOKEN_TTL", value_parser = apps::parse_duration_ms, default_value = "15m")]
     pub access_token_ttl: u64,
+    /// How long a queued request's answer is kept (e.g. 7d, 12h).
+    #[arg(long, env = "FAL_QUEUE_RETENTION", value_parser = apps::parse_duration_ms, default_value = "7d")]
+    pub queue_retention: u64,
+    /// How many queued requests of one app this server runs at once.
+    #[arg(long, env = "FAL_QUEUE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub queue_concurrency: u32,
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,

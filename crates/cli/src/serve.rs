@@ -55,6 +55,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.body_timeout = std::time::Duration::from_millis(args.body_timeout);
     config.max_body_size = usize::try_from(args.max_body_size).unwrap_or(usize::MAX);
     config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    config.queue_retention = std::time::Duration::from_millis(args.queue_retention);
+    config.queue_concurrency = args.queue_concurrency as usize;
     match fal_server::limits::raise_file_limit() {
         Some(n) => tracing::info!(open_file_limit = n, "open-file limit"),
         None => tracing::info!("open-file limit: unlimited"),

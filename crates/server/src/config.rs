@@ -70,6 +70,11 @@ pub struct Config {
     /// address may send in a window, and whose `X-Forwarded-For` says who
     /// the client is (see [`crate::throttle`]).
     pub throttle: crate::throttle::ThrottleConfig,
+    /// How long a queued request's answer is kept (`--queue-retention`).
+    pub queue_retention: Duration,
+    /// How many queued requests of one app a server runs at once
+    /// (`--queue-concurrency`).
+    pub queue_concurrency: usize,
 }
 
 /// The PEM files for HTTPS.
@@ -105,6 +110,8 @@ impl Config {
             allow_metadata_upstreams: false,
             hand_path: true,
             throttle: crate::throttle::ThrottleConfig::default(),
+            queue_retention: Duration::from_secs(7 * 24 * 3600),
+            queue_concurrency: 8,
         }
     }
 

@@ -26,6 +26,8 @@
 //! - [`gateway`]: apps, request ids, upstream connections and their reach,
 //!   hyper's forwarding path, the answers both paths give.
 //! - [`flashes`]: one-time links to newly created secrets.
+//! - [`queue`]: the request queue: stored requests, this server's workers,
+//!   webhooks, retention (its HTTP shapes are `api::queue`).
 //!
 //! Leaves (no state, no handlers):
 //! - [`h1`]: pure HTTP/1.1 for the hand-written path, and the rules both
@@ -68,6 +70,7 @@ pub mod h1;
 pub mod limits;
 pub mod operators;
 pub mod pepper;
+pub mod queue;
 pub mod quota;
 pub mod request_log;
 pub mod response_headers;

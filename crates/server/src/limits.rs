@@ -90,6 +90,10 @@ pub fn body_timed_out(timeout: Duration) -> ApiError {
     }
 }
 
+/// The largest input a queued request may have (or `--max-body-size`,
+/// when larger).
+pub const QUEUE_MAX_BODY: usize = 16 * 1024 * 1024;
+
 /// The router's middleware for request bodies (see the module docs).
 pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     if req.body().is_end_stream() {
@@ -107,6 +111,16 @@ pub async fn bound_body(State(limits): State<BodyLimits>, req: Request, next: Ne
         }
         return response;
     }
+    // A queued request's input is kept whole, so it is read whole too,
+    // under a larger bound than the API's own bodies.
+    let limits = if req.uri().path().starts_with("/queue/") {
+        BodyLimits {
+            max_size: limits.max_size.max(QUEUE_MAX_BODY),
+            ..limits
+        }
+    } else {
+        limits
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -1,7 +1,7 @@
 //! [`AppState`]: what every handler and the front door share, at the root
 //! of what uses it (as kanidm's `https/mod.rs` holds its `ServerState`).
 //! Features never hold it; they import it. Its parts come from the
-//! features below it (`auth`, `gateway`, `github`, `flashes`), which never
+//! features below it (`auth`, `gateway`, `github`, `flashes`, `queue`), which never
 //! import it back.
 
 use std::net::IpAddr;
@@ -17,6 +17,7 @@ use crate::flashes::Flashes;
 use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
 use crate::github::Github;
 use crate::operators::Operators;
+use crate::queue::Queue;
 use crate::throttle::Throttle;
 
 /// Shared state of the application. Cheap to clone.
@@ -55,6 +56,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// Randomness.
     rng: Arc<dyn RandomSource>,
+    /// The request queue (`/queue/…`).
+    queue: Option<Arc<Queue>>,
 }
 
 /// Everything [`AppState`] is assembled from.
@@ -87,6 +90,8 @@ pub struct StateParts {
     pub sessions: Arc<Sessions>,
     /// Served over TLS.
     pub tls: bool,
+    /// The request queue.
+    pub queue: Option<Arc<Queue>>,
 }
 
 impl AppState {
@@ -121,6 +126,7 @@ impl AppState {
                 sessions: p.sessions,
                 tls: p.tls,
                 flashes: Arc::default(),
+                queue: p.queue,
             }),
         })
     }
@@ -145,6 +151,7 @@ impl AppState {
                 sessions: s.sessions.clone(),
                 tls: s.tls,
                 flashes: s.flashes.clone(),
+                queue: s.queue.clone(),
             }),
         }
     }
@@ -239,6 +246,16 @@ impl AppState {
     /// The user store.
     pub fn users(&self) -> &Arc<dyn Users> {
         &self.inner.users
+    }
+
+    /// The request queue, shared (for its background tasks).
+    pub fn queue_handle(&self) -> Option<Arc<Queue>> {
+        self.inner.queue.clone()
+    }
+
+    /// The request queue, when this server runs one.
+    pub fn queue(&self) -> Option<&Queue> {
+        self.inner.queue.as_deref()
     }
 
     /// Who the operators are.

@@ -8,6 +8,9 @@ use fal_core::{KeyId, Timestamp, UserId};
 
 use crate::StoreError;
 
+/// What a cancelled request's `error` says.
+pub const CANCELLED: &str = "Request was cancelled";
+
 /// Where a queued request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueStatus {

@@ -9,13 +9,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::queue::{
-    CancelOutcome, Claimed, NewQueued, QueueResult, QueueStatus, QueueStore, QueueView, WebhookDue,
+    CANCELLED, CancelOutcome, Claimed, NewQueued, QueueResult, QueueStatus, QueueStore, QueueView,
+    WebhookDue,
 };
 use crate::sql::corrupt;
 use crate::{Backend, SqlStore, StoreError};
-
-/// What a cancelled request's status says.
-pub const CANCELLED: &str = "Request was cancelled";
 
 fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp))

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apps;
 pub mod github;
 pub mod keys;
+pub mod queue;
 pub mod run;
 pub mod users;
 
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         // which authenticates first and then takes the path apart, as the
         // hand-written path does (an incomplete one gets the gateway's own
         // 404, after the 401 a bad key gets).
+        .route("/queue/{*rest}", any(queue::handle))
         .route("/run/", gateway_route())
         .route("/run/{*path}", gateway_route())
 }

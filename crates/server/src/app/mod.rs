@@ -271,6 +271,24 @@ impl App {
             operators.clone(),
             config.allow_metadata_upstreams,
         ))?;
+        let queue = {
+            let mut q = crate::queue::QueueConfig::new(&config.data_dir);
+            q.retention = config.queue_retention;
+            q.concurrency = config.queue_concurrency.max(1);
+            q.public_base = config.public_url.clone();
+            let client = new_upstream_client(upstream.policy().clone())?;
+            let store: Arc<dyn fal_store::queue::QueueStore> = shared.clone();
+            let queue = crate::queue::Queue::new(
+                store,
+                clock.clone(),
+                rng.as_ref(),
+                apps.clone(),
+                client,
+                q,
+            )
+            .map_err(|e| StartError::Io(format!("cannot start the queue: {e}")))?;
+            Arc::new(queue)
+        };
         let throttle = Arc::new(crate::throttle::Throttle::new(
             config.throttle.clone(),
             clock.clone(),
@@ -290,6 +308,7 @@ impl App {
             github,
             sessions,
             tls: config.tls.is_some(),
+            queue: Some(queue),
         })?;
         Ok(App {
             config,

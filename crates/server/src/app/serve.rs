@@ -150,13 +150,21 @@ impl App {
                 }
             }
         });
+        let queue = self.state.queue_handle();
         let follower = tokio::spawn(follow_changes(
             self.store.clone(),
             verifier.clone(),
             self.state.apps().clone(),
+            queue.clone(),
         ));
         let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
         let mut tasks = vec![flusher, follower, key_log];
+        if let Some(queue) = queue {
+            tasks.push(tokio::spawn(crate::queue::worker::run(queue.clone())));
+            tasks.push(tokio::spawn(crate::queue::webhooks::run(queue.clone())));
+            let every = std::time::Duration::from_secs(3600);
+            tasks.push(tokio::spawn(crate::queue::prune_every(queue, every)));
+        }
         let queue = self.lease_queue.lock().ok().and_then(|mut q| q.take());
         if let Some(queue) = queue {
             let counts: Arc<dyn fal_store::RateCounts> = Arc::new(self.store.clone());
@@ -222,7 +230,12 @@ impl App {
 /// cache is dropped, since notifications sent while not subscribed are lost;
 /// while the subscription is down, cached records are trusted only within
 /// the staleness bound. Returns at once on SQLite.
-async fn follow_changes(store: SqlStore, verifier: Arc<Verifier>, apps: Arc<AppDirectory>) {
+async fn follow_changes(
+    store: SqlStore,
+    verifier: Arc<Verifier>,
+    apps: Arc<AppDirectory>,
+    queue: Option<Arc<crate::queue::Queue>>,
+) {
     use fal_store::changes::Change;
     let mut backoff = std::time::Duration::from_millis(100);
     let mut first = true;
@@ -248,6 +261,11 @@ async fn follow_changes(store: SqlStore, verifier: Arc<Verifier>, apps: Arc<AppD
             match changes.next().await {
                 Ok(Change::Key(id)) => verifier.invalidate(&id),
                 Ok(Change::App { owner, name }) => apps.invalidate(&owner, &name),
+                Ok(Change::Queued { .. }) => {
+                    if let Some(q) = &queue {
+                        q.wake();
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "change notifications interrupted; resubscribing");
                     break;

@@ -43,7 +43,13 @@ impl ReachPolicy {
     /// The reach of `app`'s connections: internal addresses only when its
     /// owner is an operator now (a failed lookup counts as "not").
     pub async fn reach_of(&self, app: &AppRecord) -> Reach {
-        let internal = match self.operators.is_operator(&app.created_by).await {
+        self.reach_of_user(&app.created_by).await
+    }
+
+    /// The reach of connections made for `user` (an app's owner, or whoever
+    /// asked for a webhook): internal addresses only for an operator now.
+    pub async fn reach_of_user(&self, user: &fal_core::UserId) -> Reach {
+        let internal = match self.operators.is_operator(user).await {
             Ok(yes) => yes,
             Err(e) => {
                 tracing::warn!(error = %e, "could not tell whether an app's owner is an operator");

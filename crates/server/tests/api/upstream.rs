@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::Notify;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Upstream {
     /// Requests that reached the upstream at all.
     pub hits: Arc<AtomicUsize>,
@@ -24,6 +24,35 @@ pub struct Upstream {
     pub connections: Arc<std::sync::Mutex<std::collections::BTreeSet<u16>>>,
     /// Released by a test to let the SSE stream send its second event.
     pub release_second_event: Arc<Notify>,
+    /// Requests `/hold` is holding now.
+    pub held: Arc<AtomicUsize>,
+    /// One permit lets one `/hold` request answer.
+    pub release_held: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            hits: Arc::default(),
+            connections: Arc::default(),
+            release_second_event: Arc::default(),
+            held: Arc::default(),
+            release_held: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+}
+
+/// Holds each request until the test releases it, then echoes its JSON.
+async fn hold(State(u): State<Upstream>, body: Bytes) -> Response {
+    u.hits.fetch_add(1, Ordering::SeqCst);
+    u.held.fetch_add(1, Ordering::SeqCst);
+    let permit = u.release_held.acquire().await;
+    u.held.fetch_sub(1, Ordering::SeqCst);
+    if let Ok(p) = permit {
+        p.forget();
+    }
+    let input: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    axum::Json(json!({ "held": true, "input": input })).into_response()
 }
 
 async fn headers(
@@ -110,6 +139,7 @@ pub async fn start() -> (String, Upstream) {
         .route("/sse", get(sse))
         .route("/slow", get(slow))
         .route("/close", get(close))
+        .route("/hold", post(hold))
         .with_state(u.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

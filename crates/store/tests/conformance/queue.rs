@@ -229,7 +229,12 @@ pub(crate) async fn cancels_depend_on_where_the_request_is(s: SqlStore) {
     assert!(s.queue_view("c1").await.unwrap().is_none());
     // Waiting requests are never pruned, however old.
     s.enqueue(&queued("c4", &u.user_id, 0, 1)).await.unwrap();
-    assert!(s.prune_queue(Timestamp(1_000_000)).await.unwrap().is_empty());
+    assert!(
+        s.prune_queue(Timestamp(1_000_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.queue_view("c4").await.unwrap().is_some());
 }
 

@@ -1,0 +1,219 @@
+//! The request queue behind `/queue/…` (fal's queue API): requests are
+//! stored before their id is handed out ([`fal_store::queue::QueueStore`]),
+//! run by this server's workers ([`worker`]) through the same gateway as
+//! `/run`, and their answers kept until retention; webhooks are delivered
+//! by [`webhooks`]. The HTTP shapes are in `crate::api::queue`.
+//!
+//! On SQLite one server runs the queue; on PostgreSQL every server does,
+//! each request claimed by exactly one of them under a lease.
+
+pub mod webhooks;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fal_core::{Clock, Principal, RandomSource, Timestamp};
+use fal_store::StoreError;
+use fal_store::queue::{CancelOutcome, NewQueued, QueueResult, QueueStore, QueueView};
+use tokio::sync::Notify;
+
+use crate::gateway::{AppDirectory, UpstreamClient};
+
+/// The queue's settings.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// How long a completed request's answer is kept (`--queue-retention`).
+    pub retention: Duration,
+    /// How many requests of one app this server runs at once.
+    pub concurrency: usize,
+    /// How long a claim lasts without renewal (a dead server's requests
+    /// are taken over after this).
+    pub lease: Duration,
+    /// Answers larger than this are kept as files, not in a row.
+    pub inline_limit: usize,
+    /// Where those files go (0700, under the data directory).
+    pub results_dir: PathBuf,
+    /// The base of the URLs handed to clients (`--public-url`); else each
+    /// request's `Host`.
+    pub public_base: Option<String>,
+}
+
+impl QueueConfig {
+    /// Defaults, with answer files under `data_dir`.
+    pub fn new(data_dir: &std::path::Path) -> QueueConfig {
+        QueueConfig {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            concurrency: 8,
+            lease: Duration::from_secs(30),
+            inline_limit: 256 * 1024,
+            results_dir: data_dir.join("queue-results"),
+            public_base: None,
+        }
+    }
+}
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A result file could not be read or written.
+    #[error("result file: {0}")]
+    File(String),
+    /// No randomness for an id.
+    #[error(transparent)]
+    Random(#[from] fal_core::random::RandomError),
+}
+
+/// The queue of one server.
+pub struct Queue {
+    store: Arc<dyn QueueStore>,
+    clock: Arc<dyn Clock>,
+    apps: Arc<AppDirectory>,
+    upstream: UpstreamClient,
+    config: QueueConfig,
+    /// This server, as claims name it.
+    worker_id: String,
+    /// Something may be waiting: a request queued here or announced by
+    /// another server, or a slot freed.
+    wake: Notify,
+    /// Webhooks may be due.
+    webhooks_due: Notify,
+    /// Requests of each app running here.
+    running: Mutex<std::collections::HashMap<(String, String), usize>>,
+}
+
+impl Queue {
+    /// A queue over `store`, running requests through `upstream` (a client
+    /// of the runtime the workers run on).
+    pub fn new(
+        store: Arc<dyn QueueStore>,
+        clock: Arc<dyn Clock>,
+        rng: &dyn RandomSource,
+        apps: Arc<AppDirectory>,
+        upstream: UpstreamClient,
+        config: QueueConfig,
+    ) -> Result<Queue, QueueError> {
+        let worker_id = new_id(rng)?;
+        Ok(Queue {
+            store,
+            clock,
+            apps,
+            upstream,
+            config,
+            worker_id,
+            wake: Notify::new(),
+            webhooks_due: Notify::new(),
+            running: Mutex::new(Default::default()),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Stores a request for `principal`; once this returns, it will run.
+    pub async fn submit(&self, request: &NewQueued) -> Result<(), QueueError> {
+        self.store.enqueue(request).await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// A new request id (a random UUID).
+    pub fn new_request_id(rng: &dyn RandomSource) -> Result<String, QueueError> {
+        new_id(rng)
+    }
+
+    /// `request_id` as `principal` may see it: `None` for another user's
+    /// request, the same as for an unknown one.
+    pub async fn view(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+    ) -> Result<Option<QueueView>, QueueError> {
+        let view = self.store.queue_view(request_id).await?;
+        Ok(view.filter(|v| v.user_id == principal.user_id))
+    }
+
+    /// How many of the app's requests run before this waiting one.
+    pub async fn position(&self, request_id: &str) -> Result<u64, QueueError> {
+        Ok(self.store.queue_position(request_id).await?)
+    }
+
+    /// Cancels a request the caller may see (see [`Queue::view`]).
+    pub async fn cancel(&self, request_id: &str) -> Result<CancelOutcome, QueueError> {
+        let outcome = self.store.cancel(request_id, self.clock.now()).await?;
+        if outcome == CancelOutcome::WasQueued {
+            self.webhooks_due.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    /// A completed request's answer, with its body read from its file
+    /// when it was kept in one.
+    pub async fn result(&self, request_id: &str) -> Result<Option<QueueResult>, QueueError> {
+        let Some(mut result) = self.store.queue_result(request_id).await? else {
+            return Ok(None);
+        };
+        if let Some(file) = &result.file {
+            let path = self.config.results_dir.join(file);
+            let body = tokio::fs::read(&path)
+                .await
+                .map_err(|e| QueueError::File(format!("{}: {e}", path.display())))?;
+            result.body = Some(body);
+        }
+        Ok(Some(result))
+    }
+
+    /// Tells the workers something may be waiting.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Deletes answers past retention, and their files.
+    pub async fn prune(&self) -> Result<usize, QueueError> {
+        let keep = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Timestamp(self.clock.now().millis().saturating_sub(keep));
+        let files = self.store.prune_queue(before).await?;
+        for f in &files {
+            let path = self.config.results_dir.join(f);
+            if let Err(e) = tokio::fs::remove_file(&path).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %path.display(), error = %e, "could not delete a queue result");
+            }
+        }
+        Ok(files.len())
+    }
+}
+
+/// A random UUID (v4) from `rng`.
+fn new_id(rng: &dyn RandomSource) -> Result<String, QueueError> {
+    let mut bytes = [0u8; 16];
+    rng.fill(&mut bytes)?;
+    Ok(uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string())
+}
+
+/// Deletes answers past retention every `every`.
+pub async fn prune_every(queue: Arc<Queue>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match queue.prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(requests = n, "deleted queue answers past retention"),
+            Err(e) => tracing::warn!(error = %e, "could not delete old queue answers"),
+        }
+    }
+}
