@@ -70,9 +70,14 @@ const CASES = {
   async stream() {
     const stream = await fal.stream(APP, { input: { prompt: "streamed", sleep_ms: 100 } });
     const events = [];
+    const arrived = [];
     for await (const event of stream) {
       events.push(event);
+      arrived.push(Date.now());
     }
+    // The demo app waits sleep_ms between two events: seen as they came,
+    // the last is at least 3 × 100 ms after the first.
+    assert.ok(arrived[3] - arrived[0] >= 250, `events came together: ${arrived}`);
     const done = await stream.done();
     const output = { prompt: "streamed", sleep_ms: 100, fal_key_id: KEY_ID };
     assert.deepEqual(events, [
