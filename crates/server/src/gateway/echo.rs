@@ -41,7 +41,7 @@ pub fn router() -> Router {
 pub async fn echo(headers: HeaderMap, body: Bytes) -> Response {
     let (out, sleep) = match parse(&headers, &body) {
         Ok(parsed) => parsed,
-        Err(refused) => return refused,
+        Err(detail) => return refuse(detail),
     };
     tokio::time::sleep(sleep).await;
     axum::Json(out).into_response()
@@ -52,7 +52,7 @@ pub async fn echo(headers: HeaderMap, body: Bytes) -> Response {
 pub async fn stream(headers: HeaderMap, body: Bytes) -> Response {
     let (out, sleep) = match parse(&headers, &body) {
         Ok(parsed) => parsed,
-        Err(refused) => return refused,
+        Err(detail) => return refuse(detail),
     };
     let events = futures_util::stream::unfold(0u64, move |i| {
         let out = out.clone();
@@ -88,8 +88,8 @@ fn sse_event(data: &Value) -> Bytes {
 }
 
 /// The output for a request (its JSON plus `fal_key_id`) and how long to
-/// wait, or the 422 that says what to fix.
-fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(Value, Duration), Response> {
+/// wait, or what to fix.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(Value, Duration), String> {
     let key_id = headers
         .get(X_FAL_KEY_ID)
         .and_then(|v| v.to_str().ok())
@@ -97,9 +97,9 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(Value, Duration), Response
     let value: Value = if body.is_empty() {
         Value::Object(Map::new())
     } else {
-        serde_json::from_slice(body).map_err(|e| refuse(format!("echo takes JSON: {e}")))?
+        serde_json::from_slice(body).map_err(|e| format!("echo takes JSON: {e}"))?
     };
-    let sleep = sleep_of(&value).map_err(refuse)?;
+    let sleep = sleep_of(&value)?;
     let out = match value {
         Value::Object(mut m) => {
             m.insert("fal_key_id".into(), key_id.into());
@@ -123,6 +123,7 @@ fn sleep_of(value: &Value) -> Result<Duration, String> {
     }
 }
 
+/// The app's 422: `{"detail"}` saying what to fix.
 fn refuse(detail: String) -> Response {
     (
         StatusCode::UNPROCESSABLE_ENTITY,
