@@ -117,8 +117,14 @@ pub async fn apps_command(
     Ok(())
 }
 
-/// `fal run OWNER/NAME --data JSON|@FILE`.
-pub async fn run(host: &str, explicit: Option<&str>, app: &str, data: &str) -> anyhow::Result<()> {
+/// `fal run OWNER/NAME --data JSON|@FILE [--stream]`.
+pub async fn run(
+    host: &str,
+    explicit: Option<&str>,
+    app: &str,
+    data: &str,
+    stream: bool,
+) -> anyhow::Result<()> {
     let body = match data.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}"))?,
         None => data.as_bytes().to_vec(),
@@ -126,6 +132,9 @@ pub async fn run(host: &str, explicit: Option<&str>, app: &str, data: &str) -> a
     serde_json::from_slice::<serde_json::Value>(&body)
         .context("--data must be JSON (or @FILE holding JSON)")?;
     let client = client(host, explicit)?;
+    if stream {
+        return print_events(client.stream(app, body).await?).await;
+    }
     let answer = client.run(app, body).await?;
     let is_json = answer
         .content_type
@@ -135,6 +144,20 @@ pub async fn run(host: &str, explicit: Option<&str>, app: &str, data: &str) -> a
     match serde_json::from_slice::<serde_json::Value>(&answer.body) {
         Ok(v) if is_json => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
         _ => out.write_all(&answer.body)?,
+    }
+    Ok(())
+}
+
+/// Prints each event's data on a line of its own as it arrives: JSON
+/// compacted to one line, anything else as sent.
+async fn print_events(mut events: fal_client::EventStream) -> anyhow::Result<()> {
+    while let Some(data) = events.next_event().await? {
+        let line = match serde_json::from_str::<serde_json::Value>(&data) {
+            Ok(v) => v.to_string(),
+            Err(_) => data,
+        };
+        // stdout is line-buffered: each event is out before the next is read.
+        println!("{line}");
     }
     Ok(())
 }

@@ -64,6 +64,10 @@ pub enum Command {
         /// JSON body, or @FILE to read it from a file (default: {}).
         #[arg(long, short = 'd', default_value = "{}")]
         data: String,
+        /// Call the app's stream (/run/OWNER/NAME/stream) and print each
+        /// server-sent event's data as it arrives, one line each.
+        #[arg(long)]
+        stream: bool,
     },
     /// Maintenance on the server's own machine, working on its data directly.
     #[command(subcommand)]
@@ -362,7 +366,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
-        Command::Run { app, data } => apps::run(&cli.host, cli.key.as_deref(), &app, &data).await,
+        Command::Run { app, data, stream } => {
+            apps::run(&cli.host, cli.key.as_deref(), &app, &data, stream).await
+        }
         Command::Auth(AuthCommand::Login { no_browser }) => {
             login::login(&cli.host, no_browser).await
         }

@@ -7,6 +7,7 @@
 //! - [`credentials`]: where a key pair comes from (flag, `FAL_KEY`,
 //!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
 //! - `keys`: the `/keys` calls and [`CreatedKey`], [`KeyInfo`], [`KeyList`].
+//! - `stream`: [`EventStream`], a model's server-sent events as they arrive.
 //! - this file: [`Client`] and the other response types.
 #![forbid(unsafe_code)]
 
@@ -14,8 +15,10 @@ mod admin;
 pub mod credentials;
 mod keys;
 pub mod session;
+mod stream;
 
 pub use keys::{CreatedKey, KeyInfo, KeyList};
+pub use stream::EventStream;
 
 use std::time::Duration;
 
@@ -396,6 +399,22 @@ impl Client {
             content_type,
             body,
         })
+    }
+
+    /// Calls a model's stream: `POST /run/{owner}/{name}/stream` with a JSON
+    /// body, answered with server-sent events read as they arrive. An error
+    /// status is [`ClientError::Api`] with the gateway's (or the app's)
+    /// detail; an answer that is not `text/event-stream` is
+    /// [`ClientError::Decode`].
+    pub async fn stream(&self, app: &str, json_body: Vec<u8>) -> Result<EventStream, ClientError> {
+        let (owner, name) = split_app(app)?;
+        let req = self
+            .request(Method::POST, &format!("/run/{owner}/{name}/stream"))
+            .await?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(json_body);
+        EventStream::new(self.send_raw(req).await?)
     }
 
     /// `GET /users/current`.

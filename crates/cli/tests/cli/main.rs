@@ -10,6 +10,7 @@ mod dashboard_tls;
 mod fake_github;
 mod github;
 mod harness;
+mod js_client;
 mod models;
 mod python_client;
 mod server;

@@ -88,3 +88,81 @@ fn apps_are_managed_and_models_called_from_the_cli() {
     assert!(stderr(&out).contains("OWNER/NAME"), "{}", stderr(&out));
     server.stop();
 }
+
+#[test]
+fn fal_run_stream_prints_each_event_as_it_arrives() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    const SLEEP_MS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
+    let admin = server.bootstrap();
+    let api = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let data = format!(r#"{{"prompt": "hi", "sleep_ms": {SLEEP_MS}}}"#);
+
+    let mut child = crate::harness::fal()
+        .args(["run", "fal-ai/echo", "--stream", "--data", &data])
+        .env("FAL_HOST", &server.url)
+        .env("FAL_KEY_ID", &api.id)
+        .env("FAL_KEY_SECRET", &api.secret)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        lines.push((line.unwrap(), Instant::now()));
+    }
+    assert!(child.wait().unwrap().success());
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|(l, _)| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4, "{lines:?}");
+    for (i, e) in events[..3].iter().enumerate() {
+        assert_eq!(
+            e,
+            &serde_json::json!({"partial": true, "index": i, "of": 3})
+        );
+    }
+    assert_eq!(events[3]["prompt"], "hi");
+    assert_eq!(events[3]["fal_key_id"], api.id.as_str());
+    // The demo app waits between events: printed as they came, the last
+    // line comes well after the first.
+    assert!(
+        lines[3].1 - lines[0].1 >= Duration::from_millis(3 * SLEEP_MS - 50),
+        "all lines came at once: {lines:?}"
+    );
+
+    // The app's refusal and ours: a nonzero exit with the detail.
+    let env = [
+        ("FAL_KEY_ID", api.id.as_str()),
+        ("FAL_KEY_SECRET", api.secret.as_str()),
+    ];
+    let out = server.run(
+        &[
+            "run",
+            "fal-ai/echo",
+            "--stream",
+            "--data",
+            r#"{"sleep_ms": -1}"#,
+        ],
+        &env,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("sleep_ms must be"),
+        "{}",
+        stderr(&out)
+    );
+    server.ok(&admin, &["key", "revoke", &api.id]);
+    let out = server.run(&["run", "fal-ai/echo", "--stream"], &env);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("No user found for Key ID and Secret"),
+        "{}",
+        stderr(&out)
+    );
+    server.stop();
+}

@@ -122,12 +122,24 @@ fn call(
     key_env: &[(&str, String)],
     args: &str,
 ) -> serde_json::Value {
+    call_as(python, server, key_env, args, "run")
+}
+
+/// Runs `call_model.py` in `mode` (`run` or `stream`); returns what it printed.
+fn call_as(
+    python: &Path,
+    server: &Server,
+    key_env: &[(&str, String)],
+    args: &str,
+    mode: &str,
+) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/call_model.py");
     let host = server.url.strip_prefix("https://").unwrap();
     let mut cmd = Command::new(python);
     cmd.arg(&script)
         .arg("fal-ai/echo")
         .arg(args)
+        .arg(mode)
         .env("FAL_RUN_HOST", format!("{host}/run"))
         .env_remove("FAL_KEY")
         .env_remove("FAL_KEY_ID")
@@ -146,7 +158,7 @@ fn call(
 }
 
 #[test]
-fn fal_client_from_pypi_calls_a_model_and_sees_revocation() {
+fn fal_client_from_pypi_calls_and_streams_a_model_and_sees_revocation() {
     let Some(python) = venv_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
@@ -178,10 +190,46 @@ fn fal_client_from_pypi_calls_a_model_and_sees_revocation() {
     let got = call(&python, &server, &fal_key, r#"{"n": 2}"#);
     assert_eq!(got["result"]["n"], 2, "{got}");
 
+    // fal_client.stream: POST /run/fal-ai/echo/stream, each event as it
+    // arrives (the demo app waits 200 ms between two).
+    let got = call_as(
+        &python,
+        &server,
+        &pair_env,
+        r#"{"prompt": "streamed", "sleep_ms": 200}"#,
+        "stream",
+    );
+    assert_eq!(got["ok"], true, "{got}");
+    let events = got["events"].as_array().unwrap();
+    assert_eq!(events.len(), 4, "{got}");
+    for (i, e) in events[..3].iter().enumerate() {
+        assert_eq!(
+            e,
+            &serde_json::json!({"partial": true, "index": i, "of": 3})
+        );
+    }
+    assert_eq!(events[3]["prompt"], "streamed");
+    assert_eq!(events[3]["fal_key_id"], api.id.as_str());
+    let last_ms = got["arrived_ms"][3].as_u64().unwrap();
+    assert!(last_ms >= 550, "the events came together: {got}");
+
     server.ok(&admin, &["key", "revoke", &api.id]);
     let got = call(&python, &server, &pair_env, r#"{"prompt": "again"}"#);
     assert_eq!(got["ok"], false, "{got}");
     assert_eq!(got["status"], 401);
     assert_eq!(got["message"], "No user found for Key ID and Secret");
+    // fal-client 1.0.3's stream never reads an error answer: it refuses
+    // anything but text/event-stream before looking at the status, so our
+    // 401 reaches the caller as httpx_sse's SSEError naming our JSON.
+    let got = call_as(&python, &server, &pair_env, "{}", "stream");
+    assert_eq!(got["ok"], false, "{got}");
+    assert_eq!(got["error"], "SSEError", "{got}");
+    assert!(
+        got["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{got}"
+    );
     server.stop();
 }

@@ -116,7 +116,7 @@ async fn start_demo(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Io(format!("cannot start the demo app: {e}")))?;
-    let router = Router::new().fallback(crate::gateway::echo);
+    let router = crate::gateway::echo::router();
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "demo app stopped");

@@ -6,6 +6,7 @@ mod apps;
 mod auth;
 mod dashboard;
 mod dashboard_rate;
+mod demo;
 mod device;
 mod differential;
 mod differential_gen;
