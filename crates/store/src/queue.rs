@@ -217,7 +217,8 @@ pub trait QueueStore: Send + Sync {
         delivered: bool,
         next: Option<Timestamp>,
     ) -> Result<(), StoreError>;
-    /// Deletes requests completed before `before`; returns the result files
-    /// they had, for the caller to delete.
-    async fn prune_queue(&self, before: Timestamp) -> Result<Vec<String>, StoreError>;
+    /// Deletes requests completed before `before`; returns one entry per
+    /// request deleted, with the result file it had (for the caller to
+    /// delete).
+    async fn prune_queue(&self, before: Timestamp) -> Result<Vec<Option<String>>, StoreError>;
 }

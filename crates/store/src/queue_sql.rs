@@ -335,7 +335,7 @@ impl QueueStore for SqlStore {
         Ok(())
     }
 
-    async fn prune_queue(&self, before: Timestamp) -> Result<Vec<String>, StoreError> {
+    async fn prune_queue(&self, before: Timestamp) -> Result<Vec<Option<String>>, StoreError> {
         let rows = sqlx::query(
             "DELETE FROM queue_requests WHERE status = 'COMPLETED' AND completed_at < $1
              RETURNING result_file",
@@ -343,12 +343,8 @@ impl QueueStore for SqlStore {
         .bind(before.millis())
         .fetch_all(self.pool())
         .await?;
-        let mut files = Vec::new();
-        for r in rows {
-            if let Some(f) = r.try_get::<Option<String>, _>("result_file")? {
-                files.push(f);
-            }
-        }
-        Ok(files)
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Option<String>, _>("result_file")?))
+            .collect()
     }
 }

@@ -320,6 +320,11 @@ impl App {
         })
     }
 
+    /// The request queue (tests run its retention by hand).
+    pub fn queue(&self) -> Option<Arc<crate::queue::Queue>> {
+        self.state.queue_handle()
+    }
+
     /// The ADMIN key created on the very first start, to print once. Later
     /// starts return `None`: the secret is not kept anywhere.
     pub fn take_bootstrap_key(&mut self) -> Option<BootstrapKey> {

@@ -183,8 +183,8 @@ impl Queue {
     pub async fn prune(&self) -> Result<usize, QueueError> {
         let keep = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
         let before = Timestamp(self.clock.now().millis().saturating_sub(keep));
-        let files = self.store.prune_queue(before).await?;
-        for f in &files {
+        let deleted = self.store.prune_queue(before).await?;
+        for f in deleted.iter().flatten() {
             let path = self.config.results_dir.join(f);
             if let Err(e) = tokio::fs::remove_file(&path).await
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -192,7 +192,7 @@ impl Queue {
                 tracing::warn!(file = %path.display(), error = %e, "could not delete a queue result");
             }
         }
-        Ok(files.len())
+        Ok(deleted.len())
     }
 }
 

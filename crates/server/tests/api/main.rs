@@ -23,6 +23,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod postgres;
+mod queue;
 mod rate_limit_admin;
 mod rate_limits;
 mod recorder;
