@@ -6,6 +6,7 @@ pub mod apps;
 pub mod github;
 pub mod keys;
 pub mod run;
+pub mod tokens;
 pub mod users;
 
 use axum::Router;
@@ -40,6 +41,8 @@ pub fn routes() -> Router<AppState> {
             "/admin/users/{user}/disable",
             axum::routing::post(admin::disable_user),
         )
+        .route("/tokens", axum::routing::post(tokens::create))
+        .route("/tokens/", axum::routing::post(tokens::create))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
         // Every model path, complete or not, reaches the gateway's handler,
