@@ -28,5 +28,6 @@ mod recorder;
 mod sessions;
 mod ssrf;
 mod throttling;
+mod tokens;
 mod upstream;
 mod users_admin;
