@@ -70,14 +70,16 @@ pub fn query_token(query: Option<&str>) -> Option<&str> {
 }
 
 /// `query` without its `fal_jwt_token` pairs (an upstream never sees the
-/// token); `None` when nothing is left.
-pub fn query_without_token(query: Option<&str>) -> Option<String> {
-    let kept: Vec<&str> = query?
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some(TOKEN_QUERY))
-        .collect();
+/// token); as it came when it has none. `None` when nothing is left.
+pub fn query_without_token(query: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    let query = query?;
+    let is_token = |pair: &&str| pair.split('=').next() == Some(TOKEN_QUERY);
+    if !query.split('&').any(|pair| is_token(&pair)) {
+        return Some(query.into());
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !is_token(p)).collect();
     let kept = kept.join("&");
-    (!kept.is_empty()).then_some(kept)
+    (!kept.is_empty()).then_some(kept.into())
 }
 
 async fn principal_of(
@@ -169,5 +171,26 @@ impl AppState {
         csrf: &crate::auth::sessions::CsrfChecked,
     ) -> Result<Admin, ApiError> {
         Admin::for_dashboard(principal, csrf, self.admin_stores())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_from_the_query_and_taken_out_of_it() {
+        assert_eq!(query_token(Some("a=1&fal_jwt_token=x.y.z")), Some("x.y.z"));
+        assert_eq!(query_token(Some("fal_jwt_tokens=x")), None);
+        assert_eq!(query_token(None), None);
+        let strip = |q| query_without_token(q).map(|c| c.into_owned());
+        assert_eq!(
+            strip(Some("a=1&fal_jwt_token=t&b=2")).as_deref(),
+            Some("a=1&b=2")
+        );
+        assert_eq!(strip(Some("fal_jwt_token=t")), None);
+        // Without a token, the query goes on exactly as it came.
+        assert_eq!(strip(Some("")).as_deref(), Some(""));
+        assert_eq!(strip(Some("a&&b=")).as_deref(), Some("a&&b="));
     }
 }
