@@ -182,8 +182,8 @@ impl AppTokenKey {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/// Unpadded base64url (RFC 4648 §5).
-fn encode(bytes: &[u8]) -> String {
+/// Unpadded base64url (RFC 4648 §5), as JWTs and PKCE use it.
+pub fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -200,7 +200,7 @@ fn encode(bytes: &[u8]) -> String {
 }
 
 /// Decodes unpadded base64url; `None` for anything else.
-fn decode(text: &str) -> Option<Vec<u8>> {
+pub fn decode(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| -> Option<u32> {
         let v = match c {
             b'A'..=b'Z' => c - b'A',

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fal_core::app_token::{decode, encode};
 use fal_core::{Clock, ManualClock, Scope, SystemClock, Timestamp};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -60,30 +61,8 @@ async fn run_with(app: &TestApp, app_path: &str, token: &str) -> (u16, Value) {
 }
 
 fn payload(token: &str) -> Value {
-    use std::io::Read;
     let part = token.split('.').nth(1).unwrap();
-    // base64url without padding, decoded by hand to keep the test lean.
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in part.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            _ => 63,
-        };
-        bits = (bits << 6) | u32::from(v);
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    let mut s = String::new();
-    out.as_slice().read_to_string(&mut s).unwrap();
-    serde_json::from_str(&s).unwrap()
+    serde_json::from_slice(&decode(part).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -296,7 +275,7 @@ async fn tampered_and_made_up_tokens_get_a_401() {
     let forged = payload(&token);
     let mut forged = forged.as_object().unwrap().clone();
     forged.insert("apps".into(), json!(["echo"]));
-    parts[1] = b64url(serde_json::to_string(&forged).unwrap().as_bytes());
+    parts[1] = encode(serde_json::to_string(&forged).unwrap().as_bytes());
     let tampered = parts.join(".");
     let mut flipped = token.clone().into_bytes();
     let last = flipped.len() - 2;
@@ -308,23 +287,6 @@ async fn tampered_and_made_up_tokens_get_a_401() {
         assert_eq!(status, 401, "{bad}: {v}");
         assert_eq!(v["code"], "invalid_credentials", "{v}");
     }
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -497,4 +459,29 @@ async fn a_second_server_on_the_same_database_accepts_the_token() {
     first.stop().await;
     second.stop().await;
     db.drop().await;
+}
+
+#[tokio::test]
+async fn a_cli_sessions_token_ends_with_the_session() {
+    use crate::sessions::{app_with, cli_sign_in, github_config};
+    let fake = crate::fake_github::FakeGithub::start();
+    let app = app_with(github_config(&fake, &["octocat"], &[], &[])).await;
+    let (access, _) = cli_sign_in(&app).await;
+    let bearer = format!("Bearer {access}");
+    let token = mint(&app, &bearer, json!({"allowed_apps": ["fal-ai/echo"]})).await;
+    let claims = payload(&token);
+    assert!(
+        claims["sid"].is_string() && claims.get("key").is_none(),
+        "{claims}"
+    );
+    let (status, v) = run_with(&app, "fal-ai/echo", &token).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["fal_key_id"], Value::Null);
+    let (status, _, _) = app
+        .call(Method::POST, "/auth/logout", Some(&bearer), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, v) = run_with(&app, "fal-ai/echo", &token).await;
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(v["code"], "invalid_session");
 }
