@@ -63,6 +63,7 @@ pub fn check(data: &[u8]) {
         session_id: None,
         scope: Scope::Api,
         quota: None,
+        apps: None,
     };
     let tail = run
         .path

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`alias`]: a key's alias, checked once.
+//! - [`allowed_apps`]: the apps a short-lived token may call;
+//!   [`app_token`]: those tokens (HS256 JWTs under a key from the pepper).
 //! - [`app_name`]: an app's owner and name, checked once.
 //! - [`upstream`]: an app's upstream base URL, checked once.
 //! - [`scope`]: the two scopes (`API`, `ADMIN`) and what each may do.
@@ -18,7 +20,9 @@
 #![forbid(unsafe_code)]
 
 pub mod alias;
+pub mod allowed_apps;
 pub mod app_name;
+pub mod app_token;
 pub mod budget;
 pub mod hash;
 pub mod header;
@@ -32,7 +36,9 @@ pub mod upstream;
 pub mod verify;
 
 pub use alias::{Alias, AliasError, MAX_ALIAS_CHARS};
+pub use allowed_apps::{AllowedApps, AllowedAppsError};
 pub use app_name::{AppName, AppOwner, AppPartError};
+pub use app_token::{AppToken, AppTokenClaims, AppTokenError, AppTokenKey};
 pub use hash::{Pepper, SecretHash, SecretHasher};
 pub use header::{Credentials, HeaderError};
 pub use key::{KeyFormatError, KeyId, KeySecret, UserId};

@@ -38,6 +38,24 @@ pub struct Principal {
     /// Where this call leaves the key's rate limit, when it has one (for
     /// the `RateLimit-*` headers of the answer).
     pub quota: Option<crate::rate::Quota>,
+    /// The apps it may call, for a short-lived token (`None`: any app,
+    /// and any route its scope allows; `Some`: those apps and nothing
+    /// else).
+    pub apps: Option<crate::allowed_apps::AllowedApps>,
+}
+
+impl Principal {
+    /// Whether this caller may call the app `owner/name`: any caller
+    /// without an app restriction, a token only for its apps.
+    pub fn may_call(&self, owner: &str, name: &str) -> bool {
+        self.apps.as_ref().is_none_or(|a| a.allows(owner, name))
+    }
+
+    /// Whether this is a short-lived token's caller, which may call models
+    /// and nothing else.
+    pub fn is_app_token(&self) -> bool {
+        self.apps.is_some()
+    }
 }
 
 /// Verification failed. One variant on purpose: the caller learns nothing
@@ -62,6 +80,7 @@ pub fn verify(
             session_id: None,
             scope: r.scope,
             quota: None,
+            apps: None,
         }),
         _ => Err(VerifyError),
     }

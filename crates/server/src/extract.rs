@@ -47,11 +47,46 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// Any authenticated caller, of either scope.
+/// Any authenticated caller, of either scope (never a short-lived app
+/// token's: those only call models, see [`ModelCaller`]).
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
-async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+/// A model call's caller: any authenticated principal, or a short-lived
+/// app token's, sent as `Authorization: Bearer <token>` or, without an
+/// `Authorization` header, as `?fal_jwt_token=<token>`. A token's caller
+/// may call only its apps: the handler checks [`Principal::may_call`].
+#[derive(Debug, Clone)]
+pub struct ModelCaller(pub Principal);
+
+/// The query parameter fal's clients put a short-lived token in.
+pub const TOKEN_QUERY: &str = "fal_jwt_token";
+
+/// The value of `?fal_jwt_token=` in `query`, if any (the first).
+pub fn query_token(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(TOKEN_QUERY)?.strip_prefix('='))
+}
+
+/// `query` without its `fal_jwt_token` pairs (an upstream never sees the
+/// token); as it came when it has none. `None` when nothing is left.
+pub fn query_without_token(query: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    let query = query?;
+    let is_token = |pair: &&str| pair.split('=').next() == Some(TOKEN_QUERY);
+    if !query.split('&').any(|pair| is_token(&pair)) {
+        return Some(query.into());
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !is_token(p)).collect();
+    let kept = kept.join("&");
+    (!kept.is_empty()).then_some(kept.into())
+}
+
+async fn principal_of(
+    parts: &Parts,
+    state: &AppState,
+    model_call: bool,
+) -> Result<Principal, ApiError> {
     // A blocked client is refused before anything is parsed or hashed.
     let ClientIp(client) = ClientIp::of(parts, state);
     state.refuse_if_blocked(client).await?;
@@ -66,11 +101,33 @@ async fn principal_of(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
     // nowhere here (not even for GET), since a browser attaches it to any
     // request a link or another site makes, and /run or /auth/verify would
     // then act as the signed-in user. Only /dashboard pages read it.
-    state
-        .verifier()
-        .authenticate(header)
-        .await
-        .map_err(|f| state.note_failure(client, f))
+    let verifier = state.verifier();
+    let found = if model_call {
+        let token = query_token(parts.uri.query());
+        verifier.authenticate_model(header, token).await
+    } else {
+        verifier.authenticate(header).await
+    };
+    found.map_err(|f| state.note_failure(client, f))
+}
+
+impl FromRequestParts<AppState> for ModelCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = principal_of(parts, state, true).await?;
+        if let (Some(quota), Some(slot)) = (principal.quota, parts.extensions.get::<QuotaSlot>()) {
+            slot.fill(quota);
+        }
+        tracing::debug!(
+            user_id = %principal.user_id,
+            key_id = ?principal.key_id.map(|k| k.to_string()),
+            scope = %principal.scope,
+            app_token = principal.is_app_token(),
+            "authenticated"
+        );
+        Ok(ModelCaller(principal))
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -80,7 +137,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(c) = parts.extensions.get::<Caller>() {
             return Ok(c.clone());
         }
-        let caller = Caller(principal_of(parts, state).await?);
+        let caller = Caller(principal_of(parts, state, false).await?);
         if let (Some(quota), Some(slot)) = (caller.0.quota, parts.extensions.get::<QuotaSlot>()) {
             slot.fill(quota);
         }
@@ -114,5 +171,26 @@ impl AppState {
         csrf: &crate::auth::sessions::CsrfChecked,
     ) -> Result<Admin, ApiError> {
         Admin::for_dashboard(principal, csrf, self.admin_stores())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_from_the_query_and_taken_out_of_it() {
+        assert_eq!(query_token(Some("a=1&fal_jwt_token=x.y.z")), Some("x.y.z"));
+        assert_eq!(query_token(Some("fal_jwt_tokens=x")), None);
+        assert_eq!(query_token(None), None);
+        let strip = |q| query_without_token(q).map(|c| c.into_owned());
+        assert_eq!(
+            strip(Some("a=1&fal_jwt_token=t&b=2")).as_deref(),
+            Some("a=1&b=2")
+        );
+        assert_eq!(strip(Some("fal_jwt_token=t")), None);
+        // Without a token, the query goes on exactly as it came.
+        assert_eq!(strip(Some("")).as_deref(), Some(""));
+        assert_eq!(strip(Some("a&&b=")).as_deref(), Some("a&&b="));
     }
 }

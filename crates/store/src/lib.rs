@@ -434,6 +434,8 @@ pub trait SessionStore: Send + Sync {
         &self,
         access_hash: &str,
     ) -> Result<Option<SessionRecord>, StoreError>;
+    /// The session with this id.
+    async fn session_by_id(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// The session whose refresh token hashes to `refresh_hash`.
     async fn session_by_refresh(
         &self,

@@ -80,6 +80,16 @@ impl SessionStore for SqlStore {
         row.as_ref().map(session_of).transpose()
     }
 
+    async fn session_by_id(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = $1"
+        )))
+        .bind(session_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(session_of).transpose()
+    }
+
     async fn session_by_refresh(
         &self,
         refresh_hash: &str,

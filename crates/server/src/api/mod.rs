@@ -7,6 +7,7 @@ pub mod github;
 pub mod keys;
 pub mod queue;
 pub mod run;
+pub mod tokens;
 pub mod users;
 
 use axum::Router;
@@ -41,6 +42,8 @@ pub fn routes() -> Router<AppState> {
             "/admin/users/{user}/disable",
             axum::routing::post(admin::disable_user),
         )
+        .route("/tokens", axum::routing::post(tokens::create))
+        .route("/tokens/", axum::routing::post(tokens::create))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{owner}/{name}", get(apps::show).delete(apps::remove))
         // Every model path, complete or not, reaches the gateway's handler,

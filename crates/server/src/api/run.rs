@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::extract::{ModelCaller, query_without_token};
 use crate::gateway::forward::{forward, target};
 use crate::gateway::{GatewayError, rules};
 use crate::h1::target::{split_run_path, tail_is_safe};
@@ -15,19 +15,22 @@ use crate::state::AppState;
 /// The gateway handler.
 pub async fn run(
     State(state): State<AppState>,
-    Caller(principal): Caller,
+    ModelCaller(principal): ModelCaller,
     req: Request,
 ) -> Result<Response, ApiError> {
     let run = split_run_path(req.uri().path()).ok_or(GatewayError::BadPath)?;
     if !tail_is_safe(run.tail) {
         return Err(rules::escaping_path());
     }
+    rules::may_call(&principal, run.owner, run.name)?;
     let app = state
         .apps()
         .find_keyed(run.app, run.owner, run.name)
         .await?
         .ok_or_else(|| GatewayError::UnknownApp(run.app.to_owned()))?;
-    let target = target(&app.upstream, run.tail, req.uri().query()).ok_or_else(|| {
+    // A token in the query stays here, as the Authorization header does.
+    let query = query_without_token(req.uri().query());
+    let target = target(&app.upstream, run.tail, query.as_deref()).ok_or_else(|| {
         ApiError::Internal(format!("bad upstream URL for {}/{}", app.owner, app.name))
     })?;
     let request_id = state.request_ids().next();

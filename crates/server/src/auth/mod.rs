@@ -8,7 +8,8 @@
 //! through an [`Operator`], which only an `Admin` can become.
 //!
 //! # Layout
-//! - [`verifier`]: the key cache, staleness, batched last-use writes.
+//! - [`verifier`]: the key cache, staleness, batched last-use writes;
+//!   short-lived app tokens (`verifier::tokens`), checked through it.
 //! - [`key_feed`]: follows the key change log, so that the cache stays
 //!   current with one query per interval; [`legacy_ids`]: the untagged key
 //!   ids that may exist, so made-up ones are refused without storage.
@@ -31,6 +32,7 @@ pub mod verifier;
 pub use admin::{Admin, AdminParts, AdminStores, CreatedKey};
 pub use apps::Viewer;
 pub use operator::Operator;
+pub use verifier::tokens::{DEFAULT_TOKEN_SECONDS, MAX_TOKEN_SECONDS};
 pub use verifier::{PENDING_SOFT_LIMIT, Verifier};
 
 use crate::error::ApiError;
@@ -50,19 +52,27 @@ pub enum AuthFailure {
     Unavailable,
     /// A session token that is unknown, expired or logged out.
     InvalidSession,
+    /// A short-lived app token past its expiry.
+    TokenExpired,
+    /// A short-lived app token on a route other than a model call's.
+    TokenNotAccepted,
     /// Right credentials, but the key's rate limit is used up.
     RateLimited(crate::quota::RateRefusal),
 }
 
 impl AuthFailure {
     /// Whether presented credentials were refused (wrong secret, unknown
-    /// id, malformed key, bad session token): what failed-auth throttling
-    /// counts. No credentials, a scheme we do not take and storage being
-    /// down say nothing about guessing, and do not count.
+    /// id, malformed key, bad session token, bad or expired app token):
+    /// what failed-auth throttling counts. No credentials, a scheme we do
+    /// not take, a good token on the wrong route and storage being down
+    /// say nothing about guessing, and do not count.
     pub fn is_refusal(self) -> bool {
         matches!(
             self,
-            AuthFailure::Malformed | AuthFailure::Invalid | AuthFailure::InvalidSession
+            AuthFailure::Malformed
+                | AuthFailure::Invalid
+                | AuthFailure::InvalidSession
+                | AuthFailure::TokenExpired
         )
     }
 }
@@ -76,6 +86,18 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Invalid => ApiError::InvalidCredentials,
             AuthFailure::Unavailable => ApiError::Unavailable,
             AuthFailure::RateLimited(r) => ApiError::RateLimited(r),
+            AuthFailure::TokenExpired => ApiError::Status {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: "token_expired",
+                detail: "This token has expired: ask POST /tokens/ for a new one".into(),
+            },
+            AuthFailure::TokenNotAccepted => ApiError::Status {
+                status: axum::http::StatusCode::FORBIDDEN,
+                code: "token_not_accepted",
+                detail: "A short-lived token only calls models (/run): use a key \
+                         (Authorization: Key <key_id>:<key_secret>) here"
+                    .into(),
+            },
             AuthFailure::InvalidSession => ApiError::Status {
                 status: axum::http::StatusCode::UNAUTHORIZED,
                 code: "invalid_session",

@@ -235,7 +235,34 @@ impl Sessions {
                     session_id: Some(r.session_id),
                     scope: Scope::Admin,
                     quota: None,
+                    apps: None,
                 })
+            }
+            _ => Err(AuthFailure::InvalidSession),
+        }
+    }
+
+    /// Whether the CLI session `session_id` of `user_id` is still live
+    /// (not ended, and its refresh token not expired): checked for each
+    /// call with a short-lived token the session minted.
+    pub async fn check_live(&self, session_id: &str, user_id: &UserId) -> Result<(), AuthFailure> {
+        let record = match self.store.session_by_id(session_id).await {
+            Ok(r) => r,
+            Err(StoreError::Unavailable(_)) => return Err(AuthFailure::Unavailable),
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return Err(AuthFailure::Unavailable);
+            }
+        };
+        let now = self.clock.now();
+        match record {
+            Some(r)
+                if r.kind == SessionKind::Cli
+                    && !r.revoked
+                    && &r.user_id == user_id
+                    && r.refresh_expires_at.is_some_and(|t| t > now) =>
+            {
+                Ok(())
             }
             _ => Err(AuthFailure::InvalidSession),
         }

@@ -18,6 +18,10 @@ use super::AuthFailure;
 use super::legacy_ids::LegacyIds;
 use super::sessions::Sessions;
 use crate::quota::RateLimiter;
+use fal_core::AppTokenKey;
+use fal_core::app_token::looks_like_jwt;
+
+pub mod tokens;
 
 /// A cached key record, when it was read, and its latest use.
 struct Cached {
@@ -77,6 +81,8 @@ pub struct Verifier {
     feed_current_at: AtomicI64,
     /// Ids without a tag that may exist (minted before ids had one).
     legacy: LegacyIds,
+    /// Signs and checks short-lived app tokens (see [`tokens`]).
+    token_key: AppTokenKey,
     /// Sessions from GitHub sign-in, for `Bearer` tokens.
     sessions: Option<Arc<Sessions>>,
     /// Keys' rate limits.
@@ -99,6 +105,7 @@ impl Verifier {
         max_staleness: Duration,
     ) -> Verifier {
         Verifier {
+            token_key: AppTokenKey::derive(&hasher),
             hasher,
             lookup,
             cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
@@ -184,11 +191,16 @@ impl Verifier {
         &self.hasher
     }
 
-    /// Authenticates an `Authorization` header value.
+    /// Authenticates an `Authorization` header value, for any route but a
+    /// model call's: a short-lived app token is refused (see
+    /// [`Verifier::authenticate_model`]).
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthFailure> {
         let value = header.ok_or(AuthFailure::Missing)?;
         match parse_authorization(value) {
             Ok(AuthHeader::Key(creds)) => self.verify(&creds).await,
+            Ok(AuthHeader::Bearer(token)) if looks_like_jwt(token) => {
+                Err(AuthFailure::TokenNotAccepted)
+            }
             Ok(AuthHeader::Bearer(token)) => match &self.sessions {
                 Some(s) => s.authenticate_bearer(token).await,
                 None => Err(AuthFailure::InvalidSession),
@@ -205,15 +217,23 @@ impl Verifier {
     /// is older than the staleness bound while the change feed has not
     /// vouched for the cache within it either. This is the hot path.
     pub fn verify_cached(&self, creds: &Credentials) -> Option<Result<Principal, AuthFailure>> {
-        let cached = self.cache.get(&creds.key_id)?;
         let now = self.clock.now();
+        let cached = self.fresh(&creds.key_id, now)?;
+        Some(self.finish(creds, Some(&cached), now))
+    }
+
+    /// The cached record of `key_id`, unless it is older than the
+    /// staleness bound while the change feed has not vouched for the cache
+    /// within it either.
+    fn fresh(&self, key_id: &KeyId, now: Timestamp) -> Option<Arc<Cached>> {
+        let cached = self.cache.get(key_id)?;
         let age = |since: i64| now.millis().saturating_sub(since);
         if age(cached.fetched_at.millis()) > self.max_staleness_ms
             && age(self.feed_current_at.load(Ordering::Acquire)) > self.max_staleness_ms
         {
             return None;
         }
-        Some(self.finish(creds, Some(&cached), now))
+        Some(cached)
     }
 
     /// The key change feed read the log to its end in a round that started
@@ -234,7 +254,13 @@ impl Verifier {
             // same work as a wrong secret for a known id (see `finish`).
             return self.finish(creds, None, self.clock.now());
         }
-        let record = match self.lookup.key_record(&creds.key_id).await {
+        let cached = self.read(&creds.key_id).await?;
+        self.finish(creds, cached.as_ref(), self.clock.now())
+    }
+
+    /// Reads `key_id`'s record from storage into the cache.
+    async fn read(&self, key_id: &KeyId) -> Result<Option<Arc<Cached>>, AuthFailure> {
+        let record = match self.lookup.key_record(key_id).await {
             Ok(r) => r,
             Err(StoreError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "key lookup failed: database unavailable");
@@ -246,12 +272,11 @@ impl Verifier {
             }
         };
         let now = self.clock.now();
-        let cached = record.map(|r| {
+        Ok(record.map(|r| {
             let entry = Arc::new(Cached::new(r, now));
             self.cache.insert(entry.record.key_id, entry.clone());
             entry
-        });
-        self.finish(creds, cached.as_ref(), now)
+        }))
     }
 
     fn finish(
@@ -272,13 +297,26 @@ impl Verifier {
             }
         };
         if let Some(entry) = cached {
-            self.note_use(entry, now);
-            if let Some(limit) = entry.record.rate_limit {
-                let taken = self.limiter.take(&entry.record.key_id, limit, now);
-                principal.quota = Some(taken.map_err(AuthFailure::RateLimited)?);
-            }
+            self.charge(entry, &mut principal, now)?;
         }
         Ok(principal)
+    }
+
+    /// Records a use of the key of `entry` by `principal` (a key's caller,
+    /// or a token's minted with that key) and takes the call from the
+    /// key's rate limit, if it has one.
+    fn charge(
+        &self,
+        entry: &Arc<Cached>,
+        principal: &mut Principal,
+        now: Timestamp,
+    ) -> Result<(), AuthFailure> {
+        self.note_use(entry, now);
+        if let Some(limit) = entry.record.rate_limit {
+            let taken = self.limiter.take(&entry.record.key_id, limit, now);
+            principal.quota = Some(taken.map_err(AuthFailure::RateLimited)?);
+        }
+        Ok(())
     }
 
     /// Records a use: an atomic store, and the pending list's lock only for

@@ -130,6 +130,9 @@ impl Conn {
         if !tail_is_safe(path.tail) {
             return answer(rules::escaping_path(), log);
         }
+        if let Err(e) = rules::may_call(&principal, path.owner, path.name) {
+            return answer(e, log);
+        }
         let found = self
             .state
             .apps()
@@ -164,8 +167,9 @@ impl Conn {
         }))
     }
 
-    /// The caller behind a request's `Authorization` header, as the
-    /// router's [`crate::extract::Caller`] would find it, under the same
+    /// The caller behind a request's `Authorization` header (a key, a
+    /// session or a short-lived app token), as the router's
+    /// [`crate::extract::ModelCaller`] would find it, under the same
     /// failed-auth throttling.
     async fn authenticate(&self, run: &RunHead<'_, '_>) -> Result<Principal, ApiError> {
         let forwarded = run
@@ -188,7 +192,7 @@ impl Conn {
         let value = std::str::from_utf8(value).map_err(|_| malformed())?;
         self.state
             .verifier()
-            .authenticate(Some(value))
+            .authenticate_model(Some(value), None)
             .await
             .map_err(|f| self.state.note_failure(client, f))
     }

@@ -27,6 +27,23 @@ pub(crate) fn connect_refused() -> ApiError {
     }
 }
 
+/// A short-lived token's caller may call only the apps it lists: 403 for
+/// another (the queue's routes check the same).
+pub fn may_call(principal: &fal_core::Principal, owner: &str, name: &str) -> Result<(), ApiError> {
+    if principal.may_call(owner, name) {
+        return Ok(());
+    }
+    let listed: Vec<String> = principal.apps.iter().flat_map(|a| a.entries()).collect();
+    Err(ApiError::Status {
+        status: StatusCode::FORBIDDEN,
+        code: "app_not_allowed",
+        detail: format!(
+            "This token may call only {}, not {owner}/{name}: ask POST /tokens/ for a token whose allowed_apps lists {name:?}",
+            listed.join(", ")
+        ),
+    })
+}
+
 /// A `Content-Length` that is not digits, or several that disagree.
 pub(crate) fn bad_length() -> ApiError {
     ApiError::BadRequest(

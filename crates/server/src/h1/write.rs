@@ -156,6 +156,7 @@ mod tests {
             session_id: None,
             scope: fal_core::Scope::Api,
             quota: None,
+            apps: None,
         };
         let mut out = Vec::new();
         upstream_head(&mut out, &run, &upstream, "/x", &principal, &[b'r'; 36]);

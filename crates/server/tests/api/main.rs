@@ -30,5 +30,6 @@ mod recorder;
 mod sessions;
 mod ssrf;
 mod throttling;
+mod tokens;
 mod upstream;
 mod users_admin;

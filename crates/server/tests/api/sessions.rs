@@ -15,7 +15,12 @@ use crate::fake_github::{CLIENT_ID, CLIENT_SECRET, FakeGithub};
 use crate::github_web::no_redirects;
 use crate::helpers::{TestApp, spawn_app_with};
 
-fn github_config(fake: &FakeGithub, users: &[&str], ids: &[i64], orgs: &[&str]) -> GithubConfig {
+pub(crate) fn github_config(
+    fake: &FakeGithub,
+    users: &[&str],
+    ids: &[i64],
+    orgs: &[&str],
+) -> GithubConfig {
     GithubConfig {
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.to_owned().into(),
@@ -48,7 +53,7 @@ impl std::ops::DerefMut for GithubApp {
 }
 
 /// An app with the demo model and GitHub sign-in allowed by `config`.
-async fn app_with(config: GithubConfig) -> GithubApp {
+pub(crate) async fn app_with(config: GithubConfig) -> GithubApp {
     let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
     let app = spawn_app_with(
         move |c| {

@@ -55,6 +55,9 @@ pub(crate) async fn sessions_end_with_the_key_they_were_opened_with(s: SqlStore)
         s.session_by_refresh("refresh-c1").await.unwrap(),
         Some(cli.clone())
     );
+    // By id, as a short-lived token's session is checked.
+    assert_eq!(s.session_by_id("c1").await.unwrap(), Some(cli.clone()));
+    assert_eq!(s.session_by_id("nope").await.unwrap(), None);
     assert!(s.revoke_key(&u.user_id, &kid, Timestamp(50)).await.unwrap());
     let state = |id: &'static str| {
         let s = s.clone();
