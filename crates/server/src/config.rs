@@ -75,6 +75,10 @@ pub struct Config {
     /// How many queued requests of one app a server runs at once
     /// (`--queue-concurrency`).
     pub queue_concurrency: usize,
+    /// How long a server's claim on a queued request lasts unrenewed: a
+    /// server that dies has its requests taken over after this (30 s; not
+    /// a flag of `fal serve`, tests shorten it).
+    pub queue_lease: Duration,
 }
 
 /// The PEM files for HTTPS.
@@ -112,6 +116,7 @@ impl Config {
             throttle: crate::throttle::ThrottleConfig::default(),
             queue_retention: Duration::from_secs(7 * 24 * 3600),
             queue_concurrency: 8,
+            queue_lease: Duration::from_secs(30),
         }
     }
 

@@ -6,7 +6,9 @@
 //!   `GET …/requests/ID` (the stored answer), `PUT …/requests/ID/cancel`.
 //!
 //! A request is visible to its owner only (any of their keys): another
-//! user gets the same 404 as for an unknown id.
+//! user gets the same 404 as for an unknown id. A short-lived app token
+//! (`POST /tokens/`, as `Bearer` or `?fal_jwt_token=`) works for its apps'
+//! requests only.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,8 +25,9 @@ use fal_store::queue::{CancelOutcome, NewQueued, QueueStatus, QueueView};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::extract::{ModelCaller, TOKEN_QUERY};
 use crate::gateway::GatewayError;
+use crate::gateway::rules::may_call;
 use crate::h1::headers::X_FAL_REQUEST_ID;
 use crate::h1::target::tail_is_safe;
 use crate::queue::webhooks::{self, WebhookError};
@@ -59,7 +62,7 @@ impl From<WebhookError> for ApiError {
 /// Every `/queue/…` request.
 pub async fn handle(
     State(state): State<AppState>,
-    Caller(principal): Caller,
+    ModelCaller(principal): ModelCaller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -158,6 +161,7 @@ async fn submit_request(
     base: &Base,
     s: Submit<'_>,
 ) -> Result<Response, ApiError> {
+    may_call(principal, s.owner, s.name)?;
     if !tail_is_safe(s.tail) {
         return Err(crate::gateway::rules::escaping_path());
     }
@@ -237,6 +241,9 @@ fn split_webhook(query: Option<&str>) -> (Option<String>, Option<String>) {
             Some(("fal_webhook", v)) => {
                 webhook = Some(percent_decode(v));
             }
+            // The caller's token never reaches the model.
+            Some((TOKEN_QUERY, _)) => {}
+            None if pair == TOKEN_QUERY => {}
             _ => rest.push(pair),
         }
     }
@@ -270,6 +277,17 @@ fn percent_decode(v: &str) -> String {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("No request {id:?} found"))
+}
+
+/// The request as `principal` may see it: theirs, and, for an app token,
+/// on one of its apps.
+async fn visible(queue: &Queue, principal: &Principal, id: &str) -> Result<QueueView, ApiError> {
+    let view = queue
+        .view(principal, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    may_call(principal, &view.owner, &view.name)?;
+    Ok(view)
 }
 
 /// The status JSON fal's clients parse.
@@ -332,10 +350,7 @@ async fn status(
     id: &str,
     logs: bool,
 ) -> Result<Response, ApiError> {
-    let view = queue
-        .view(principal, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let view = visible(queue, principal, id).await?;
     let body = status_json(queue, base, &view, logs).await?;
     let code = match view.status {
         QueueStatus::Completed => StatusCode::OK,
@@ -354,10 +369,7 @@ async fn stream(
     let queue = state
         .queue()
         .ok_or_else(|| ApiError::Internal("no queue".into()))?;
-    queue
-        .view(&principal, &id)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    visible(queue, &principal, &id).await?;
     let events = futures_util::stream::unfold(
         (state, principal, base, id, None::<String>, false),
         move |(state, principal, base, id, last, done)| async move {
@@ -383,10 +395,7 @@ async fn stream(
 }
 
 async fn result(queue: &Queue, principal: &Principal, id: &str) -> Result<Response, ApiError> {
-    let view = queue
-        .view(principal, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let view = visible(queue, principal, id).await?;
     if view.status != QueueStatus::Completed {
         return Err(ApiError::Status {
             status: StatusCode::BAD_REQUEST,
@@ -410,10 +419,7 @@ async fn result(queue: &Queue, principal: &Principal, id: &str) -> Result<Respon
 }
 
 async fn cancel(queue: &Queue, principal: &Principal, id: &str) -> Result<Response, ApiError> {
-    queue
-        .view(principal, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    visible(queue, principal, id).await?;
     Ok(match queue.cancel(id).await? {
         CancelOutcome::WasQueued | CancelOutcome::WasRunning => (
             StatusCode::ACCEPTED,

@@ -275,6 +275,9 @@ impl App {
             let mut q = crate::queue::QueueConfig::new(&config.data_dir);
             q.retention = config.queue_retention;
             q.concurrency = config.queue_concurrency.max(1);
+            q.lease = config
+                .queue_lease
+                .max(std::time::Duration::from_millis(300));
             q.public_base = config.public_url.clone();
             let client = new_upstream_client(upstream.policy().clone())?;
             let store: Arc<dyn fal_store::queue::QueueStore> = shared.clone();

@@ -220,6 +220,7 @@ impl Queue {
             session_id: None,
             scope: Scope::Api,
             quota: None,
+            apps: None,
         };
         let (tail, query) = match r.path.split_once('?') {
             Some((t, q)) => (t, Some(q)),

@@ -480,3 +480,34 @@ async fn answers_are_deleted_after_retention() {
     assert_eq!(queue.prune().await.unwrap(), 1);
     assert_eq!(status_of(&app, &auth, &id, "").await.0, 404);
 }
+
+#[tokio::test]
+async fn an_app_token_queues_for_its_apps_only() {
+    let app = demo().await;
+    let auth = app.admin_auth();
+    let body = json!({"allowed_apps": ["echo"], "token_expiration": 60}).to_string();
+    let (code, _, token) = app
+        .call(Method::POST, "/tokens/", Some(&auth), Some(&body))
+        .await;
+    assert_eq!(code, 201, "{token}");
+    let token = token.as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let s = submit(&app, &bearer, "/queue/fal-ai/echo", json!({"t": 1})).await;
+    let id = s["request_id"].as_str().unwrap();
+    completed(&app, &bearer, "fal-ai/echo", id).await;
+    // In the query too.
+    let path = format!("/queue/fal-ai/echo?fal_jwt_token={token}&keep=1");
+    let (code, _, s) = app.call(Method::POST, &path, None, Some("{}")).await;
+    assert_eq!(code, 200, "{s}");
+    let id = s["request_id"].as_str().unwrap();
+    completed(&app, &auth, "fal-ai/echo", id).await;
+    // Another app: refused.
+    app.admin()
+        .create_app("acme/other", "http://127.0.0.1:9", Some(1_000))
+        .await
+        .unwrap();
+    let (code, _, e) = app
+        .call(Method::POST, "/queue/acme/other", Some(&bearer), Some("{}"))
+        .await;
+    assert_eq!((code, e["code"].as_str()), (403, Some("app_not_allowed")));
+}
