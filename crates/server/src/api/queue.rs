@@ -2,7 +2,8 @@
 //! (`FAL_QUEUE_RUN_HOST=HOST/queue`):
 //! - `POST /queue/OWNER/NAME[/PATH]` submits (`?fal_webhook=`,
 //!   `X-Fal-Queue-Priority`, `X-Fal-Request-Timeout`, `X-Fal-Runner-Hint`);
-//! - `GET …/requests/ID/status[?logs=1]`, `…/status/stream` (SSE),
+//! - `GET …/requests/ID/status[?logs=1]`, `…/status/stream` (SSE; each
+//!   event carries only the log lines not sent before, ending with COMPLETED),
 //!   `GET …/requests/ID` (the stored answer), `PUT …/requests/ID/cancel`.
 //!
 //! A request is visible to its owner only (any of their keys): another
@@ -370,21 +371,33 @@ async fn stream(
         .queue()
         .ok_or_else(|| ApiError::Internal("no queue".into()))?;
     visible(queue, &principal, &id).await?;
+    // Each event carries the log lines not sent before (fal's clients add
+    // them up: @fal-ai/client's subscribe appends each event's `logs`), and
+    // one is sent when the status changed or new lines came.
     let events = futures_util::stream::unfold(
-        (state, principal, base, id, None::<String>, false),
-        move |(state, principal, base, id, last, done)| async move {
+        (state, principal, base, id, None::<String>, 0usize, false),
+        move |(state, principal, base, id, last, sent, done)| async move {
             if done {
                 return None;
             }
             loop {
                 let queue = state.queue()?;
                 let view = queue.view(&principal, &id).await.ok()??;
-                let body = status_json(queue, &base, &view, logs).await.ok()?;
-                let text = body.to_string();
-                if last.as_deref() != Some(text.as_str()) {
+                let mut body = status_json(queue, &base, &view, logs).await.ok()?;
+                let lines = match body["logs"].take() {
+                    Value::Array(all) => Some(all),
+                    _ => None,
+                };
+                let shape = body.to_string();
+                let new: Vec<Value> = lines.iter().flatten().skip(sent).cloned().collect();
+                if last.as_deref() != Some(shape.as_str()) || !new.is_empty() {
+                    let sent = sent + new.len();
+                    body["logs"] = lines.map(|_| Value::Array(new)).unwrap_or(Value::Null);
                     let finished = view.status == QueueStatus::Completed;
-                    let event: Result<Event, Infallible> = Ok(Event::default().data(text.clone()));
-                    return Some((event, (state, principal, base, id, Some(text), finished)));
+                    let event: Result<Event, Infallible> =
+                        Ok(Event::default().data(body.to_string()));
+                    let next = (state, principal, base, id, Some(shape), sent, finished);
+                    return Some((event, next));
                 }
                 tokio::time::sleep(STREAM_POLL).await;
             }

@@ -1,6 +1,7 @@
 //! The queue API as fal's clients use it: submit, status (with and
 //! without logs), the status stream, the stored answer, cancel in each
-//! state, ownership, webhooks with retries, retention.
+//! state, ownership, webhooks with retries, retention (the status stream
+//! is in `queue_stream`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::upstream;
 
-async fn submit(app: &TestApp, auth: &str, path: &str, body: Value) -> Value {
+pub(crate) async fn submit(app: &TestApp, auth: &str, path: &str, body: Value) -> Value {
     let (status, _, json) = app
         .call(Method::POST, path, Some(auth), Some(&body.to_string()))
         .await;
@@ -159,7 +160,7 @@ async fn requests_are_seen_by_their_owner_only() {
 }
 
 /// An app on the holding upstream, run one request at a time.
-async fn held_app() -> (TestApp, upstream::Upstream, String) {
+pub(crate) async fn held_app() -> (TestApp, upstream::Upstream, String) {
     let app = spawn_app_with(|c| c.queue_concurrency = 1, Arc::new(SystemClock)).await;
     let (base, u) = upstream::start().await;
     app.admin()
@@ -170,7 +171,7 @@ async fn held_app() -> (TestApp, upstream::Upstream, String) {
     (app, u, auth)
 }
 
-async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ok() {
         assert!(
@@ -321,58 +322,6 @@ async fn normal_requests_run_before_low_ones_and_the_answer_waits_for_completion
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-}
-
-#[tokio::test]
-async fn the_status_stream_sends_each_change_and_ends_with_completed() {
-    let (app, u, auth) = held_app().await;
-    let id = submit(&app, &auth, "/queue/acme/hold", json!({})).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let url = format!(
-        "{}/queue/acme/hold/requests/{id}/status/stream?logs=1",
-        app.url
-    );
-    let resp = app
-        .http
-        .get(url)
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    wait_for("the request to run", || u.held.load(Ordering::SeqCst) == 1).await;
-    u.release_held.add_permits(1);
-    let text = tokio::time::timeout(Duration::from_secs(10), resp.text())
-        .await
-        .unwrap()
-        .unwrap();
-    let statuses: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| {
-            serde_json::from_str::<Value>(d).unwrap()["status"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(
-        statuses.last().map(String::as_str),
-        Some("COMPLETED"),
-        "{text}"
-    );
-    assert!(statuses.contains(&"IN_PROGRESS".to_owned()), "{text}");
-    let mut deduped = statuses.clone();
-    deduped.dedup();
-    assert_eq!(
-        deduped.len(),
-        statuses
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    );
 }
 
 /// A webhook receiver that fails its first `fail` deliveries.
