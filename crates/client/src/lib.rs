@@ -8,16 +8,20 @@
 //!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
 //! - `keys`: the `/keys` calls and [`CreatedKey`], [`KeyInfo`], [`KeyList`].
 //! - `stream`: [`EventStream`], a model's server-sent events as they arrive.
+//! - `queue`: the `/queue` calls (submit, status, status stream, result,
+//!   cancel) and [`Submitted`], [`QueueStatus`], [`Cancelled`].
 //! - this file: [`Client`] and the other response types.
 #![forbid(unsafe_code)]
 
 mod admin;
 pub mod credentials;
 mod keys;
+mod queue;
 pub mod session;
 mod stream;
 
 pub use keys::{CreatedKey, KeyInfo, KeyList};
+pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
 
 use std::time::Duration;
@@ -322,6 +326,12 @@ impl Client {
             host: self.base.clone(),
             cause: e.without_url().to_string(),
         })?;
+        self.check(resp).await
+    }
+
+    /// The response when it is a success, else [`ClientError::Api`] with
+    /// the server's detail.
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -379,7 +389,11 @@ impl Client {
             .await?
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(json_body);
-        let resp = self.send_raw(req).await?;
+        self.read_answer(self.send_raw(req).await?).await
+    }
+
+    /// A model's answer, read whole.
+    async fn read_answer(&self, resp: reqwest::Response) -> Result<RunResponse, ClientError> {
         let header = |h: &str| {
             resp.headers()
                 .get(h)
