@@ -6,6 +6,7 @@
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
 //! - [`keys`]: `fal key …` and `fal auth whoami`;
 //! - [`apps`]: `fal apps …` and `fal run`;
+//! - [`queue`]: `fal run --queue`;
 //! - [`users`]: `fal admin users …` (operators);
 //! - [`output`]: the texts users already know from fal's documentation.
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod apps;
 pub mod keys;
 pub mod login;
 pub mod output;
+pub mod queue;
 pub mod serve;
 pub mod users;
 
@@ -68,6 +70,11 @@ pub enum Command {
         /// server-sent event's data as it arrives, one line each.
         #[arg(long)]
         stream: bool,
+        /// Go through the queue (/queue/OWNER/NAME): show the request's
+        /// status and log lines as they change (on stderr), then print the
+        /// answer.
+        #[arg(long, conflicts_with = "stream")]
+        queue: bool,
     },
     /// Maintenance on the server's own machine, working on its data directly.
     #[command(subcommand)]
@@ -366,9 +373,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
-        Command::Run { app, data, stream } => {
-            apps::run(&cli.host, cli.key.as_deref(), &app, &data, stream).await
-        }
+        Command::Run {
+            app,
+            data,
+            queue: true,
+            ..
+        } => queue::run_queued(&cli.host, cli.key.as_deref(), &app, &data).await,
+        Command::Run {
+            app, data, stream, ..
+        } => apps::run(&cli.host, cli.key.as_deref(), &app, &data, stream).await,
         Command::Auth(AuthCommand::Login { no_browser }) => {
             login::login(&cli.host, no_browser).await
         }
