@@ -125,7 +125,6 @@ fn call(
     call_as(python, server, key_env, args, "run")
 }
 
-/// Runs `call_model.py` in `mode` (`run` or `stream`); returns what it printed.
 fn call_as(
     python: &Path,
     server: &Server,
@@ -133,14 +132,25 @@ fn call_as(
     args: &str,
     mode: &str,
 ) -> serde_json::Value {
+    call_with(python, server, key_env, &[args, mode])
+}
+
+/// Runs `call_model.py APP ARGS...` (JSON arguments, mode, request id);
+/// returns what it printed.
+fn call_with(
+    python: &Path,
+    server: &Server,
+    key_env: &[(&str, String)],
+    args: &[&str],
+) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/call_model.py");
     let host = server.url.strip_prefix("https://").unwrap();
     let mut cmd = Command::new(python);
     cmd.arg(&script)
         .arg("fal-ai/echo")
-        .arg(args)
-        .arg(mode)
+        .args(args)
         .env("FAL_RUN_HOST", format!("{host}/run"))
+        .env("FAL_QUEUE_RUN_HOST", format!("{host}/queue"))
         .env_remove("FAL_KEY")
         .env_remove("FAL_KEY_ID")
         .env_remove("FAL_KEY_SECRET");
@@ -231,5 +241,134 @@ fn fal_client_from_pypi_calls_and_streams_a_model_and_sees_revocation() {
             .contains("application/json"),
         "{got}"
     );
+    server.stop();
+}
+
+/// The types of the statuses fal-client parsed, in order, repeats merged.
+fn kinds(statuses: &serde_json::Value) -> Vec<String> {
+    let mut kinds: Vec<String> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["type"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.dedup();
+    kinds
+}
+
+fn messages(status: &serde_json::Value) -> Vec<&str> {
+    status["logs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no logs in {status}"))
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn fal_client_from_pypi_uses_the_queue_and_sees_revocation() {
+    let Some(python) = venv_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let cert = dir.path().join("server.pem").display().to_string();
+    let key = dir.path().join("server.key").display().to_string();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        None,
+        &["--demo", "--tls-cert", &cert, "--tls-key", &key],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    let admin = server.bootstrap();
+    let api: Pair = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
+    let env = [("FAL_KEY", format!("{}:{}", api.id, api.secret))];
+    let echo = |prompt: &str, sleep_ms: u64| serde_json::json!({"prompt": prompt, "sleep_ms": sleep_ms, "fal_key_id": api.id});
+
+    // subscribe: submit, status polled with logs (on_queue_update), answer.
+    let got = call_with(
+        &python,
+        &server,
+        &env,
+        &[r#"{"prompt": "queued", "sleep_ms": 300}"#, "subscribe"],
+    );
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["result"], echo("queued", 300));
+    let updates = &got["updates"];
+    let seen = kinds(updates);
+    assert_eq!(seen.last().map(String::as_str), Some("Completed"), "{got}");
+    assert!(seen.contains(&"InProgress".to_owned()), "{got}");
+    let last = updates.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        messages(last),
+        ["Started on fal-ai/echo", "Completed"],
+        "{got}"
+    );
+    assert_eq!(last["error"], serde_json::Value::Null);
+    assert!(
+        last["metrics"]["inference_time"].as_f64().unwrap() >= 0.3,
+        "{got}"
+    );
+
+    // submit, handle.status(with_logs=True), handle.get().
+    let got = call_with(
+        &python,
+        &server,
+        &env,
+        &[r#"{"prompt": "by handle", "sleep_ms": 200}"#, "submit"],
+    );
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["result"], echo("by handle", 200));
+    let statuses = got["statuses"].as_array().unwrap();
+    assert!(
+        ["Queued", "InProgress"].contains(&statuses[0]["type"].as_str().unwrap()),
+        "{got}"
+    );
+    assert_eq!(statuses[1]["type"], "Completed");
+    assert_eq!(
+        messages(&statuses[1]),
+        ["Started on fal-ai/echo", "Completed"]
+    );
+    let id = got["request_id"].as_str().unwrap().to_owned();
+
+    // By id: fal_client.status and fal_client.result.
+    let got = call_with(&python, &server, &env, &["{}", "by_id", &id]);
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["status"]["type"], "Completed", "{got}");
+    assert_eq!(messages(&got["status"]).len(), 2, "{got}");
+    assert_eq!(got["result"], echo("by handle", 200));
+
+    // handle.cancel() on a running request: it completes with our error,
+    // its answer is that error, and a second cancel is refused.
+    let got = call_with(
+        &python,
+        &server,
+        &env,
+        &[r#"{"sleep_ms": 60000}"#, "cancel"],
+    );
+    assert_eq!(got["ok"], true, "{got}");
+    let cancelled = &got["cancelled"];
+    assert_eq!(cancelled["type"], "Completed", "{got}");
+    assert_eq!(cancelled["error"], "Request was cancelled", "{got}");
+    assert_eq!(cancelled["error_type"], "cancelled", "{got}");
+    assert_eq!(
+        messages(cancelled).last().copied(),
+        Some("Failed: Request was cancelled")
+    );
+    assert_eq!(got["get"]["status"], 499, "{got}");
+    assert_eq!(got["get"]["message"], "Request was cancelled", "{got}");
+    assert_eq!(got["cancel_again"]["status"], 400, "{got}");
+
+    // A revoked key: our 401 and detail on each queue call.
+    server.ok(&admin, &["key", "revoke", &api.id]);
+    let got = call_with(&python, &server, &env, &["{}", "refused", &id]);
+    assert_eq!(got["ok"], true, "{got}");
+    for call in ["submit", "subscribe", "status", "result", "cancel"] {
+        let r = &got["refusals"][call];
+        assert_eq!(r["status"], 401, "{call}: {got}");
+        assert_eq!(
+            r["message"], "No user found for Key ID and Secret",
+            "{call}: {got}"
+        );
+    }
     server.stop();
 }
