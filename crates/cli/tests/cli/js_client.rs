@@ -13,10 +13,15 @@ use std::process::Command;
 use crate::harness::{Pair, Server, parse_pair};
 use crate::python_client::make_certificates;
 
-/// The cases run today. The queue's cases (`subscribe_polling`,
-/// `subscribe_streaming`, `queue_submit_status_result`, `queue_cancel`) are
-/// in the script and join this list once the `/queue` API is merged.
-const CASES: &[&str] = &["run", "stream"];
+/// The cases run with a working key (`revoked` runs after revocation).
+const CASES: &[&str] = &[
+    "run",
+    "stream",
+    "subscribe_polling",
+    "subscribe_streaming",
+    "queue_submit_status_result",
+    "queue_cancel",
+];
 
 /// Node, and the directory the client is installed in.
 fn node_and_client() -> Option<(PathBuf, PathBuf)> {
@@ -57,6 +62,7 @@ fn run_cases(
     ca: &Path,
     key: &Pair,
     cases: &[&str],
+    request_id: &str,
 ) -> Vec<serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/fal_client.mjs");
     let out = Command::new(node)
@@ -66,6 +72,7 @@ fn run_cases(
         .env("FAL_KEY", format!("{}:{}", key.id, key.secret))
         .env("FAL_JS_CLIENT_DIR", client_dir)
         .env("NODE_EXTRA_CA_CERTS", ca)
+        .env("FAL_REQUEST_ID", request_id)
         .env_remove("FAL_KEY_ID")
         .env_remove("FAL_KEY_SECRET")
         .output()
@@ -84,7 +91,7 @@ fn run_cases(
 }
 
 #[test]
-fn fal_js_client_from_npm_runs_and_streams_and_sees_revocation() {
+fn fal_js_client_from_npm_runs_streams_queues_and_sees_revocation() {
     let Some((node, client_dir)) = node_and_client() else {
         return;
     };
@@ -103,7 +110,7 @@ fn fal_js_client_from_npm_runs_and_streams_and_sees_revocation() {
     let admin = server.bootstrap();
     let api: Pair = parse_pair(&server.ok(&admin, &["key", "generate", "--scope", "API"])).unwrap();
 
-    let reports = run_cases(&node, &client_dir, &server, &ca, &api, CASES);
+    let reports = run_cases(&node, &client_dir, &server, &ca, &api, CASES, "");
     let passed: Vec<&str> = reports
         .iter()
         .filter(|r| r["passed"] == true)
@@ -111,9 +118,23 @@ fn fal_js_client_from_npm_runs_and_streams_and_sees_revocation() {
         .collect();
     assert_eq!(passed, CASES, "{reports:?}");
     assert_eq!(reports[1]["events"], 4, "{reports:?}");
+    let queued = reports
+        .iter()
+        .find(|r| r["case"] == "queue_submit_status_result")
+        .and_then(|r| r["requestId"].as_str())
+        .unwrap()
+        .to_owned();
 
     server.ok(&admin, &["key", "revoke", &api.id]);
-    let reports = run_cases(&node, &client_dir, &server, &ca, &api, &["revoked"]);
+    let reports = run_cases(
+        &node,
+        &client_dir,
+        &server,
+        &ca,
+        &api,
+        &["revoked"],
+        &queued,
+    );
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["case"], "revoked");
     assert_eq!(reports[0]["passed"], true);

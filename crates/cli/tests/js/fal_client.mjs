@@ -91,17 +91,23 @@ const CASES = {
     report("stream", { events: events.length });
   },
 
-  // Run with a revoked key (FAL_KEY): our 401 and detail on every call.
+  // Run with a revoked key (FAL_KEY): our 401 and detail on every call,
+  // the queue's included (FAL_REQUEST_ID: a request made before).
   async revoked() {
     await refusedAsRevoked(fal.run(APP, { input: {} }), "fal.run");
     const stream = await fal.stream(APP, { input: {} });
     await refusedAsRevoked(stream.done(), "fal.stream");
+    const requestId = process.env.FAL_REQUEST_ID;
+    assert.ok(requestId, "FAL_REQUEST_ID names a request made before");
+    await refusedAsRevoked(fal.queue.submit(APP, { input: {} }), "fal.queue.submit");
+    await refusedAsRevoked(fal.subscribe(APP, { input: {} }), "fal.subscribe");
+    await refusedAsRevoked(fal.queue.status(APP, { requestId }), "fal.queue.status");
+    await refusedAsRevoked(fal.queue.result(APP, { requestId }), "fal.queue.result");
+    await refusedAsRevoked(fal.queue.cancel(APP, { requestId }), "fal.queue.cancel");
     report("revoked");
   },
 
-  // --- The queue: NOT run by js_client.rs yet. These need the /queue API
-  // (issue 15), built on another branch; once it is merged, add their names
-  // to the cases the Rust test passes (and to `revoked`).
+  // --- The queue (/queue/…).
 
   // fal.subscribe in polling mode, with logs and queue updates.
   async subscribe_polling() {
@@ -119,17 +125,28 @@ const CASES = {
     report("subscribe_polling", { updates });
   },
 
-  // fal.subscribe in streaming mode (status over server-sent events).
+  // fal.subscribe in streaming mode (status over server-sent events): the
+  // client adds up each event's logs, so each line must come once; when
+  // the stream ends it fetches the answer.
   async subscribe_streaming() {
     const updates = [];
+    let logs = [];
     const { data } = await fal.subscribe(APP, {
       input: { prompt: "queued", sleep_ms: 300 },
       mode: "streaming",
       logs: true,
-      onQueueUpdate: (u) => updates.push(u.status),
+      onQueueUpdate: (u) => {
+        updates.push(u.status);
+        logs = u.logs ?? logs;
+      },
     });
     assert.deepEqual(data, { prompt: "queued", sleep_ms: 300, fal_key_id: KEY_ID });
     assert.equal(updates.at(-1), "COMPLETED", `${updates}`);
+    assert.ok(updates.includes("IN_PROGRESS"), `${updates}`);
+    assert.deepEqual(
+      logs.map((l) => l.message),
+      ["Started on fal-ai/echo", "Completed"],
+    );
     report("subscribe_streaming", { updates });
   },
 
@@ -161,6 +178,17 @@ const CASES = {
       await new Promise((r) => setTimeout(r, 100));
       status = await fal.queue.status(APP, { requestId });
     } while (status.status !== "COMPLETED");
+    assert.equal(status.error, "Request was cancelled");
+    assert.equal(status.error_type, "cancelled");
+    let error;
+    try {
+      await fal.queue.result(APP, { requestId });
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof ApiError, `the answer of a cancelled request: ${error}`);
+    assert.equal(error.status, 499);
+    assert.equal(error.body?.detail, "Request was cancelled");
     report("queue_cancel", { requestId });
   },
 };
