@@ -9,15 +9,17 @@
 //! is done; if not, the stream is followed again (log lines already shown
 //! are not shown twice).
 //!
-//! On stderr: a spinner with the status when stderr is a terminal, else
-//! one plain line per change (`IN_QUEUE (position 0)`, `IN_PROGRESS`,
-//! `COMPLETED`) and per log line (`[INFO] Started on …`).
+//! On stderr: `Request ID`, then a spinner with the status when stderr is
+//! a terminal, else one plain line per change (`IN_QUEUE (position 0)`,
+//! `IN_PROGRESS`, `COMPLETED`); and each log line (`[INFO] Started on …`).
+//! Ctrl-C while waiting cancels the request (`PUT …/cancel`) and exits
+//! nonzero.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::Context;
-use fal_client::{Client, QueueStatus};
+use fal_client::{Cancelled, Client, QueueStatus};
 
 use crate::keys::client;
 
@@ -99,16 +101,27 @@ pub async fn run_queued(
         frame: 0,
         current: String::new(),
     };
-    if !progress.tty {
-        eprintln!("Request {id}");
-    }
+    eprintln!("Request {id}");
     progress.status(match submitted.queue_position {
         Some(n) => format!("IN_QUEUE (position {n})"),
         None => "IN_QUEUE".into(),
     });
-    let done = follow(&client, app, &id, &mut progress).await;
+    let followed = tokio::select! {
+        done = follow(&client, app, &id, &mut progress) => Some(done),
+        _ = tokio::signal::ctrl_c() => None,
+    };
     progress.finish();
-    let done = done?;
+    let done = match followed {
+        Some(done) => done?,
+        // Interrupted: nobody will read the answer, so stop the request.
+        None => match client.cancel(app, &id).await {
+            Ok(Cancelled::Requested) => anyhow::bail!("interrupted: request {id} was cancelled"),
+            Ok(Cancelled::AlreadyCompleted) => {
+                anyhow::bail!("interrupted: request {id} had already completed")
+            }
+            Err(e) => anyhow::bail!("interrupted: cancelling request {id} failed: {e}"),
+        },
+    };
     if let Some(error) = done.error {
         anyhow::bail!("{error} (request {id})");
     }

@@ -151,6 +151,21 @@ impl Server {
         c.output().unwrap()
     }
 
+    /// Runs `program ARGS` (which runs `fal` itself) with this server's
+    /// environment, `FAL_HOST` and `env`.
+    pub fn run_program(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(program);
+        for v in FAL_VARS {
+            c.env_remove(v);
+        }
+        c.env("FAL_HOST", &self.url).args(args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
     /// Runs with a key pair in `FAL_KEY_ID`/`FAL_KEY_SECRET`; asserts success.
     pub fn ok(&self, pair: &Pair, args: &[&str]) -> String {
         let out = self.run(

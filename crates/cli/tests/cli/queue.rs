@@ -193,3 +193,109 @@ fn the_typed_queue_calls_submit_follow_fetch_and_cancel() {
     });
     server.stop();
 }
+
+/// `script` (util-linux) runs a command on a pseudo-terminal.
+fn script() -> Option<&'static str> {
+    let found = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("script");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but `script` (util-linux) is missing"
+    );
+    eprintln!("*** SKIPPED the spinner test of fal run --queue: no `script` (util-linux) ***");
+    None
+}
+
+#[test]
+fn on_a_terminal_fal_run_queue_spins_and_ctrl_c_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
+    let admin = server.bootstrap();
+    let key = format!("{}:{}", admin.id, admin.secret);
+
+    if let Some(script) = script() {
+        let command = format!(
+            "{} run fal-ai/echo --queue --data '{{\"prompt\": \"tty\", \"sleep_ms\": 600}}'",
+            crate::harness::FAL
+        );
+        let out = server.run_program(
+            script,
+            &["-qec", &command, "/dev/null"],
+            &[("FAL_KEY", &key)],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        // Frames redrawn over one line with the status, then the status
+        // left on a line of its own, then the answer.
+        let frames = ['|', '/', '-', '\\'];
+        let spun = frames.map(|f| text.contains(&format!("\r{f} IN_PROGRESS\x1b[K")));
+        assert!(spun.iter().filter(|s| **s).count() >= 3, "{text:?}");
+        assert!(text.contains("[INFO] Started on fal-ai/echo"), "{text:?}");
+        assert!(text.contains("\rCOMPLETED\x1b[K\r\n{"), "{text:?}");
+        assert!(text.contains("\"prompt\": \"tty\""), "{text:?}");
+        assert!(text.starts_with("Request "), "{text:?}");
+    }
+
+    // Ctrl-C while it runs: the request is cancelled, fal exits nonzero.
+    let mut child = crate::harness::fal()
+        .env("FAL_HOST", &server.url)
+        .env("FAL_KEY", &key)
+        .args([
+            "run",
+            "fal-ai/echo",
+            "--queue",
+            "--data",
+            r#"{"sleep_ms": 60000}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut id = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Request ") {
+            id = rest.to_owned();
+        }
+        if line == "IN_PROGRESS" {
+            break;
+        }
+    }
+    assert!(!id.is_empty());
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(!child.wait().unwrap().success());
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some(format!("Error: interrupted: request {id} was cancelled").as_str()),
+        "{rest:?}"
+    );
+    let c = client(&server, &admin);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let done = rt.block_on(async {
+        let started = Instant::now();
+        loop {
+            let s = c.status("fal-ai/echo", &id, false).await.unwrap();
+            if s.is_completed() {
+                break s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(done.error.as_deref(), Some("Request was cancelled"));
+    server.stop();
+}
