@@ -59,7 +59,8 @@ pub enum Command {
     /// Manage apps: OWNER/NAME mapped to an upstream (ADMIN).
     #[command(subcommand)]
     Apps(AppsCommand),
-    /// Call a model: POST JSON to /run/OWNER/NAME and print the answer.
+    /// Call a model: POST JSON to /run/OWNER/NAME (or /queue/OWNER/NAME with
+    /// --queue) and print the answer.
     Run {
         /// The app, OWNER/NAME.
         app: String,
