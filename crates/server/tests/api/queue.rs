@@ -261,3 +261,37 @@ async fn answers_are_deleted_after_retention() {
     assert_eq!(queue.prune().await.unwrap(), 1);
     assert_eq!(status_of(&app, &auth, &id, "").await.0, 404);
 }
+
+#[tokio::test]
+async fn a_large_answer_is_kept_in_a_file_and_replayed_whole() {
+    let app = demo().await;
+    let auth = app.admin_auth();
+    let big = "x".repeat(400 * 1024);
+    let s = submit(&app, &auth, "/queue/fal-ai/echo", json!({ "big": big })).await;
+    let id = s["request_id"].as_str().unwrap();
+    completed(&app, &auth, "fal-ai/echo", id).await;
+    let file = app
+        .dir
+        .path()
+        .join("queue-results")
+        .join(format!("{id}.bin"));
+    let meta = std::fs::metadata(&file).expect("kept as a file");
+    assert!(meta.len() > 400 * 1024);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let (code, _, answer) = app
+        .call(
+            Method::GET,
+            &format!("/queue/fal-ai/echo/requests/{id}"),
+            Some(&auth),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, answer["big"].as_str().map(str::len)),
+        (200, Some(big.len()))
+    );
+}

@@ -296,3 +296,46 @@ async fn an_apps_concurrency_caps_how_many_of_its_requests_run() {
         .await;
     assert_eq!(code, 422, "{e}");
 }
+
+#[tokio::test]
+async fn a_request_not_started_within_its_timeout_fails_without_reaching_the_model() {
+    let (app, u, auth) = held_app().await;
+    submit(&app, &auth, "/queue/acme/hold", json!({"n": 0})).await;
+    wait_for("the first to run", || u.held.load(Ordering::SeqCst) == 1).await;
+    let late = app
+        .http
+        .post(format!("{}/queue/acme/hold", app.url))
+        .header("authorization", &auth)
+        .header("x-fal-request-timeout", "0.2")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let late: Value = late.json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    u.release_held.add_permits(2);
+    let done = completed(
+        &app,
+        &auth,
+        "acme/hold",
+        late["request_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(done["error_type"], "request_timeout");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        u.hits.load(Ordering::SeqCst),
+        1,
+        "it never reached the model"
+    );
+    let bad = app
+        .http
+        .post(format!("{}/queue/acme/hold", app.url))
+        .header("authorization", &auth)
+        .header("x-fal-request-timeout", "soon")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
