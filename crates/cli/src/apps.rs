@@ -62,14 +62,19 @@ pub async fn apps_command(
             app,
             upstream,
             timeout,
+            concurrency,
         } => {
             let (owner, name, upstream) = parse_new_app(&app, &upstream)?;
             let app = format!("{owner}/{name}");
             let created = connect()?
-                .create_app(&app, upstream.as_ref(), timeout)
+                .create_app_with(&app, upstream.as_ref(), timeout, concurrency)
                 .await?;
+            let runs = match created["concurrency"].as_i64() {
+                Some(n) => format!("{n} queued at once"),
+                None => "queued per the servers' default".into(),
+            };
             println!(
-                "Registered {} -> {} (timeout {} ms).",
+                "Registered {} -> {} (timeout {} ms, {runs}).",
                 created["app"].as_str().unwrap_or(&app),
                 created["upstream"].as_str().unwrap_or(upstream.as_ref()),
                 created["timeout_ms"]
@@ -90,17 +95,24 @@ pub async fn apps_command(
                     .max()
                     .unwrap_or(0)
                     .max(3);
-                println!("{:<width$}  {:<10}  UPSTREAM", "APP", "TIMEOUT");
+                println!(
+                    "{:<width$}  {:<10}  {:<11}  UPSTREAM",
+                    "APP", "TIMEOUT", "CONCURRENCY"
+                );
                 for a in &apps {
                     // Upstreams of other users' apps are not shown.
                     let mut upstream = a["upstream"].as_str().unwrap_or("-").to_owned();
                     if a["builtin"].as_bool() == Some(true) {
                         upstream.push_str(" (built in)");
                     }
+                    let concurrency = a["concurrency"]
+                        .as_i64()
+                        .map_or_else(|| "default".to_owned(), |n| n.to_string());
                     println!(
-                        "{:<width$}  {:<10}  {}",
+                        "{:<width$}  {:<10}  {:<11}  {}",
                         a["app"].as_str().unwrap_or(""),
                         format!("{}ms", a["timeout_ms"]),
+                        concurrency,
                         upstream
                     );
                 }

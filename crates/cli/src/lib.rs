@@ -228,6 +228,10 @@ pub enum AppsCommand {
         /// How long to wait for the upstream's response (e.g. 60s, 500ms, 2m).
         #[arg(long, value_parser = apps::parse_duration_ms)]
         timeout: Option<u64>,
+        /// How many queued requests of the app run at once (default: the
+        /// servers' --queue-concurrency).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        concurrency: Option<u32>,
     },
     /// List apps.
     List {

@@ -354,10 +354,24 @@ impl Client {
         upstream: &str,
         timeout_ms: Option<u64>,
     ) -> Result<Value, ClientError> {
+        self.create_app_with(app, upstream, timeout_ms, None).await
+    }
+
+    /// `POST /apps` with how many queued requests may run at once.
+    pub async fn create_app_with(
+        &self,
+        app: &str,
+        upstream: &str,
+        timeout_ms: Option<u64>,
+        concurrency: Option<u32>,
+    ) -> Result<Value, ClientError> {
         let (owner, name) = split_app(app)?;
         let mut body = json!({"owner": owner, "name": name, "upstream": upstream});
         if let Some(t) = timeout_ms {
             body["timeout_ms"] = json!(t);
+        }
+        if let Some(n) = concurrency {
+            body["concurrency"] = json!(n);
         }
         let req = self.request(Method::POST, "/apps").await?.json(&body);
         self.send(req).await

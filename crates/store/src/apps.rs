@@ -14,13 +14,14 @@ fn app_of(row: &AnyRow) -> Result<AppRecord, StoreError> {
         name: row.try_get("name")?,
         upstream: row.try_get("upstream")?,
         timeout_ms: row.try_get("timeout_ms")?,
+        concurrency: row.try_get("concurrency")?,
         created_by: UserId::from_stored(row.try_get("created_by")?),
         created_at: Timestamp(row.try_get("created_at")?),
     })
 }
 
 /// Columns of `apps`, in the order [`app_of`] reads them.
-const APP_COLUMNS: &str = "owner, name, upstream, timeout_ms, created_by, created_at";
+const APP_COLUMNS: &str = "owner, name, upstream, timeout_ms, created_by, created_at, concurrency";
 
 #[async_trait]
 impl AppLookup for SqlStore {
@@ -41,7 +42,7 @@ impl AppAdmin for SqlStore {
     async fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )))
         .bind(app.owner.as_str())
         .bind(app.name.as_str())
@@ -49,6 +50,7 @@ impl AppAdmin for SqlStore {
         .bind(app.timeout_ms)
         .bind(app.created_by.as_str())
         .bind(app.created_at.millis())
+        .bind(app.concurrency)
         .execute(&mut *tx)
         .await?;
         // Servers may have cached "no such app".

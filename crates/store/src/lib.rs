@@ -280,6 +280,9 @@ pub struct AppRecord {
     pub upstream: String,
     /// How long the gateway waits for the upstream's response headers.
     pub timeout_ms: i64,
+    /// How many queued requests of the app run at once; `None` for the
+    /// servers' default.
+    pub concurrency: Option<i64>,
     /// The user who registered it.
     pub created_by: UserId,
     /// When.

@@ -50,6 +50,10 @@ const SQLITE: &[Migration] = &[
         version: 8,
         sql: include_str!("../migrations/sqlite/0008_queue.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../migrations/sqlite/0009_app_concurrency.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -84,6 +88,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 8,
         sql: include_str!("../migrations/postgres/0008_queue.sql"),
+    },
+    Migration {
+        version: 9,
+        sql: include_str!("../migrations/postgres/0009_app_concurrency.sql"),
     },
 ];
 

@@ -175,15 +175,16 @@ pub trait QueueStore: Send + Sync {
     async fn apps_with_work(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError>;
     /// Claims the next request of `owner/name` for `worker` until
     /// `lease_until`: the oldest waiting one (normal before low), or one
-    /// whose claimer's lease ran out before `now`. At most one worker ever
-    /// holds a request.
+    /// whose claimer's lease ran out before `now`; none while `running`
+    /// of the app's requests already run under live claims, across every
+    /// server. At most one worker ever holds a request.
     async fn claim(
         &self,
-        owner: &str,
-        name: &str,
+        app: (&str, &str),
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
+        running: i64,
     ) -> Result<Option<Claimed>, StoreError>;
     /// Extends `worker`'s lease; `None` when it no longer holds the
     /// request, else whether a cancel was asked for.

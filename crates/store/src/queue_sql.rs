@@ -130,11 +130,11 @@ impl QueueStore for SqlStore {
 
     async fn claim(
         &self,
-        owner: &str,
-        name: &str,
+        (owner, name): (&str, &str),
         worker: &str,
         now: Timestamp,
         lease_until: Timestamp,
+        running: i64,
     ) -> Result<Option<Claimed>, StoreError> {
         // A cancelled request whose claimer died is completed as cancelled.
         sqlx::query(
@@ -151,8 +151,17 @@ impl QueueStore for SqlStore {
         .bind(name)
         .execute(self.pool())
         .await?;
+        let mut tx = self.pool().begin().await?;
         let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => {
+                // Claims of one app take turns across servers, so that the
+                // count of its running requests below is not raced.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("fal queue {owner}/{name}"))
+                    .execute(&mut *tx)
+                    .await?;
+                "FOR UPDATE SKIP LOCKED"
+            }
             Backend::Sqlite => "",
         };
         let query = format!(
@@ -162,6 +171,9 @@ impl QueueStore for SqlStore {
                  SELECT request_id FROM queue_requests
                  WHERE owner = $4 AND name = $5 AND cancel_requested = 0
                    AND (status = 'IN_QUEUE' OR (status = 'IN_PROGRESS' AND lease_until < $3))
+                   AND (SELECT COUNT(*) FROM queue_requests r
+                        WHERE r.owner = $4 AND r.name = $5 AND r.status = 'IN_PROGRESS'
+                          AND r.lease_until >= $3) < $6
                  ORDER BY priority, created_at, request_id LIMIT 1 {lock})
              RETURNING {REQUEST}"
         );
@@ -171,8 +183,10 @@ impl QueueStore for SqlStore {
             .bind(now.millis())
             .bind(owner)
             .bind(name)
-            .fetch_optional(self.pool())
+            .bind(running)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         row.map(|r| {
             Ok(Claimed {
                 request: request_of(&r)?,

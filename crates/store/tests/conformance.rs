@@ -123,6 +123,7 @@ conformance!(
     queued_requests_are_claimed_in_order_and_completed_once,
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
+    an_apps_running_requests_are_capped_across_claimers,
 );
 
 fn hasher() -> SecretHasher {
@@ -369,6 +370,7 @@ async fn apps_round_trip(s: SqlStore) {
         name: name.into(),
         upstream: format!("http://127.0.0.1:9/{name}"),
         timeout_ms: 1500,
+        concurrency: (name == "zeta").then_some(3),
         created_by: u.user_id.clone(),
         created_at: Timestamp(3),
     };

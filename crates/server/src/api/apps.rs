@@ -32,7 +32,13 @@ pub struct CreateApp {
     /// Milliseconds to wait for response headers (default 60 s).
     #[serde(default)]
     timeout_ms: Option<i64>,
+    /// How many queued requests run at once (default: the servers').
+    #[serde(default)]
+    concurrency: Option<i64>,
 }
+
+/// Most queued requests of one app that may run at once.
+pub const MAX_CONCURRENCY: i64 = 10_000;
 
 /// An app as JSON; `upstream` and `created_by` only when `full` (the
 /// viewer owns the app or is an operator).
@@ -42,6 +48,7 @@ fn app_json(a: &AppRecord, builtin: bool, full: bool) -> Value {
         "owner": a.owner,
         "name": a.name,
         "timeout_ms": a.timeout_ms,
+        "concurrency": a.concurrency,
         "created_at": a.created_at.to_rfc3339(),
         "builtin": builtin,
         "yours": full,
@@ -68,11 +75,19 @@ pub async fn create(
             "timeout_ms must be between 1 and {MAX_TIMEOUT_MS} (one hour)"
         )));
     }
+    if let Some(n) = body.concurrency
+        && !(1..=MAX_CONCURRENCY).contains(&n)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "concurrency must be between 1 and {MAX_CONCURRENCY}, or absent for the servers' default"
+        )));
+    }
     let app = AppRecord {
         owner: owner.into(),
         name: name.into(),
         upstream: upstream.into(),
         timeout_ms,
+        concurrency: body.concurrency,
         created_by: admin.principal().user_id.clone(),
         created_at: admin.now(),
     };

@@ -127,6 +127,7 @@ async fn start_demo(
         name: "echo".into(),
         upstream: format!("http://{addr}"),
         timeout_ms: 60_000,
+        concurrency: None,
         created_by: owner.clone(),
         created_at: clock.now(),
     };

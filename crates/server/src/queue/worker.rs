@@ -1,5 +1,6 @@
 //! This server's queue workers: claim the waiting requests of each app (at
-//! most [`super::QueueConfig::concurrency`] at once per app), call the
+//! most the app's `concurrency` at once across the cluster, else
+//! [`super::QueueConfig::concurrency`]), call the
 //! app through the same gateway as `/run`, renew the claim while the call
 //! runs (dropping it when a cancel is asked for, or the claim was lost),
 //! and store the answer.
@@ -55,17 +56,21 @@ impl Queue {
             }
         };
         for (owner, name) in apps {
-            while self.take_slot(&owner, &name) {
+            // The app's own limit, else the servers' default; an app gone
+            // since gets the default (its requests end as a 404).
+            let limit = match self.apps.find(&owner, &name).await {
+                Ok(Some(app)) => app.concurrency.and_then(|n| usize::try_from(n).ok()),
+                _ => None,
+            }
+            .unwrap_or(self.config.concurrency)
+            .max(1);
+            let running = i64::try_from(limit).unwrap_or(i64::MAX);
+            while self.take_slot(&owner, &name, limit) {
                 let lease_until = self.lease_from(self.clock.now());
+                let now = self.clock.now();
                 let claimed = self
                     .store
-                    .claim(
-                        &owner,
-                        &name,
-                        &self.worker_id,
-                        self.clock.now(),
-                        lease_until,
-                    )
+                    .claim((&owner, &name), &self.worker_id, now, lease_until, running)
                     .await;
                 match claimed {
                     Ok(Some(c)) => {
@@ -95,12 +100,12 @@ impl Queue {
         now.plus_millis(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX))
     }
 
-    fn take_slot(&self, owner: &str, name: &str) -> bool {
+    fn take_slot(&self, owner: &str, name: &str, limit: usize) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let n = running
             .entry((owner.to_owned(), name.to_owned()))
             .or_default();
-        if *n >= self.config.concurrency {
+        if *n >= limit {
             return false;
         }
         *n += 1;

@@ -1,7 +1,6 @@
 //! The queue API as fal's clients use it: submit, status (with and
 //! without logs), the status stream, the stored answer, cancel in each
-//! state, ownership, webhooks with retries, retention (the status stream
-//! is in `queue_stream`).
+//! state, ownership, webhooks with retries, retention.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,14 +21,14 @@ pub(crate) async fn submit(app: &TestApp, auth: &str, path: &str, body: Value) -
     json
 }
 
-async fn status_of(app: &TestApp, auth: &str, id: &str, query: &str) -> (u16, Value) {
+pub(crate) async fn status_of(app: &TestApp, auth: &str, id: &str, query: &str) -> (u16, Value) {
     let path = format!("/queue/fal-ai/echo/requests/{id}/status{query}");
     let (status, _, json) = app.call(Method::GET, &path, Some(auth), None).await;
     (status, json)
 }
 
 /// Polls until the request is `COMPLETED`.
-async fn completed(app: &TestApp, auth: &str, owner_name: &str, id: &str) -> Value {
+pub(crate) async fn completed(app: &TestApp, auth: &str, owner_name: &str, id: &str) -> Value {
     let started = Instant::now();
     loop {
         let path = format!("/queue/{owner_name}/requests/{id}/status");
@@ -44,7 +43,7 @@ async fn completed(app: &TestApp, auth: &str, owner_name: &str, id: &str) -> Val
     }
 }
 
-async fn demo() -> TestApp {
+pub(crate) async fn demo() -> TestApp {
     spawn_app_with(|c| c.demo = true, Arc::new(SystemClock)).await
 }
 
@@ -183,218 +182,51 @@ pub(crate) async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn cancels_stop_a_waiting_or_running_request_and_not_a_completed_one() {
+async fn the_status_stream_sends_each_change_and_ends_with_completed() {
     let (app, u, auth) = held_app().await;
-    let first = submit(&app, &auth, "/queue/acme/hold", json!({"n": 1})).await;
-    let second = submit(&app, &auth, "/queue/acme/hold", json!({"n": 2})).await;
-    let (first, second) = (
-        first["request_id"].as_str().unwrap(),
-        second["request_id"].as_str().unwrap(),
+    let id = submit(&app, &auth, "/queue/acme/hold", json!({})).await["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!(
+        "{}/queue/acme/hold/requests/{id}/status/stream?logs=1",
+        app.url
     );
-    wait_for("the first request to reach the model", || {
-        u.held.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    let status = |id: &str| format!("/queue/acme/hold/requests/{id}/status");
-    let (code, _, s) = app
-        .call(Method::GET, &status(second), Some(&auth), None)
-        .await;
-    assert_eq!(
-        (code, s["status"].as_str(), s["queue_position"].as_u64()),
-        (202, Some("IN_QUEUE"), Some(0))
-    );
-    let (code, _, s) = app
-        .call(Method::GET, &status(first), Some(&auth), None)
-        .await;
-    assert_eq!(
-        (s["status"].as_str(), &s["logs"]),
-        (Some("IN_PROGRESS"), &Value::Null)
-    );
-    assert_eq!(code, 202);
-
-    // Waiting: cancelled at once, and never reaches the model.
-    let cancel = |id: &str| format!("/queue/acme/hold/requests/{id}/cancel");
-    let (code, _, c) = app
-        .call(Method::PUT, &cancel(second), Some(&auth), None)
-        .await;
-    assert_eq!(
-        (code, c),
-        (202, json!({"status": "CANCELLATION_REQUESTED"}))
-    );
-    let done = completed(&app, &auth, "acme/hold", second).await;
-    assert_eq!(done["error_type"], "cancelled");
-    // Running: the call is dropped.
-    let (code, _, _) = app
-        .call(Method::PUT, &cancel(first), Some(&auth), None)
-        .await;
-    assert_eq!(code, 202);
-    let done = completed(&app, &auth, "acme/hold", first).await;
-    assert_eq!(done["error_type"], "cancelled");
-    // The worker did not wait for the model to answer.
-    assert_eq!(u.held.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        u.hits.load(Ordering::SeqCst),
-        1,
-        "the waiting one never reached the model"
-    );
-    // Completed: too late.
-    let (code, _, c) = app
-        .call(Method::PUT, &cancel(first), Some(&auth), None)
-        .await;
-    assert_eq!((code, c), (400, json!({"status": "ALREADY_COMPLETED"})));
-    let (code, _, r) = app
-        .call(
-            Method::GET,
-            &format!("/queue/acme/hold/requests/{first}"),
-            Some(&auth),
-            None,
-        )
-        .await;
-    assert_eq!((code, r["code"].as_str()), (499, Some("cancelled")));
-}
-
-#[tokio::test]
-async fn normal_requests_run_before_low_ones_and_the_answer_waits_for_completion() {
-    let (app, u, auth) = held_app().await;
-    let blocker = submit(&app, &auth, "/queue/acme/hold", json!({"n": 0})).await;
-    wait_for("the blocker to run", || u.held.load(Ordering::SeqCst) == 1).await;
-    let body = json!({"n": "low"}).to_string();
-    let low = app
+    let resp = app
         .http
-        .post(format!("{}/queue/acme/hold", app.url))
+        .get(url)
         .header("authorization", &auth)
-        .header("x-fal-queue-priority", "low")
-        .header("x-fal-runner-hint", "any")
-        .body(body)
         .send()
         .await
         .unwrap();
-    let low: Value = low.json().await.unwrap();
-    let normal = submit(&app, &auth, "/queue/acme/hold", json!({"n": "normal"})).await;
-    let pos = |id: &Value| {
-        let id = id["request_id"].as_str().unwrap().to_owned();
-        let app = &app;
-        let auth = &auth;
-        async move {
-            let (_, _, s) = app
-                .call(
-                    Method::GET,
-                    &format!("/queue/acme/hold/requests/{id}/status"),
-                    Some(auth),
-                    None,
-                )
-                .await;
-            s["queue_position"].as_u64().unwrap()
-        }
-    };
-    assert_eq!((pos(&normal).await, pos(&low).await), (0, 1));
-    let id = blocker["request_id"].as_str().unwrap();
-    let (code, _, early) = app
-        .call(
-            Method::GET,
-            &format!("/queue/acme/hold/requests/{id}"),
-            Some(&auth),
-            None,
-        )
-        .await;
-    assert_eq!((code, early["code"].as_str()), (400, Some("not_completed")));
-    u.release_held.add_permits(3);
-    for (r, n) in [(&normal, "normal"), (&low, "low")] {
-        let id = r["request_id"].as_str().unwrap();
-        completed(&app, &auth, "acme/hold", id).await;
-        let (_, _, answer) = app
-            .call(
-                Method::GET,
-                &format!("/queue/acme/hold/requests/{id}"),
-                Some(&auth),
-                None,
-            )
-            .await;
-        assert_eq!(answer["input"]["n"], n);
-    }
-    let bad = app
-        .http
-        .post(format!("{}/queue/acme/hold", app.url))
-        .header("authorization", &auth)
-        .header("x-fal-queue-priority", "urgent")
-        .body("{}")
-        .send()
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    wait_for("the request to run", || u.held.load(Ordering::SeqCst) == 1).await;
+    // Long enough in progress for the stream (which looks every 100 ms).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    u.release_held.add_permits(1);
+    let text = tokio::time::timeout(Duration::from_secs(10), resp.text())
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(bad.status(), 400);
-}
-
-/// A webhook receiver that fails its first `fail` deliveries.
-async fn receiver(fail: usize) -> (String, Arc<std::sync::Mutex<Vec<(u16, Value)>>>) {
-    let seen: Arc<std::sync::Mutex<Vec<(u16, Value)>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let s = seen.clone();
-    let router = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let s = s.clone();
-            async move {
-                let mut seen = s.lock().unwrap();
-                let code = if seen.len() < fail { 500 } else { 200 };
-                seen.push((code, serde_json::from_slice(&body).unwrap()));
-                axum::http::StatusCode::from_u16(code).unwrap()
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (format!("http://{addr}/hook"), seen)
-}
-
-#[tokio::test]
-async fn webhooks_are_retried_until_delivered_and_refused_where_upstreams_are() {
-    let app = demo().await;
-    let auth = app.admin_auth();
-    let (hook, seen) = receiver(1).await;
-    let enc: String = hook.bytes().map(|b| format!("%{b:02X}")).collect();
-    let s = submit(
-        &app,
-        &auth,
-        &format!("/queue/fal-ai/echo?fal_webhook={enc}"),
-        json!({"x": 1}),
-    )
-    .await;
-    let id = s["request_id"].as_str().unwrap();
-    let started = Instant::now();
-    while seen.lock().unwrap().len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            seen.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [500, 200]);
-    let body = &seen[1].1;
+    let statuses: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     assert_eq!(
-        (body["request_id"].as_str(), body["status"].as_str()),
-        (Some(id), Some("OK"))
+        statuses.last().map(String::as_str),
+        Some("COMPLETED"),
+        "{text}"
     );
-    assert_eq!(body["gateway_request_id"], id);
-    assert_eq!(body["payload"]["x"], 1);
-    // A user who is not an operator may not point a webhook inside.
-    let (mid, msecret) = app.other_user_key(Scope::Api).await;
-    let other = format!("Key {mid}:{msecret}");
-    let path = format!("/queue/fal-ai/echo?fal_webhook={enc}");
-    let (code, _, e) = app
-        .call(Method::POST, &path, Some(&other), Some("{}"))
-        .await;
-    assert_eq!((code, e["code"].as_str()), (403, Some("webhook_refused")));
-    let (code, _, _) = app
-        .call(
-            Method::POST,
-            "/queue/fal-ai/echo?fal_webhook=ftp://x",
-            Some(&auth),
-            Some("{}"),
-        )
-        .await;
-    assert_eq!(code, 422);
+    assert!(statuses.contains(&"IN_PROGRESS".to_owned()), "{text}");
+    // One event per change: never the same JSON twice in a row.
+    let data: Vec<&str> = text.lines().filter(|l| l.starts_with("data: ")).collect();
+    assert!(data.windows(2).all(|w| w[0] != w[1]), "{text}");
 }
 
 #[tokio::test]
@@ -431,32 +263,35 @@ async fn answers_are_deleted_after_retention() {
 }
 
 #[tokio::test]
-async fn an_app_token_queues_for_its_apps_only() {
+async fn a_large_answer_is_kept_in_a_file_and_replayed_whole() {
     let app = demo().await;
     let auth = app.admin_auth();
-    let body = json!({"allowed_apps": ["echo"], "token_expiration": 60}).to_string();
-    let (code, _, token) = app
-        .call(Method::POST, "/tokens/", Some(&auth), Some(&body))
-        .await;
-    assert_eq!(code, 201, "{token}");
-    let token = token.as_str().unwrap().to_owned();
-    let bearer = format!("Bearer {token}");
-    let s = submit(&app, &bearer, "/queue/fal-ai/echo", json!({"t": 1})).await;
-    let id = s["request_id"].as_str().unwrap();
-    completed(&app, &bearer, "fal-ai/echo", id).await;
-    // In the query too.
-    let path = format!("/queue/fal-ai/echo?fal_jwt_token={token}&keep=1");
-    let (code, _, s) = app.call(Method::POST, &path, None, Some("{}")).await;
-    assert_eq!(code, 200, "{s}");
+    let big = "x".repeat(400 * 1024);
+    let s = submit(&app, &auth, "/queue/fal-ai/echo", json!({ "big": big })).await;
     let id = s["request_id"].as_str().unwrap();
     completed(&app, &auth, "fal-ai/echo", id).await;
-    // Another app: refused.
-    app.admin()
-        .create_app("acme/other", "http://127.0.0.1:9", Some(1_000))
-        .await
-        .unwrap();
-    let (code, _, e) = app
-        .call(Method::POST, "/queue/acme/other", Some(&bearer), Some("{}"))
+    let file = app
+        .dir
+        .path()
+        .join("queue-results")
+        .join(format!("{id}.bin"));
+    let meta = std::fs::metadata(&file).expect("kept as a file");
+    assert!(meta.len() > 400 * 1024);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let (code, _, answer) = app
+        .call(
+            Method::GET,
+            &format!("/queue/fal-ai/echo/requests/{id}"),
+            Some(&auth),
+            None,
+        )
         .await;
-    assert_eq!((code, e["code"].as_str()), (403, Some("app_not_allowed")));
+    assert_eq!(
+        (code, answer["big"].as_str().map(str::len)),
+        (200, Some(big.len()))
+    );
 }

@@ -105,6 +105,7 @@ async fn planted(app: &TestApp, upstream: &str) -> String {
             name: "inside".into(),
             upstream: upstream.into(),
             timeout_ms: 5_000,
+            concurrency: None,
             created_by: UserId::from_stored(me["user_id"].as_str().unwrap().to_owned()),
             created_at: Timestamp(1),
         })

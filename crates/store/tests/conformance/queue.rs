@@ -64,7 +64,7 @@ pub(crate) async fn queued_requests_are_claimed_in_order_and_completed_once(s: S
 
     let lease = Timestamp(1_000);
     let c = s
-        .claim("fal-ai", "echo", "w1", Timestamp(40), lease)
+        .claim(("fal-ai", "echo"), "w1", Timestamp(40), lease, 100)
         .await
         .unwrap()
         .unwrap();
@@ -109,19 +109,31 @@ pub(crate) async fn queued_requests_are_claimed_in_order_and_completed_once(s: S
 
     // A claimer that dies: its request is taken over after its lease.
     let c = s
-        .claim("fal-ai", "echo", "w1", Timestamp(60), Timestamp(500))
+        .claim(("fal-ai", "echo"), "w1", Timestamp(60), Timestamp(500), 100)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(c.request.request_id, "r3");
     let next = s
-        .claim("fal-ai", "echo", "w2", Timestamp(100), Timestamp(900))
+        .claim(
+            ("fal-ai", "echo"),
+            "w2",
+            Timestamp(100),
+            Timestamp(900),
+            100,
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(next.request.request_id, "r1", "r3 is still leased");
     let taken = s
-        .claim("fal-ai", "echo", "w2", Timestamp(600), Timestamp(1_600))
+        .claim(
+            ("fal-ai", "echo"),
+            "w2",
+            Timestamp(600),
+            Timestamp(1_600),
+            100,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -140,10 +152,16 @@ pub(crate) async fn queued_requests_are_claimed_in_order_and_completed_once(s: S
             .unwrap()
     );
     assert!(
-        s.claim("fal-ai", "echo", "w3", Timestamp(800), Timestamp(1_800))
-            .await
-            .unwrap()
-            .is_none()
+        s.claim(
+            ("fal-ai", "echo"),
+            "w3",
+            Timestamp(800),
+            Timestamp(1_800),
+            100
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
     assert!(s.queue_view("nope").await.unwrap().is_none());
 }
@@ -155,7 +173,7 @@ pub(crate) async fn cancels_depend_on_where_the_request_is(s: SqlStore) {
         s.enqueue(&queued(id, &u.user_id, 0, at)).await.unwrap();
     }
     let c = s
-        .claim("fal-ai", "echo", "w", Timestamp(5), Timestamp(1_000))
+        .claim(("fal-ai", "echo"), "w", Timestamp(5), Timestamp(1_000), 100)
         .await
         .unwrap()
         .unwrap();
@@ -170,7 +188,7 @@ pub(crate) async fn cancels_depend_on_where_the_request_is(s: SqlStore) {
         (QueueStatus::Completed, Some("cancelled"))
     );
     assert!(
-        s.claim("fal-ai", "echo", "w", Timestamp(7), Timestamp(1_000))
+        s.claim(("fal-ai", "echo"), "w", Timestamp(7), Timestamp(1_000), 100)
             .await
             .unwrap()
             .is_none()
@@ -216,10 +234,16 @@ pub(crate) async fn cancels_depend_on_where_the_request_is(s: SqlStore) {
     big.body = None;
     big.file = Some("c3.bin".into());
     s.enqueue(&queued("c3", &u.user_id, 0, 3)).await.unwrap();
-    s.claim("fal-ai", "echo", "w", Timestamp(11), Timestamp(1_000))
-        .await
-        .unwrap()
-        .unwrap();
+    s.claim(
+        ("fal-ai", "echo"),
+        "w",
+        Timestamp(11),
+        Timestamp(1_000),
+        100,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(s.complete("c3", "w", &big, Timestamp(9)).await.unwrap());
     let mut pruned = s.prune_queue(Timestamp(10)).await.unwrap();
     pruned.sort();
@@ -235,6 +259,44 @@ pub(crate) async fn cancels_depend_on_where_the_request_is(s: SqlStore) {
             .is_empty()
     );
     assert!(s.queue_view("c4").await.unwrap().is_some());
+}
+
+pub(crate) async fn an_apps_running_requests_are_capped_across_claimers(s: SqlStore) {
+    let u = user("di");
+    s.create_user(&u).await.unwrap();
+    for i in 0..6 {
+        s.enqueue(&queued(&format!("k{i}"), &u.user_id, 0, i))
+            .await
+            .unwrap();
+    }
+    let app = ("fal-ai", "echo");
+    let now = Timestamp(100);
+    let lease = Timestamp(1_000);
+    assert!(s.claim(app, "a", now, lease, 2).await.unwrap().is_some());
+    assert!(s.claim(app, "b", now, lease, 2).await.unwrap().is_some());
+    assert!(
+        s.claim(app, "c", now, lease, 2).await.unwrap().is_none(),
+        "two run already"
+    );
+    assert!(s.complete("k0", "a", &ok(b"x"), now).await.unwrap());
+    assert!(
+        s.claim(app, "c", now, lease, 2).await.unwrap().is_some(),
+        "one ended"
+    );
+    // Claims whose lease ran out do not count (their requests are taken over).
+    let later = Timestamp(2_000);
+    let c = s
+        .claim(app, "d", later, Timestamp(3_000), 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.attempts, 1, "taken over");
+    assert!(
+        s.claim(app, "e", later, Timestamp(3_000), 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub(crate) async fn concurrent_claimers_each_get_a_different_request(s: SqlStore) {
@@ -253,7 +315,13 @@ pub(crate) async fn concurrent_claimers_each_get_a_different_request(s: SqlStore
                 let mut got = Vec::new();
                 let worker = format!("w{w}");
                 while let Some(c) = s
-                    .claim("fal-ai", "echo", &worker, Timestamp(100), Timestamp(10_000))
+                    .claim(
+                        ("fal-ai", "echo"),
+                        &worker,
+                        Timestamp(100),
+                        Timestamp(10_000),
+                        100,
+                    )
                     .await
                     .unwrap()
                 {
