@@ -185,7 +185,8 @@ mod tests {
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
         assert_eq!(parse_duration_ms("3"), Ok(3_000));
         assert!(parse_duration_ms("0s").is_err());
-        assert!(parse_duration_ms("5d").is_err());
+        assert_eq!(parse_duration_ms("7d"), Ok(7 * 86_400_000));
+        assert!(parse_duration_ms("5w").is_err());
         assert!(parse_duration_ms("soon").is_err());
     }
 

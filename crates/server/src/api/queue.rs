@@ -441,7 +441,12 @@ async fn cancel(queue: &Queue, principal: &Principal, id: &str) -> Result<Respon
             .into_response(),
         CancelOutcome::AlreadyCompleted => (
             StatusCode::BAD_REQUEST,
-            Json(json!({"status": "ALREADY_COMPLETED"})),
+            // fal's answer, with our error fields beside it.
+            Json(json!({
+                "status": "ALREADY_COMPLETED",
+                "detail": "The request has already completed: there is nothing to cancel",
+                "code": "already_completed",
+            })),
         )
             .into_response(),
         CancelOutcome::NotFound => return Err(not_found(id)),

@@ -71,7 +71,11 @@ async fn cancels_stop_a_waiting_or_running_request_and_not_a_completed_one() {
     let (code, _, c) = app
         .call(Method::PUT, &cancel(first), Some(&auth), None)
         .await;
-    assert_eq!((code, c), (400, json!({"status": "ALREADY_COMPLETED"})));
+    assert_eq!(
+        (code, c["status"].as_str()),
+        (400, Some("ALREADY_COMPLETED"))
+    );
+    assert_eq!(c["code"], "already_completed");
     let (code, _, r) = app
         .call(
             Method::GET,
