@@ -13,5 +13,6 @@ mod harness;
 mod js_client;
 mod models;
 mod python_client;
+mod queue_restart;
 mod server;
 mod users;

@@ -24,6 +24,7 @@ mod lifecycle;
 mod limits;
 mod postgres;
 mod queue;
+mod queue_cluster;
 mod rate_limit_admin;
 mod rate_limits;
 mod recorder;
