@@ -143,6 +143,11 @@ pub struct ServeArgs {
     /// How many queued requests of one app this server runs at once.
     #[arg(long, env = "FAL_QUEUE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub queue_concurrency: u32,
+    /// How long a queued request's claim lasts without renewal: a request
+    /// whose server died is run again after this (e.g. 30s). For tests and
+    /// operators; hidden from --help.
+    #[arg(long, env = "FAL_QUEUE_LEASE", value_parser = apps::parse_duration_ms, default_value = "30s", hide = true)]
+    pub queue_lease: u64,
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,

@@ -57,6 +57,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     config.queue_retention = std::time::Duration::from_millis(args.queue_retention);
     config.queue_concurrency = args.queue_concurrency as usize;
+    config.queue_lease = std::time::Duration::from_millis(args.queue_lease.max(1));
     match fal_server::limits::raise_file_limit() {
         Some(n) => tracing::info!(open_file_limit = n, "open-file limit"),
         None => tracing::info!("open-file limit: unlimited"),

@@ -49,8 +49,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// Errors from storage. Messages never contain secrets.
-#[derive(Debug, thiserror::Error)]
+/// Errors from storage. Messages never contain secrets. Cloneable, so one
+/// failed commit can be told to every request it carried.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now; retrying later may work.
     #[error("the database is unavailable: {0}")]

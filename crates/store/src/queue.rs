@@ -166,6 +166,10 @@ pub struct WebhookDue {
 pub trait QueueStore: Send + Sync {
     /// Stores a request (and, on PostgreSQL, wakes the servers).
     async fn enqueue(&self, request: &NewQueued) -> Result<(), StoreError>;
+    /// Stores several requests in one transaction, all or none: one commit
+    /// (on SQLite, one sync to disk) for all of them, and one wake-up per
+    /// app on PostgreSQL.
+    async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<(), StoreError>;
     /// A request's state.
     async fn queue_view(&self, request_id: &str) -> Result<Option<QueueView>, StoreError>;
     /// How many requests for the same app would run before this waiting one.

@@ -121,6 +121,7 @@ conformance!(
     a_keys_rate_limit_is_kept_and_changed_by_its_owner,
     rate_counts_add_up_under_concurrent_leases,
     queued_requests_are_claimed_in_order_and_completed_once,
+    a_batch_of_requests_is_stored_all_or_none,
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,

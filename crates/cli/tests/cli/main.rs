@@ -14,5 +14,6 @@ mod js_client;
 mod models;
 mod python_client;
 mod queue;
+mod queue_restart;
 mod server;
 mod users;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use fal_core::{Clock, Principal, RandomSource, Timestamp};
 use fal_store::StoreError;
 use fal_store::queue::{CancelOutcome, NewQueued, QueueResult, QueueStore, QueueView};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::gateway::{AppDirectory, UpstreamClient};
 
@@ -84,7 +84,14 @@ pub struct Queue {
     webhooks_due: Notify,
     /// Requests of each app running here.
     running: Mutex<std::collections::HashMap<(String, String), usize>>,
+    /// Submitted requests waiting for the next commit (see [`Queue::submit`]).
+    pending: Mutex<Vec<Pending>>,
+    /// Held by the one commit under way.
+    committing: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// A submitted request, and who to tell once it is stored.
+type Pending = (NewQueued, oneshot::Sender<Result<(), StoreError>>);
 
 impl Queue {
     /// A queue over `store`, running requests through `upstream` (a client
@@ -108,6 +115,8 @@ impl Queue {
             wake: Notify::new(),
             webhooks_due: Notify::new(),
             running: Mutex::new(Default::default()),
+            pending: Mutex::new(Vec::new()),
+            committing: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -121,11 +130,46 @@ impl Queue {
         self.clock.now()
     }
 
-    /// Stores a request for `principal`; once this returns, it will run.
+    /// Stores a request; once this returns, it will run. Requests
+    /// submitted while a commit is under way go together in the next one
+    /// (group commit: on SQLite every commit is a sync to disk, so one
+    /// per request would bound the submits per second by the disk), each
+    /// answered only once its commit is done. The commit runs in a task of
+    /// its own, so a caller that goes away cannot cut it short for the
+    /// others.
     pub async fn submit(&self, request: &NewQueued) -> Result<(), QueueError> {
-        self.store.enqueue(request).await?;
+        let (tx, mut rx) = oneshot::channel();
+        self.pending_list().push((request.clone(), tx));
+        let turn = self.committing.clone().lock_owned().await;
+        // The commit that held the lock may have carried this request;
+        // if not, it is still pending, and goes in this one.
+        let stored = match rx.try_recv() {
+            Ok(stored) => {
+                drop(turn);
+                stored
+            }
+            Err(_) => {
+                let batch = std::mem::take(&mut *self.pending_list());
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let result = store.enqueue_many(&requests).await;
+                    for w in waiters {
+                        let _ = w.send(result.clone());
+                    }
+                    drop(turn);
+                });
+                rx.await
+                    .unwrap_or_else(|_| Err(StoreError::Other("the commit was lost".into())))
+            }
+        };
+        stored?;
         self.wake();
         Ok(())
+    }
+
+    fn pending_list(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new request id (a random UUID).

@@ -24,6 +24,7 @@ mod lifecycle;
 mod limits;
 mod postgres;
 mod queue;
+mod queue_cluster;
 mod queue_control;
 mod queue_stream;
 mod rate_limit_admin;

@@ -339,3 +339,23 @@ pub(crate) async fn concurrent_claimers_each_get_a_different_request(s: SqlStore
     let expected: Vec<String> = (0..20).map(|i| format!("q{i:02}")).collect();
     assert_eq!(all, expected, "every request claimed exactly once");
 }
+
+pub(crate) async fn a_batch_of_requests_is_stored_all_or_none(s: SqlStore) {
+    let u = user("ada");
+    s.create_user(&u).await.unwrap();
+    let batch: Vec<NewQueued> = (0..5)
+        .map(|i| queued(&format!("b{i}"), &u.user_id, 0, i))
+        .collect();
+    s.enqueue_many(&batch).await.unwrap();
+    for r in &batch {
+        let v = s.queue_view(&r.request_id).await.unwrap().unwrap();
+        assert_eq!(v.status, QueueStatus::InQueue);
+    }
+    assert_eq!(s.queue_position("b4").await.unwrap(), 4);
+    // One id already taken: nothing of the batch is stored.
+    let mut clash = vec![queued("n1", &u.user_id, 0, 9)];
+    clash.push(queued("b2", &u.user_id, 0, 9));
+    assert!(s.enqueue_many(&clash).await.is_err());
+    assert!(s.queue_view("n1").await.unwrap().is_none());
+    assert!(s.enqueue_many(&[]).await.is_ok());
+}
