@@ -54,6 +54,10 @@ const SQLITE: &[Migration] = &[
         version: 9,
         sql: include_str!("../migrations/sqlite/0009_app_concurrency.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../migrations/sqlite/0010_queue_status_index.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -92,6 +96,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 9,
         sql: include_str!("../migrations/postgres/0009_app_concurrency.sql"),
+    },
+    Migration {
+        version: 10,
+        sql: include_str!("../migrations/postgres/0010_queue_status_index.sql"),
     },
 ];
 
