@@ -147,7 +147,12 @@ pub async fn run(
     if stream {
         return print_events(client.stream(app, body).await?).await;
     }
-    let answer = client.run(app, body).await?;
+    print_answer(&client.run(app, body).await?)
+}
+
+/// Prints a model's answer on stdout: JSON pretty-printed, anything else
+/// as it came.
+pub(crate) fn print_answer(answer: &fal_client::RunResponse) -> anyhow::Result<()> {
     let is_json = answer
         .content_type
         .as_deref()

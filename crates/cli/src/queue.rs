@@ -125,17 +125,7 @@ pub async fn run_queued(
     if let Some(error) = done.error {
         anyhow::bail!("{error} (request {id})");
     }
-    let answer = client.result(app, &id).await?;
-    let is_json = answer
-        .content_type
-        .as_deref()
-        .is_some_and(|c| c.contains("json"));
-    let mut out = std::io::stdout().lock();
-    match serde_json::from_slice::<serde_json::Value>(&answer.body) {
-        Ok(v) if is_json => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
-        _ => out.write_all(&answer.body)?,
-    }
-    Ok(())
+    crate::apps::print_answer(&client.result(app, &id).await?)
 }
 
 /// Follows the status stream until `COMPLETED`; returns that status.
