@@ -64,11 +64,11 @@ start_model_stand_in
 python3 bench/queue_latency.py recorder "$REC_PORT" "$WORK/arrived.txt" &
 PIDS+=($!)
 
-# start_fal NAME PORT: a `fal serve` in a session of its own (see
-# bench/gateway.sh on scheduling groups).
+# start_fal NAME PORT [CONCURRENCY]: a `fal serve` in a session of its own
+# (see bench/gateway.sh on scheduling groups).
 start_fal() {
   RUST_LOG=warn setsid "$FAL" serve --data-dir "$WORK/$1-data" --listen "127.0.0.1:$2" \
-    --workers "$WORKERS" --queue-concurrency "$QUEUE_CONCURRENCY" ${DB_ARGS[@]+"${DB_ARGS[@]}"} \
+    --workers "$WORKERS" --queue-concurrency "${3:-$QUEUE_CONCURRENCY}" ${DB_ARGS[@]+"${DB_ARGS[@]}"} \
     > "$WORK/$1.out" 2> "$WORK/$1.err" &
   PIDS+=($!)
   wait_listening "$WORK/$1.out"
@@ -118,7 +118,9 @@ if [ "$BACKEND" = postgres ]; then
   done
   [ "$(wc -l < "$WORK/arrived.txt")" -ge $((before + QUEUE_CONCURRENCY)) ] \
     || { echo "server A did not take its held requests" >&2; exit 1; }
-  start_fal b "$B_PORT"
+  # An app's concurrency holds across the cluster: B runs under its own
+  # default, twice A's, so it has room beside A's held requests.
+  start_fal b "$B_PORT" $((QUEUE_CONCURRENCY * 2))
   sleep 1
   LAT+=("$(latency "http://127.0.0.1:$FAL_PORT/queue/bench/rec" "submit on A, run by B")")
 fi

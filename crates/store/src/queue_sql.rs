@@ -79,6 +79,7 @@ impl QueueStore for SqlStore {
     }
 
     async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<(), StoreError> {
+        let _turn = self.queue_write_turn().await;
         let mut tx = self.pool().begin().await?;
         let mut apps: Vec<(&str, &str)> = Vec::new();
         for r in requests {
@@ -157,6 +158,7 @@ impl QueueStore for SqlStore {
         lease_until: Timestamp,
         running: i64,
     ) -> Result<Option<Claimed>, StoreError> {
+        let _turn = self.queue_write_turn().await;
         // A cancelled request whose claimer died is completed as cancelled
         // (looked for first: on SQLite an UPDATE takes the one write lock
         // even when it changes nothing).
@@ -233,6 +235,7 @@ impl QueueStore for SqlStore {
         worker: &str,
         lease_until: Timestamp,
     ) -> Result<Option<bool>, StoreError> {
+        let _turn = self.queue_write_turn().await;
         let row = sqlx::query(
             "UPDATE queue_requests SET lease_until = $1
              WHERE request_id = $2 AND claimed_by = $3 AND status = 'IN_PROGRESS'
@@ -254,6 +257,7 @@ impl QueueStore for SqlStore {
         r: &QueueResult,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
+        let _turn = self.queue_write_turn().await;
         let done = sqlx::query(
             "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
                  lease_until = NULL, result_status = $2, result_content_type = $3,
@@ -277,6 +281,7 @@ impl QueueStore for SqlStore {
     }
 
     async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError> {
+        let _turn = self.queue_write_turn().await;
         let waiting = sqlx::query(
             "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
                  cancel_requested = 1, result_status = 499, error = $2, error_type = 'cancelled',
@@ -362,6 +367,7 @@ impl QueueStore for SqlStore {
         delivered: bool,
         next: Option<Timestamp>,
     ) -> Result<(), StoreError> {
+        let _turn = self.queue_write_turn().await;
         let state = match (delivered, next) {
             (true, _) => "delivered",
             (false, Some(_)) => "pending",
@@ -381,6 +387,7 @@ impl QueueStore for SqlStore {
     }
 
     async fn prune_queue(&self, before: Timestamp) -> Result<Vec<Option<String>>, StoreError> {
+        let _turn = self.queue_write_turn().await;
         let rows = sqlx::query(
             "DELETE FROM queue_requests WHERE status = 'COMPLETED' AND completed_at < $1
              RETURNING result_file",

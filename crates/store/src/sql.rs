@@ -29,6 +29,10 @@ pub struct SqlStore {
     /// The URL it was opened with, for the notification listener's own
     /// connection. May hold a password: never printed.
     url: std::sync::Arc<str>,
+    /// SQLite: the queue's writers take turns here, in order, rather than
+    /// in SQLite's busy handler, which sleeps (up to 100 ms at a time)
+    /// while another connection holds the one write lock.
+    queue_writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -117,7 +121,16 @@ impl SqlStore {
             pool,
             backend,
             url: url.into(),
+            queue_writes: (backend == Backend::Sqlite).then(Default::default),
         })
+    }
+
+    /// A turn to write the queue (SQLite; on PostgreSQL writers need none).
+    pub(crate) async fn queue_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.queue_writes {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        }
     }
 
     /// Which engine this store uses.
