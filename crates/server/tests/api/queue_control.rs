@@ -10,7 +10,25 @@ use fal_core::Scope;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::TestApp;
 use crate::queue::{completed, demo, held_app, submit, wait_for};
+
+/// A submit to `acme/hold` with fal's queue headers.
+async fn post_with(
+    app: &TestApp,
+    auth: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut post = app
+        .http
+        .post(format!("{}/queue/acme/hold", app.url))
+        .header("authorization", auth);
+    for (name, value) in headers {
+        post = post.header(*name, *value);
+    }
+    post.body(body).send().await.unwrap()
+}
 
 #[tokio::test]
 async fn cancels_stop_a_waiting_or_running_request_and_not_a_completed_one() {
@@ -93,16 +111,16 @@ async fn normal_requests_run_before_low_ones_and_the_answer_waits_for_completion
     let blocker = submit(&app, &auth, "/queue/acme/hold", json!({"n": 0})).await;
     wait_for("the blocker to run", || u.held.load(Ordering::SeqCst) == 1).await;
     let body = json!({"n": "low"}).to_string();
-    let low = app
-        .http
-        .post(format!("{}/queue/acme/hold", app.url))
-        .header("authorization", &auth)
-        .header("x-fal-queue-priority", "low")
-        .header("x-fal-runner-hint", "any")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let low = post_with(
+        &app,
+        &auth,
+        &[
+            ("x-fal-queue-priority", "low"),
+            ("x-fal-runner-hint", "any"),
+        ],
+        body,
+    )
+    .await;
     let low: Value = low.json().await.unwrap();
     let normal = submit(&app, &auth, "/queue/acme/hold", json!({"n": "normal"})).await;
     let pos = |id: &Value| {
@@ -146,15 +164,7 @@ async fn normal_requests_run_before_low_ones_and_the_answer_waits_for_completion
             .await;
         assert_eq!(answer["input"]["n"], n);
     }
-    let bad = app
-        .http
-        .post(format!("{}/queue/acme/hold", app.url))
-        .header("authorization", &auth)
-        .header("x-fal-queue-priority", "urgent")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let bad = post_with(&app, &auth, &[("x-fal-queue-priority", "urgent")], "{}").await;
     assert_eq!(bad.status(), 400);
 }
 
@@ -306,15 +316,7 @@ async fn a_request_not_started_within_its_timeout_fails_without_reaching_the_mod
     let (app, u, auth) = held_app().await;
     submit(&app, &auth, "/queue/acme/hold", json!({"n": 0})).await;
     wait_for("the first to run", || u.held.load(Ordering::SeqCst) == 1).await;
-    let late = app
-        .http
-        .post(format!("{}/queue/acme/hold", app.url))
-        .header("authorization", &auth)
-        .header("x-fal-request-timeout", "0.2")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let late = post_with(&app, &auth, &[("x-fal-request-timeout", "0.2")], "{}").await;
     let late: Value = late.json().await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     u.release_held.add_permits(2);
@@ -332,14 +334,6 @@ async fn a_request_not_started_within_its_timeout_fails_without_reaching_the_mod
         1,
         "it never reached the model"
     );
-    let bad = app
-        .http
-        .post(format!("{}/queue/acme/hold", app.url))
-        .header("authorization", &auth)
-        .header("x-fal-request-timeout", "soon")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let bad = post_with(&app, &auth, &[("x-fal-request-timeout", "soon")], "{}").await;
     assert_eq!(bad.status(), 400);
 }
