@@ -290,7 +290,8 @@ impl App {
                 client,
                 q,
             )
-            .map_err(|e| StartError::Io(format!("cannot start the queue: {e}")))?;
+            .map_err(|e| StartError::Io(format!("cannot start the queue: {e}")))?
+            .with_key_check(shared.clone());
             Arc::new(queue)
         };
         let throttle = Arc::new(crate::throttle::Throttle::new(

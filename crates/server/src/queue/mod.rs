@@ -88,6 +88,9 @@ pub struct Queue {
     pending: Mutex<Vec<Pending>>,
     /// Held by the one commit under way.
     committing: Arc<tokio::sync::Mutex<()>>,
+    /// Where a request's key is looked up before it runs: a request of a
+    /// key revoked since it was queued does not run.
+    keys: Option<Arc<dyn fal_store::KeyLookup>>,
 }
 
 /// A submitted request, and who to tell once it is stored.
@@ -117,7 +120,14 @@ impl Queue {
             running: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
             committing: Arc::new(tokio::sync::Mutex::new(())),
+            keys: None,
         })
+    }
+
+    /// Checks each request's key in `keys` before running it.
+    pub fn with_key_check(mut self, keys: Arc<dyn fal_store::KeyLookup>) -> Queue {
+        self.keys = Some(keys);
+        self
     }
 
     /// The settings.

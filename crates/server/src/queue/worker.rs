@@ -193,8 +193,11 @@ impl Queue {
     }
 
     /// Calls the app with the stored request, as `/run` would for its
-    /// caller.
+    /// caller, if the key that queued it still may.
     async fn call(&self, r: &NewQueued) -> QueueResult {
+        if let Some(refused) = self.key_refused(r).await {
+            return refused;
+        }
         let app = match self.apps.find(&r.owner, &r.name).await {
             Ok(Some(app)) => app,
             Ok(None) => {
@@ -214,6 +217,27 @@ impl Queue {
             Err(e) => {
                 let status = i64::from(e.status().as_u16());
                 failed(status, e.to_string(), e.code())
+            }
+        }
+    }
+
+    /// The answer for a request whose key was revoked (or deleted) since
+    /// it was queued; `None` when it may run. A lookup that fails lets it
+    /// run: the key was valid when the request was accepted.
+    async fn key_refused(&self, r: &NewQueued) -> Option<QueueResult> {
+        let (Some(keys), Some(key_id)) = (&self.keys, r.key_id) else {
+            return None;
+        };
+        match keys.key_record(&key_id).await {
+            Ok(Some(record)) if !record.revoked => None,
+            Ok(_) => Some(failed(
+                401,
+                "The key that queued this request was revoked before it ran".into(),
+                "key_revoked",
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check a queued request's key; running it");
+                None
             }
         }
     }

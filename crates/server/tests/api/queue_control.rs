@@ -337,3 +337,33 @@ async fn a_request_not_started_within_its_timeout_fails_without_reaching_the_mod
     let bad = post_with(&app, &auth, &[("x-fal-request-timeout", "soon")], "{}").await;
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn a_request_whose_key_is_revoked_before_it_runs_never_reaches_the_model() {
+    let (app, u, auth) = held_app().await;
+    submit(&app, &auth, "/queue/acme/hold", json!({"n": 0})).await;
+    wait_for("the first to run", || u.held.load(Ordering::SeqCst) == 1).await;
+    let key = app.admin().create_key("API", "short-lived").await.unwrap();
+    let other = format!("Key {}:{}", key.key_id, key.key_secret);
+    let s = submit(&app, &other, "/queue/acme/hold", json!({"n": 1})).await;
+    let id = s["request_id"].as_str().unwrap();
+    let (code, _, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/keys/{}", key.key_id),
+            Some(&auth),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    u.release_held.add_permits(2);
+    // Its owner's other key still reads the outcome.
+    let done = completed(&app, &auth, "acme/hold", id).await;
+    assert_eq!(done["error_type"], "key_revoked", "{done}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        u.hits.load(Ordering::SeqCst),
+        1,
+        "only the first reached the model"
+    );
+}
