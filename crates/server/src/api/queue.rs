@@ -26,7 +26,7 @@ use fal_store::queue::{CancelOutcome, NewQueued, QueueStatus, QueueView};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::extract::{ModelCaller, TOKEN_QUERY};
+use crate::extract::{ModelCaller, query_without_token};
 use crate::gateway::GatewayError;
 use crate::gateway::rules::may_call;
 use crate::h1::headers::X_FAL_REQUEST_ID;
@@ -60,6 +60,13 @@ impl From<WebhookError> for ApiError {
     }
 }
 
+/// This server's queue (every server built by `App::build` runs one).
+fn queue_of(state: &AppState) -> Result<&Queue, ApiError> {
+    state
+        .queue()
+        .ok_or_else(|| ApiError::Internal("the queue is not running on this server".into()))
+}
+
 /// Every `/queue/…` request.
 pub async fn handle(
     State(state): State<AppState>,
@@ -69,16 +76,14 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let queue = state
-        .queue()
-        .ok_or_else(|| ApiError::Internal("the queue is not running on this server".into()))?;
+    let queue = queue_of(&state)?;
     let path = uri.path().strip_prefix("/queue/").unwrap_or_default();
     let parts: Vec<&str> = path.split('/').collect();
     let base = Base::of(&state, &headers, queue);
     match (&method, parts.as_slice()) {
-        (&Method::GET, [owner, name, "requests", id, "status"]) => {
+        (&Method::GET, [_, _, "requests", id, "status"]) => {
             let logs = logs_wanted(uri.query());
-            status(queue, &principal, &base, owner, name, id, logs).await
+            status(queue, &principal, &base, id, logs).await
         }
         (&Method::GET, [_, _, "requests", id, "status", "stream"]) => {
             let logs = logs_wanted(uri.query());
@@ -231,9 +236,12 @@ async fn submit_request(
 
 /// `fal_webhook`, and the rest of the query (for the model).
 fn split_webhook(query: Option<&str>) -> (Option<String>, Option<String>) {
+    // The caller's token never reaches the model.
+    let query = query_without_token(query);
     let mut webhook = None;
     let mut rest = Vec::new();
     for pair in query
+        .as_deref()
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
@@ -242,9 +250,6 @@ fn split_webhook(query: Option<&str>) -> (Option<String>, Option<String>) {
             Some(("fal_webhook", v)) => {
                 webhook = Some(percent_decode(v));
             }
-            // The caller's token never reaches the model.
-            Some((TOKEN_QUERY, _)) => {}
-            None if pair == TOKEN_QUERY => {}
             _ => rest.push(pair),
         }
     }
@@ -346,8 +351,6 @@ async fn status(
     queue: &Queue,
     principal: &Principal,
     base: &Base,
-    _owner: &str,
-    _name: &str,
     id: &str,
     logs: bool,
 ) -> Result<Response, ApiError> {
@@ -367,9 +370,7 @@ async fn stream(
     id: String,
     logs: bool,
 ) -> Result<Response, ApiError> {
-    let queue = state
-        .queue()
-        .ok_or_else(|| ApiError::Internal("no queue".into()))?;
+    let queue = queue_of(&state)?;
     visible(queue, &principal, &id).await?;
     // Each event carries the log lines not sent before (fal's clients add
     // them up: @fal-ai/client's subscribe appends each event's `logs`), and
