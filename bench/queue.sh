@@ -25,6 +25,7 @@
 #                          FAL_TEST_DATABASE_URL; a fresh database is made and
 #                          dropped), DURATION=5 CONNECTIONS=8 ROUNDS=3
 #                          WORKERS=2 QUEUE_CONCURRENCY=8 LATENCY_N=200
+#                          QUEUE_SYNC=normal|full
 #                          FAL_BIN=PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,7 @@ ROUNDS="${ROUNDS:-3}"
 WORKERS="${WORKERS:-2}"
 QUEUE_CONCURRENCY="${QUEUE_CONCURRENCY:-8}"
 LATENCY_N="${LATENCY_N:-200}"
+QUEUE_SYNC="${QUEUE_SYNC:-normal}"
 
 . bench/lib.sh
 ensure_tools
@@ -68,7 +70,7 @@ PIDS+=($!)
 # (see bench/gateway.sh on scheduling groups).
 start_fal() {
   RUST_LOG=warn setsid "$FAL" serve --data-dir "$WORK/$1-data" --listen "127.0.0.1:$2" \
-    --workers "$WORKERS" --queue-concurrency "${3:-$QUEUE_CONCURRENCY}" ${DB_ARGS[@]+"${DB_ARGS[@]}"} \
+    --workers "$WORKERS" --queue-concurrency "${3:-$QUEUE_CONCURRENCY}" --queue-sync "$QUEUE_SYNC" ${DB_ARGS[@]+"${DB_ARGS[@]}"} \
     > "$WORK/$1.out" 2> "$WORK/$1.err" &
   PIDS+=($!)
   wait_listening "$WORK/$1.out"

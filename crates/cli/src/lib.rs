@@ -148,6 +148,13 @@ pub struct ServeArgs {
     /// operators; hidden from --help.
     #[arg(long, env = "FAL_QUEUE_LEASE", value_parser = apps::parse_duration_ms, default_value = "30s", hide = true)]
     pub queue_lease: u64,
+    /// How queued requests reach the disk: `normal` (a request whose id was
+    /// handed out survives a crash or kill of the server, not a power cut
+    /// or kernel crash in the next moment) or `full` (every submit waits
+    /// for the disk: power cuts too, at a few milliseconds per commit).
+    /// Keys and everything else are always written as `full`.
+    #[arg(long, env = "FAL_QUEUE_SYNC", value_parser = fal_store::CommitSync::parse, default_value = "normal")]
+    pub queue_sync: fal_store::CommitSync,
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,

@@ -58,6 +58,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.queue_retention = std::time::Duration::from_millis(args.queue_retention);
     config.queue_concurrency = args.queue_concurrency as usize;
     config.queue_lease = std::time::Duration::from_millis(args.queue_lease.max(1));
+    config.queue_sync = args.queue_sync;
     match fal_server::limits::raise_file_limit() {
         Some(n) => tracing::info!(open_file_limit = n, "open-file limit"),
         None => tracing::info!("open-file limit: unlimited"),

@@ -79,6 +79,9 @@ pub struct Config {
     /// server that dies has its requests taken over after this (30 s; not
     /// a flag of `fal serve`, tests shorten it).
     pub queue_lease: Duration,
+    /// How the queue's commits reach the disk (`--queue-sync`): `Normal`
+    /// (the default) survives a crash of `fal serve`, not a power cut.
+    pub queue_sync: fal_store::CommitSync,
 }
 
 /// The PEM files for HTTPS.
@@ -117,6 +120,7 @@ impl Config {
             queue_retention: Duration::from_secs(7 * 24 * 3600),
             queue_concurrency: 8,
             queue_lease: Duration::from_secs(30),
+            queue_sync: fal_store::CommitSync::Normal,
         }
     }
 

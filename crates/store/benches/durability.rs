@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use fal_core::{OsRandom, Pepper, Scope, SecretHasher, Timestamp, UserId, mint_key};
-use fal_store::{KeyAdmin, KeyLookup, NewKey, SqlStore, SqliteSync, User, UserStore};
+use fal_store::{KeyAdmin, KeyLookup, NewKey, SqlStore, CommitSync, User, UserStore};
 
 const KEYS: usize = 200;
 const FLUSHES: usize = 50;
@@ -22,7 +22,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for sync in [SqliteSync::Normal, SqliteSync::Full] {
+    for sync in [CommitSync::Normal, CommitSync::Full] {
         let (create, flush) = rt.block_on(run(sync));
         println!(
             "{sync:?}: create_key {:.3} ms/key ({KEYS} keys), record_key_use {:.3} ms/flush of {PER_FLUSH} keys ({FLUSHES} flushes)",
@@ -36,10 +36,10 @@ fn per(total: Duration, n: usize) -> f64 {
     total.as_secs_f64() * 1000.0 / n as f64
 }
 
-async fn run(sync: SqliteSync) -> (Duration, Duration) {
+async fn run(sync: CommitSync) -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("fal.db").display());
-    let store = SqlStore::open_with(&url, Timestamp(0), sync).await.unwrap();
+    let store = SqlStore::open_with(&url, Timestamp(0), sync, sync).await.unwrap();
     let hasher = SecretHasher::new(&Pepper::generate(&OsRandom).unwrap());
     let user = User {
         user_id: UserId::generate(&OsRandom).unwrap(),

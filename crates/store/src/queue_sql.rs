@@ -80,7 +80,7 @@ impl QueueStore for SqlStore {
 
     async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<(), StoreError> {
         let _turn = self.queue_write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_queue_write(false).await?;
         let mut apps: Vec<(&str, &str)> = Vec::new();
         for r in requests {
             insert(&mut tx, r).await?;
@@ -198,11 +198,8 @@ impl QueueStore for SqlStore {
         // the app's call): a claim lost in a database crash leaves the
         // request waiting or with an old lease, so it runs again, as after
         // any claimer's death. Visibility and atomicity are unchanged.
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_queue_write(true).await?;
         if self.backend() == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
             // Claims of one app take turns across servers, so that the
             // count of its running requests above is not raced.
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -244,7 +241,7 @@ impl QueueStore for SqlStore {
         .bind(lease_until.millis())
         .bind(request_id)
         .bind(worker)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.queue_pool())
         .await?;
         row.map(|r| Ok(r.try_get::<i64, _>("cancel_requested")? != 0))
             .transpose()
@@ -258,6 +255,7 @@ impl QueueStore for SqlStore {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let _turn = self.queue_write_turn().await;
+        let mut tx = self.begin_queue_write(false).await?;
         let done = sqlx::query(
             "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
                  lease_until = NULL, result_status = $2, result_content_type = $3,
@@ -275,8 +273,9 @@ impl QueueStore for SqlStore {
         .bind(r.error_type.as_deref())
         .bind(request_id)
         .bind(worker)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -292,7 +291,7 @@ impl QueueStore for SqlStore {
         .bind(at.millis())
         .bind(CANCELLED)
         .bind(request_id)
-        .execute(self.pool())
+        .execute(self.queue_pool())
         .await?;
         if waiting.rows_affected() == 1 {
             return Ok(CancelOutcome::WasQueued);
@@ -302,7 +301,7 @@ impl QueueStore for SqlStore {
              WHERE request_id = $1 AND status = 'IN_PROGRESS'",
         )
         .bind(request_id)
-        .execute(self.pool())
+        .execute(self.queue_pool())
         .await?;
         if running.rows_affected() == 1 {
             return Ok(CancelOutcome::WasRunning);
@@ -381,7 +380,7 @@ impl QueueStore for SqlStore {
         .bind(state)
         .bind(next.map(Timestamp::millis))
         .bind(request_id)
-        .execute(self.pool())
+        .execute(self.queue_pool())
         .await?;
         Ok(())
     }
@@ -393,7 +392,7 @@ impl QueueStore for SqlStore {
              RETURNING result_file",
         )
         .bind(before.millis())
-        .fetch_all(self.pool())
+        .fetch_all(self.queue_pool())
         .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<Option<String>, _>("result_file")?))
@@ -422,7 +421,7 @@ impl SqlStore {
         .bind(CANCELLED)
         .bind(owner)
         .bind(name)
-        .execute(self.pool())
+        .execute(self.queue_pool())
         .await?;
         Ok(())
     }

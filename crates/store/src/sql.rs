@@ -33,6 +33,11 @@ pub struct SqlStore {
     /// in SQLite's busy handler, which sleeps (up to 100 ms at a time)
     /// while another connection holds the one write lock.
     queue_writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Where the queue writes: on SQLite a pool of its own (one connection,
+    /// synced as `queue_sync` says); on PostgreSQL the main pool.
+    queue_pool: AnyPool,
+    /// How the queue's own commits reach the disk.
+    queue_sync: CommitSync,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -45,15 +50,34 @@ impl std::fmt::Debug for SqlStore {
 
 static DRIVERS: Once = Once::new();
 
-/// How SQLite puts commits on disk (PostgreSQL's own settings rule there).
+/// How commits reach the disk.
+///
+/// For the store as a whole this is SQLite's `synchronous` (PostgreSQL's
+/// own settings rule there). For the queue's writes ([`SqlStore::open_with`]'s
+/// `queue_sync`) it is SQLite's `synchronous` on the queue's own connection,
+/// and PostgreSQL's `synchronous_commit` for the queue's transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SqliteSync {
-    /// `synchronous = FULL`: a commit is on disk when it returns, power
-    /// cut included. The default.
+pub enum CommitSync {
+    /// A commit is on disk when it returns, power cut included: SQLite's
+    /// `synchronous = FULL`, PostgreSQL's `synchronous_commit = on`.
     Full,
-    /// `synchronous = NORMAL`: in WAL mode the last commits may be lost on
-    /// a power cut (not on a crash).
+    /// A commit survives the process's crash (`kill -9`) but the last ones
+    /// may be lost when the machine loses power or the kernel crashes:
+    /// SQLite's `synchronous = NORMAL` (WAL mode), PostgreSQL's
+    /// `synchronous_commit = off` (which loses them on a database crash).
+    /// A later `Full` commit of the same database syncs them too.
     Normal,
+}
+
+impl CommitSync {
+    /// Parses `full` or `normal`.
+    pub fn parse(s: &str) -> Result<CommitSync, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(CommitSync::Full),
+            "normal" => Ok(CommitSync::Normal),
+            _ => Err(format!("`{s}` is not a sync mode: write full or normal")),
+        }
+    }
 }
 
 impl SqlStore {
@@ -64,18 +88,20 @@ impl SqlStore {
     }
 
     /// Opens the database at `url` (`sqlite://PATH[?…]` or `postgres://…`)
-    /// and brings its schema up to date. SQLite commits are durable
-    /// ([`SqliteSync::Full`]).
+    /// and brings its schema up to date. Every commit is durable
+    /// ([`CommitSync::Full`]), the queue's included.
     pub async fn open(url: &str, now: Timestamp) -> Result<SqlStore, StoreError> {
-        SqlStore::open_with(url, now, SqliteSync::Full).await
+        SqlStore::open_with(url, now, CommitSync::Full, CommitSync::Full).await
     }
 
-    /// [`SqlStore::open`] with a chosen SQLite sync mode (benchmarks
-    /// compare them; the server always uses the default).
+    /// [`SqlStore::open`] with chosen sync modes: `sync` for SQLite as a
+    /// whole (benchmarks compare them; the server always uses `Full`), and
+    /// `queue_sync` for the queue's writes (`fal serve --queue-sync`).
     pub async fn open_with(
         url: &str,
         now: Timestamp,
-        sync: SqliteSync,
+        sync: CommitSync,
+        queue_sync: CommitSync,
     ) -> Result<SqlStore, StoreError> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = if url.starts_with("sqlite:") {
@@ -85,43 +111,28 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(3));
         let pool = match backend {
-            Backend::Sqlite => {
-                options
-                    .max_connections(4)
-                    .after_connect(move |conn, _meta| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer;
-                            // busy_timeout makes writers queue instead of
-                            // failing; FULL syncs the WAL at every commit, so
-                            // a key whose secret was shown survives a power
-                            // cut (NORMAL may lose the last commits).
-                            conn.execute(match sync {
-                                SqliteSync::Full => {
-                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                     PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
-                                }
-                                SqliteSync::Normal => {
-                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-                                }
-                            })
-                            .await?;
-                            Ok(())
-                        })
-                    })
+            Backend::Sqlite => sqlite_pool(url, 4, sync).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(3))
+                    .max_connections(16)
                     .connect(url)
                     .await?
             }
-            Backend::Postgres => options.max_connections(16).connect(url).await?,
         };
         migrate::run(&pool, backend, now.millis()).await?;
+        let queue_pool = match backend {
+            Backend::Sqlite => sqlite_pool(url, 1, queue_sync).await?,
+            Backend::Postgres => pool.clone(),
+        };
         Ok(SqlStore {
             pool,
             backend,
             url: url.into(),
             queue_writes: (backend == Backend::Sqlite).then(Default::default),
+            queue_pool,
+            queue_sync,
         })
     }
 
@@ -131,6 +142,29 @@ impl SqlStore {
             Some(m) => Some(m.lock().await),
             None => None,
         }
+    }
+
+    /// Begins a transaction of the queue's writes (take a
+    /// [`SqlStore::queue_write_turn`] first). Its commit is synced as
+    /// `queue_sync` says, or never waits for the disk when `relaxed` (on
+    /// PostgreSQL; SQLite's queue connection has one mode).
+    pub(crate) async fn begin_queue_write(
+        &self,
+        relaxed: bool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.queue_pool.begin().await?;
+        if self.backend == Backend::Postgres && (relaxed || self.queue_sync == CommitSync::Normal)
+        {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// The pool the queue's single-statement writes run on.
+    pub(crate) fn queue_pool(&self) -> &AnyPool {
+        &self.queue_pool
     }
 
     /// Which engine this store uses.
@@ -173,10 +207,111 @@ impl SqlStore {
 
     /// Closes every connection, waiting for queries under way.
     pub async fn close(&self) {
+        self.queue_pool.close().await;
         self.pool.close().await;
     }
 }
 
+/// A SQLite pool of at most `max` connections, each synced as `sync` says.
+async fn sqlite_pool(url: &str, max: u32, sync: CommitSync) -> Result<AnyPool, StoreError> {
+    Ok(AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(3))
+        .max_connections(max)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                // WAL lets readers run beside the one writer; busy_timeout
+                // makes writers queue instead of failing; FULL syncs the WAL
+                // at every commit, so a key whose secret was shown survives
+                // a power cut (NORMAL may lose the last commits).
+                conn.execute(match sync {
+                    CommitSync::Full => {
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
+                    }
+                    CommitSync::Normal => {
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                    }
+                })
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use sqlx::Row;
+
+    async fn sqlite_modes(queue_sync: CommitSync) -> (i64, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("fal.db").display());
+        let store = SqlStore::open_with(&url, Timestamp(0), CommitSync::Full, queue_sync)
+            .await
+            .unwrap();
+        let mode = |pool: AnyPool| async move {
+            sqlx::query("PRAGMA synchronous")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .try_get::<i64, _>(0)
+                .unwrap()
+        };
+        let main = mode(store.pool.clone()).await;
+        let queue = mode(store.queue_pool.clone()).await;
+        store.close().await;
+        (main, queue)
+    }
+
+    /// SQLite's `synchronous`: 2 is FULL, 1 is NORMAL. Keys stay FULL
+    /// whatever the queue's mode.
+    #[tokio::test]
+    async fn sqlite_queue_writes_have_their_own_sync_mode() {
+        assert_eq!(sqlite_modes(CommitSync::Normal).await, (2, 1));
+        assert_eq!(sqlite_modes(CommitSync::Full).await, (2, 2));
+    }
+
+    #[tokio::test]
+    async fn postgres_queue_transactions_follow_the_queue_sync_mode() {
+        let Some(base) = crate::testing::postgres_url_or_skip("store::sql queue sync") else {
+            return;
+        };
+        let url = crate::testing::create_database(&base, "fal_sync")
+            .await
+            .unwrap();
+        for (queue_sync, relaxed, want) in [
+            (CommitSync::Normal, false, "off"),
+            (CommitSync::Full, false, "on"),
+            (CommitSync::Full, true, "off"),
+        ] {
+            let store = SqlStore::open_with(&url, Timestamp(0), CommitSync::Full, queue_sync)
+                .await
+                .unwrap();
+            let mut tx = store.begin_queue_write(relaxed).await.unwrap();
+            let got: String = sqlx::query("SHOW synchronous_commit")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            tx.rollback().await.unwrap();
+            let outside: String = sqlx::query("SHOW synchronous_commit")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!((got.as_str(), outside.as_str()), (want, "on"));
+            store.close().await;
+        }
+        crate::testing::drop_database(&base, &url).await.unwrap();
+    }
 }

@@ -140,7 +140,13 @@ async fn open_checked(
     clock: &dyn Clock,
     pepper: &fal_core::Pepper,
 ) -> Result<(SqlStore, SecretHasher), StartError> {
-    let store = SqlStore::open(&config.database_url(), clock.now()).await?;
+    let store = SqlStore::open_with(
+        &config.database_url(),
+        clock.now(),
+        fal_store::CommitSync::Full,
+        config.queue_sync,
+    )
+    .await?;
     let hasher = SecretHasher::new(pepper);
     let mine = hasher.pepper_fingerprint();
     let recorded = store.meta_set_if_absent(PEPPER_FINGERPRINT, &mine).await?;
