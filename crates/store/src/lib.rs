@@ -38,7 +38,7 @@ pub mod users;
 use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, RateLimit, Scope, Timestamp, UserId};
 
-pub use sql::{SqlStore, CommitSync};
+pub use sql::{CommitSync, SqlStore};
 
 /// Which database engine a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
