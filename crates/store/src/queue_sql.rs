@@ -40,31 +40,49 @@ fn request_of(row: &AnyRow) -> Result<NewQueued, StoreError> {
     })
 }
 
-/// Inserts one waiting request in `tx`.
-async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    r: &NewQueued,
+/// The most requests one `INSERT` carries (13 parameters each, well under
+/// SQLite's and PostgreSQL's limits on parameters per statement).
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts waiting requests with one multi-row `INSERT` (one statement, so
+/// all or none, without a transaction around it).
+async fn insert_all(
+    conn: &mut sqlx::AnyConnection,
+    requests: &[NewQueued],
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let mut sql = String::from(
         "INSERT INTO queue_requests (request_id, user_id, key_id, owner, name, path, method,
-             content_type, body, priority, timeout_ms, webhook, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'IN_QUEUE', $13)",
-    )
-    .bind(&r.request_id)
-    .bind(r.user_id.as_str())
-    .bind(r.key_id.map(|k| k.to_string()))
-    .bind(&r.owner)
-    .bind(&r.name)
-    .bind(&r.path)
-    .bind(&r.method)
-    .bind(r.content_type.as_deref())
-    .bind(r.body.clone())
-    .bind(r.priority)
-    .bind(r.timeout_ms)
-    .bind(r.webhook.as_deref())
-    .bind(r.created_at.millis())
-    .execute(&mut **tx)
-    .await?;
+             content_type, body, priority, timeout_ms, webhook, created_at, status) VALUES ",
+    );
+    for i in 0..requests.len() {
+        let n = i * 13;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for p in 1..=13 {
+            sql.push_str(&format!("${}, ", n + p));
+        }
+        sql.push_str("'IN_QUEUE')");
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in requests {
+        query = query
+            .bind(r.request_id.clone())
+            .bind(r.user_id.as_str().to_owned())
+            .bind(r.key_id.map(|k| k.to_string()))
+            .bind(r.owner.clone())
+            .bind(r.name.clone())
+            .bind(r.path.clone())
+            .bind(r.method.clone())
+            .bind(r.content_type.clone())
+            .bind(r.body.clone())
+            .bind(r.priority)
+            .bind(r.timeout_ms)
+            .bind(r.webhook.clone())
+            .bind(r.created_at.millis());
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 
@@ -79,20 +97,35 @@ impl QueueStore for SqlStore {
     }
 
     async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<(), StoreError> {
-        let _turn = self.queue_write_turn().await;
-        let mut tx = self.begin_queue_write(false).await?;
+        if requests.is_empty() {
+            return Ok(());
+        }
+        {
+            let _turn = self.queue_write_turn().await;
+            if requests.len() <= INSERT_CHUNK {
+                let mut conn = self.queue_pool().acquire().await?;
+                insert_all(&mut conn, requests).await?;
+            } else {
+                let mut tx = self.begin_queue_write(false).await?;
+                for chunk in requests.chunks(INSERT_CHUNK) {
+                    insert_all(&mut tx, chunk).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        // Other servers learn of the new requests once they are stored. A
+        // lost announcement only delays them until their next sweep.
         let mut apps: Vec<(&str, &str)> = Vec::new();
         for r in requests {
-            insert(&mut tx, r).await?;
             if !apps.contains(&(r.owner.as_str(), r.name.as_str())) {
                 apps.push((&r.owner, &r.name));
             }
         }
         for (owner, name) in apps {
-            self.announce(&mut tx, &format!("queue:{owner}/{name}"))
-                .await?;
+            if let Err(e) = self.announce_now(&format!("queue:{owner}/{name}")).await {
+                tracing::warn!(error = %e, "could not announce queued requests");
+            }
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -255,7 +288,6 @@ impl QueueStore for SqlStore {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let _turn = self.queue_write_turn().await;
-        let mut tx = self.begin_queue_write(false).await?;
         let done = sqlx::query(
             "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
                  lease_until = NULL, result_status = $2, result_content_type = $3,
@@ -273,9 +305,8 @@ impl QueueStore for SqlStore {
         .bind(r.error_type.as_deref())
         .bind(request_id)
         .bind(worker)
-        .execute(&mut *tx)
+        .execute(self.queue_pool())
         .await?;
-        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -124,7 +124,20 @@ impl SqlStore {
         migrate::run(&pool, backend, now.millis()).await?;
         let queue_pool = match backend {
             Backend::Sqlite => sqlite_pool(url, 1, queue_sync).await?,
-            Backend::Postgres => pool.clone(),
+            Backend::Postgres if queue_sync == CommitSync::Full => pool.clone(),
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(3))
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("SET synchronous_commit = off").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
         };
         Ok(SqlStore {
             pool,
@@ -145,15 +158,16 @@ impl SqlStore {
     }
 
     /// Begins a transaction of the queue's writes (take a
-    /// [`SqlStore::queue_write_turn`] first). Its commit is synced as
-    /// `queue_sync` says, or never waits for the disk when `relaxed` (on
-    /// PostgreSQL; SQLite's queue connection has one mode).
+    /// [`SqlStore::queue_write_turn`] first) on [`SqlStore::queue_pool`]. Its
+    /// commit is synced as `queue_sync` says, or never waits for the disk
+    /// when `relaxed` (on PostgreSQL; SQLite's queue connection has one
+    /// mode).
     pub(crate) async fn begin_queue_write(
         &self,
         relaxed: bool,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         let mut tx = self.queue_pool.begin().await?;
-        if self.backend == Backend::Postgres && (relaxed || self.queue_sync == CommitSync::Normal) {
+        if self.backend == Backend::Postgres && relaxed && self.queue_sync == CommitSync::Full {
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *tx)
                 .await?;
@@ -161,7 +175,10 @@ impl SqlStore {
         Ok(tx)
     }
 
-    /// The pool the queue's single-statement writes run on.
+    /// The pool the queue's writes run on: its commits are synced as
+    /// `queue_sync` says (SQLite: one connection of its own; PostgreSQL:
+    /// the main pool for `Full`, else connections with `synchronous_commit
+    /// = off`).
     pub(crate) fn queue_pool(&self) -> &AnyPool {
         &self.queue_pool
     }
@@ -190,6 +207,19 @@ impl SqlStore {
                 .bind(CHANGES_CHANNEL)
                 .bind(payload)
                 .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Announces a change at once, outside any transaction (PostgreSQL
+    /// only, as [`SqlStore::announce`]).
+    pub(crate) async fn announce_now(&self, payload: &str) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(payload)
+                .execute(&self.queue_pool)
                 .await?;
         }
         Ok(())
@@ -294,14 +324,24 @@ mod tests {
             let store = SqlStore::open_with(&url, Timestamp(0), CommitSync::Full, queue_sync)
                 .await
                 .unwrap();
-            let mut tx = store.begin_queue_write(relaxed).await.unwrap();
-            let got: String = sqlx::query("SHOW synchronous_commit")
-                .fetch_one(&mut *tx)
-                .await
-                .unwrap()
-                .try_get(0)
-                .unwrap();
-            tx.rollback().await.unwrap();
+            let got: String = if relaxed {
+                let mut tx = store.begin_queue_write(relaxed).await.unwrap();
+                let got = sqlx::query("SHOW synchronous_commit")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap()
+                    .try_get(0)
+                    .unwrap();
+                tx.rollback().await.unwrap();
+                got
+            } else {
+                sqlx::query("SHOW synchronous_commit")
+                    .fetch_one(store.queue_pool())
+                    .await
+                    .unwrap()
+                    .try_get(0)
+                    .unwrap()
+            };
             let outside: String = sqlx::query("SHOW synchronous_commit")
                 .fetch_one(store.pool())
                 .await

@@ -358,4 +358,14 @@ pub(crate) async fn a_batch_of_requests_is_stored_all_or_none(s: SqlStore) {
     assert!(s.enqueue_many(&clash).await.is_err());
     assert!(s.queue_view("n1").await.unwrap().is_none());
     assert!(s.enqueue_many(&[]).await.is_ok());
+    // More than one statement's worth (500): still all or none.
+    let mut big: Vec<NewQueued> = (0..1100)
+        .map(|i| queued(&format!("g{i:04}"), &u.user_id, 0, 10 + i))
+        .collect();
+    big.push(queued("b3", &u.user_id, 0, 9));
+    assert!(s.enqueue_many(&big).await.is_err());
+    assert!(s.queue_view("g0000").await.unwrap().is_none());
+    big.pop();
+    s.enqueue_many(&big).await.unwrap();
+    assert_eq!(s.queue_position("g1099").await.unwrap(), 5 + 1099);
 }
