@@ -73,8 +73,19 @@ start_fal() {
     --workers "$WORKERS" --queue-concurrency "${3:-$QUEUE_CONCURRENCY}" --queue-sync "$QUEUE_SYNC" ${DB_ARGS[@]+"${DB_ARGS[@]}"} \
     > "$WORK/$1.out" 2> "$WORK/$1.err" &
   PIDS+=($!)
+  FAL_PIDS+=($!)
   wait_listening "$WORK/$1.out"
 }
+FAL_PIDS=()
+# CPU time (user + system, clock ticks) the fal servers have used so far.
+fal_cpu() {
+  local t=0 p
+  for p in "${FAL_PIDS[@]}"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 start_fal a "$FAL_PORT"
 export FAL_HOST="http://127.0.0.1:$FAL_PORT"
 AUTH=$(bench_key_and_app "$WORK/a.out" "$UP_PORT")
@@ -137,9 +148,10 @@ to_ms() { # wrk latency like 512.00us / 1.20ms / 2.00s -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 now_ms() { date +%s%3N; }
-run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s
-  local out="$WORK/wrk.txt" start drained=- n
+run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s|fal CPU µs per request
+  local out="$WORK/wrk.txt" start drained=- n cpu0
   start=$(now_ms)
+  cpu0=$(fal_cpu)
   wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" -H "$AUTH" \
     "http://127.0.0.1:$FAL_PORT/$2" > "$out"
   local rps p50 p99 errs total
@@ -157,7 +169,8 @@ run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s
     [ "$n" = 0 ] || { echo "the queue did not drain ($n left)" >&2; exit 1; }
     drained=$(awk -v t=$(( $(now_ms) - start )) -v n="$total" 'BEGIN { printf "%.0f", n * 1000 / t }')
   fi
-  echo "$1|$rps|$p50|$p99|${errs:-0}|$total|$drained"
+  local cpu_us=$(( ($(fal_cpu) - cpu0) * TICK_US / total ))
+  echo "$1|$rps|$p50|$p99|${errs:-0}|$total|$drained|$cpu_us"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -173,13 +186,14 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 col() { awk -F'|' -v i="$1" -v f="$2" '$2 == i { print $f }' "$WORK/rounds.txt" | median; }
 
-printf '\n%-34s %11s %8s %8s %8s %12s\n' "target (median of $ROUNDS, $BACKEND)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "completed/s"
+printf '\n%-34s %11s %8s %8s %8s %12s %12s\n' "target (median of $ROUNDS, $BACKEND)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "completed/s" "fal CPU µs"
 for i in 0 1; do
   label=$(awk -F'|' -v i="$i" '$2 == i { print $3; exit }' "$WORK/rounds.txt")
   done_s=$( [ "$i" = 0 ] && col 0 9 || echo -)
   errs=$(awk -F'|' -v i="$i" '$2 == i { s += $7 } END { print s + 0 }' "$WORK/rounds.txt")
-  printf '%-34s %11.0f %8.3f %8.3f %8s %12s\n' "$label" "$(col "$i" 4)" "$(col "$i" 5)" "$(col "$i" 6)" "$errs" "$done_s"
+  printf '%-34s %11.0f %8.3f %8.3f %8s %12s %12s\n' "$label" "$(col "$i" 4)" "$(col "$i" 5)" "$(col "$i" 6)" "$errs" "$done_s" "$(col "$i" 10)"
 done
+echo "(fal CPU µs: user + system time of the fal servers from the start of a run until its requests completed, per request)"
 RATIOS=$(awk -F'|' '$2 == 0 { q[$1] = $4; d[$1] = $9 } $2 == 1 { r[$1] = $4 }
   END { for (k in q) if (r[k] > 0) printf "%.2f %.2f\n", q[k] / r[k], d[k] / r[k] }' "$WORK/rounds.txt")
 printf '\nqueue submits/s ÷ /run requests/s, round by round: %s (median %.2f)\n' \

@@ -212,18 +212,23 @@ impl QueueStore for SqlStore {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // The first request whose claimer died (its lease ran out), else
+        // the first waiting one in queue order: each an index range's first
+        // entry (queue_requests_status, queue_requests_waiting).
         let query = format!(
             "UPDATE queue_requests SET status = 'IN_PROGRESS', claimed_by = $1, lease_until = $2,
                  started_at = $3, attempts = attempts + 1
-             WHERE request_id = (
-                 SELECT request_id FROM queue_requests
-                 WHERE owner = $4 AND name = $5 AND cancel_requested = 0
-                   AND status IN ('IN_QUEUE', 'IN_PROGRESS')
-                   AND (status = 'IN_QUEUE' OR lease_until < $3)
-                   AND (SELECT COUNT(*) FROM queue_requests r
-                        WHERE r.owner = $4 AND r.name = $5 AND r.status = 'IN_PROGRESS'
-                          AND r.lease_until >= $3) < $6
-                 ORDER BY priority, created_at, request_id LIMIT 1 {lock})
+             WHERE request_id = COALESCE(
+                 (SELECT request_id FROM queue_requests
+                  WHERE status = 'IN_PROGRESS' AND lease_until < $3
+                    AND owner = $4 AND name = $5 AND cancel_requested = 0
+                  ORDER BY lease_until LIMIT 1 {lock}),
+                 (SELECT request_id FROM queue_requests
+                  WHERE owner = $4 AND name = $5 AND status = 'IN_QUEUE'
+                  ORDER BY priority, created_at, request_id LIMIT 1 {lock}))
+               AND (SELECT COUNT(*) FROM queue_requests r
+                    WHERE r.owner = $4 AND r.name = $5 AND r.status = 'IN_PROGRESS'
+                      AND r.lease_until >= $3) < $6
              RETURNING {REQUEST}"
         );
         // On PostgreSQL the claim's commit does not wait for its WAL to

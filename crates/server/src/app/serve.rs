@@ -261,9 +261,9 @@ async fn follow_changes(
             match changes.next().await {
                 Ok(Change::Key(id)) => verifier.invalidate(&id),
                 Ok(Change::App { owner, name }) => apps.invalidate(&owner, &name),
-                Ok(Change::Queued { .. }) => {
+                Ok(Change::Queued { owner, name }) => {
                     if let Some(q) = &queue {
-                        q.wake();
+                        q.wake_app(&owner, &name);
                     }
                 }
                 Err(e) => {

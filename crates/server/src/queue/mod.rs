@@ -80,6 +80,12 @@ pub struct Queue {
     /// Something may be waiting: a request queued here or announced by
     /// another server, or a slot freed.
     wake: Notify,
+    /// The apps named by wake-ups since the workers last looked: they look
+    /// at these alone, unless [`Queue::sweep`] is set.
+    hints: Mutex<Vec<(String, String)>>,
+    /// Look at every app with waiting requests (at start, every
+    /// [`worker::SWEEP_EVERY`], and after a wake-up that names none).
+    sweep: std::sync::atomic::AtomicBool,
     /// Webhooks may be due.
     webhooks_due: Notify,
     /// Requests of each app running here.
@@ -116,6 +122,8 @@ impl Queue {
             config,
             worker_id,
             wake: Notify::new(),
+            hints: Mutex::new(Vec::new()),
+            sweep: std::sync::atomic::AtomicBool::new(true),
             webhooks_due: Notify::new(),
             running: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
@@ -174,7 +182,7 @@ impl Queue {
             }
         };
         stored?;
-        self.wake();
+        self.wake_app(&request.owner, &request.name);
         Ok(())
     }
 
@@ -228,8 +236,23 @@ impl Queue {
         Ok(Some(result))
     }
 
-    /// Tells the workers something may be waiting.
+    /// Tells the workers something may be waiting, for any app: they look
+    /// at every app with waiting requests.
     pub fn wake(&self) {
+        self.sweep.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Tells the workers a request of `owner/name` may be waiting (one was
+    /// queued, or one of its slots freed): they look at that app, without
+    /// asking storage which apps have work.
+    pub fn wake_app(&self, owner: &str, name: &str) {
+        {
+            let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+            if !hints.iter().any(|(o, n)| o == owner && n == name) {
+                hints.push((owner.to_owned(), name.to_owned()));
+            }
+        }
         self.wake.notify_one();
     }
 

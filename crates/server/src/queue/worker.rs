@@ -32,7 +32,9 @@ pub async fn run(queue: Arc<Queue>) {
         queue.dispatch().await;
         tokio::select! {
             () = queue.wake.notified() => {}
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {
+                queue.sweep.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 }
@@ -48,13 +50,22 @@ enum Stopped {
 impl Queue {
     /// Claims what this server has room for.
     async fn dispatch(self: &Arc<Self>) {
-        let apps = match self.store.apps_with_work(self.clock.now()).await {
-            Ok(apps) => apps,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look for queued requests");
-                return;
+        let mut apps = std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.sweep.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            match self.store.apps_with_work(self.clock.now()).await {
+                Ok(all) => {
+                    for app in all {
+                        if !apps.contains(&app) {
+                            apps.push(app);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.sweep.store(true, std::sync::atomic::Ordering::Release);
+                    tracing::warn!(error = %e, "could not look for queued requests");
+                }
             }
-        };
+        }
         for (owner, name) in apps {
             // The app's own limit, else the servers' default; an app gone
             // since gets the default (its requests end as a 404).
@@ -79,7 +90,7 @@ impl Queue {
                             let (owner, name) = (c.request.owner.clone(), c.request.name.clone());
                             queue.run_one(c).await;
                             queue.free_slot(&owner, &name);
-                            queue.wake();
+                            queue.wake_app(&owner, &name);
                         });
                     }
                     Ok(None) => {
