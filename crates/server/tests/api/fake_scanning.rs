@@ -1,5 +1,7 @@
 //! A fake of GitHub's secret scanning key list, and a signer holding the
 //! private half of a P-256 key it publishes (generated per test with ring).
+//! Shared with the CLI tests.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

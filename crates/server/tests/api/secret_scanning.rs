@@ -376,7 +376,7 @@ async fn a_report_to_one_server_is_refused_by_another_on_one_postgresql() {
     assert!(on_b.current_user().await.is_ok(), "B knows the key");
 
     let body = report(&[&k.key_secret]);
-    let resp = reqwest::Client::new()
+    let resp = fal_client::http_client()
         .post(format!("{}{PATH}", servers[0].url()))
         .header("Github-Public-Key-Identifier", &github.id)
         .header("Github-Public-Key-Signature", github.sign(body.as_bytes()))
