@@ -7,7 +7,14 @@
 //! publishes ([`keys`]); only then is the body read, into a
 //! [`SignedReport`]: the one value [`crate::auth`] revokes keys for. A
 //! report cannot be made any other way, so no code path revokes a key for
-//! an unsigned report.
+//! an unsigned report. Checked by the compiler: a report cannot be made by
+//! hand,
+//!
+//! ```compile_fail,E0451
+//! fn forge() -> fal_server::secret_scanning::SignedReport {
+//!     fal_server::secret_scanning::SignedReport { matches: Vec::new() }
+//! }
+//! ```
 //!
 //! Imports only leaves ([`crate::error`]); [`crate::auth`] imports it.
 
