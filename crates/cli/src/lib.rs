@@ -193,6 +193,17 @@ pub struct ServeArgs {
     /// the header is ignored and the peer is the client.
     #[arg(long, env = "FAL_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<fal_server::throttle::Cidr>,
+    /// Where the public keys that sign leaked-key reports to
+    /// POST /security/secret-scanning are published (GitHub's secret
+    /// scanning partner program); fetched when a report names a key not
+    /// yet held, at most once a minute.
+    #[arg(
+        long,
+        env = "FAL_SECRET_SCANNING_KEYS_URL",
+        value_parser = fal_server::secret_scanning::parse_keys_url,
+        default_value = fal_server::secret_scanning::DEFAULT_KEYS_URL
+    )]
+    pub secret_scanning_keys_url: String,
 }
 
 /// GitHub sign-in settings of `fal serve`.

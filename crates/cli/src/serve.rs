@@ -92,6 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.tls = Some(fal_server::config::TlsFiles { cert, key });
     }
     config.public_url = args.public_url;
+    config.secret_scanning_keys_url = args.secret_scanning_keys_url;
     let tls = config.tls.is_some();
     let workers = args.workers;
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;

@@ -82,6 +82,9 @@ pub struct Config {
     /// How the queue's commits reach the disk (`--queue-sync`): `Normal`
     /// (the default) survives a crash of `fal serve`, not a power cut.
     pub queue_sync: fal_store::CommitSync,
+    /// Where the public keys that sign secret scanning reports are
+    /// published (`--secret-scanning-keys-url`; GitHub's by default).
+    pub secret_scanning_keys_url: String,
 }
 
 /// The PEM files for HTTPS.
@@ -121,6 +124,7 @@ impl Config {
             queue_concurrency: 8,
             queue_lease: Duration::from_secs(30),
             queue_sync: fal_store::CommitSync::Normal,
+            secret_scanning_keys_url: crate::secret_scanning::DEFAULT_KEYS_URL.to_owned(),
         }
     }
 

@@ -28,6 +28,9 @@
 //! - [`flashes`]: one-time links to newly created secrets.
 //! - [`queue`]: the request queue: stored requests, this server's workers,
 //!   webhooks, retention (its HTTP shapes are `api::queue`).
+//! - [`secret_scanning`]: leaked-key reports in GitHub's secret scanning
+//!   partner protocol: the signing keys, the signature check, the signed
+//!   report (revoked by [`auth::leaks`]; the handler is `api::secret_scanning`).
 //!
 //! Leaves (no state, no handlers):
 //! - [`h1`]: pure HTTP/1.1 for the hand-written path, and the rules both
@@ -76,6 +79,7 @@ pub mod request_log;
 pub mod response_headers;
 pub mod router;
 pub mod sealed;
+pub mod secret_scanning;
 pub mod state;
 pub mod throttle;
 pub mod tls;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use fal_core::{Clock, RandomSource};
-use fal_store::{AppAdmin, KeyAdmin, UserAdmin, Users};
+use fal_store::{AppAdmin, KeyAdmin, LeakedKeys, UserAdmin, Users};
 
 use crate::auth::sessions::Sessions;
 use crate::auth::{AdminParts, AdminStores, AuthFailure, Verifier};
@@ -18,6 +18,7 @@ use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
 use crate::github::Github;
 use crate::operators::Operators;
 use crate::queue::Queue;
+use crate::secret_scanning::ScanningKeys;
 use crate::throttle::Throttle;
 
 /// Shared state of the application. Cheap to clone.
@@ -58,6 +59,8 @@ struct Shared {
     rng: Arc<dyn RandomSource>,
     /// The request queue (`/queue/…`).
     queue: Option<Arc<Queue>>,
+    /// The keys secret scanning reports are signed with.
+    scanning: Arc<ScanningKeys>,
 }
 
 /// Everything [`AppState`] is assembled from.
@@ -68,6 +71,8 @@ pub struct StateParts {
     pub throttle: Arc<Throttle>,
     /// Key management (sealed inside [`AdminStores`]).
     pub key_admin: Arc<dyn KeyAdmin>,
+    /// Keys by secret (sealed inside [`AdminStores`]).
+    pub leaked_keys: Arc<dyn LeakedKeys>,
     /// App management (sealed inside [`AdminStores`]).
     pub app_admin: Arc<dyn AppAdmin>,
     /// User administration (sealed inside [`AdminStores`]).
@@ -92,6 +97,8 @@ pub struct StateParts {
     pub tls: bool,
     /// The request queue.
     pub queue: Option<Arc<Queue>>,
+    /// The keys secret scanning reports are signed with.
+    pub scanning: Arc<ScanningKeys>,
 }
 
 impl AppState {
@@ -100,6 +107,7 @@ impl AppState {
         let request_ids = Arc::new(RequestIds::new(p.rng.as_ref())?);
         let admin = Arc::new(AdminStores::new(AdminParts {
             key_admin: p.key_admin,
+            leaked_keys: p.leaked_keys,
             app_admin: p.app_admin,
             user_admin: p.user_admin,
             users: p.users.clone(),
@@ -127,6 +135,7 @@ impl AppState {
                 tls: p.tls,
                 flashes: Arc::default(),
                 queue: p.queue,
+                scanning: p.scanning,
             }),
         })
     }
@@ -152,6 +161,7 @@ impl AppState {
                 tls: s.tls,
                 flashes: s.flashes.clone(),
                 queue: s.queue.clone(),
+                scanning: s.scanning.clone(),
             }),
         }
     }
@@ -261,5 +271,10 @@ impl AppState {
     /// Who the operators are.
     pub fn operators(&self) -> &Operators {
         &self.inner.operators
+    }
+
+    /// The keys secret scanning reports are signed with.
+    pub fn scanning_keys(&self) -> &ScanningKeys {
+        &self.inner.scanning
     }
 }

@@ -12,7 +12,7 @@
 //!   between backends (connection set-up, migrations, advisory locks) lives
 //!   behind [`Backend`]. Each capability's queries are in a file of their
 //!   own beside it: `keys.rs`, `users.rs`, `apps.rs`, `sessions.rs`,
-//!   `meta.rs`.
+//!   `meta.rs`, `leaks.rs` ([`LeakedKeys`]: keys by secret hash).
 //! - [`migrate`]: embedded migrations per backend and their runner.
 //! - `testing` (feature `testing`): fresh PostgreSQL databases for tests and
 //!   benchmarks; not part of the production API.
@@ -24,6 +24,7 @@ mod apps;
 pub mod changes;
 mod key_changes;
 mod keys;
+mod leaks;
 mod meta;
 pub mod migrate;
 pub mod queue;
@@ -38,6 +39,7 @@ pub mod users;
 use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, RateLimit, Scope, Timestamp, UserId};
 
+pub use leaks::LeakedKeys;
 pub use sql::{CommitSync, SqlStore};
 
 /// Which database engine a store talks to.

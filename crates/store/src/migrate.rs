@@ -59,6 +59,10 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_queue_status_index.sql"),
     },
     Migration {
+        version: 14,
+        sql: include_str!("../migrations/sqlite/0014_secret_hash_index.sql"),
+    },
+    Migration {
         version: 15,
         sql: include_str!("../migrations/sqlite/0015_queue_claim_index.sql"),
     },
@@ -104,6 +108,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 10,
         sql: include_str!("../migrations/postgres/0010_queue_status_index.sql"),
+    },
+    Migration {
+        version: 14,
+        sql: include_str!("../migrations/postgres/0014_secret_hash_index.sql"),
     },
     Migration {
         version: 15,

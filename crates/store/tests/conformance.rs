@@ -10,6 +10,8 @@ use std::future::Future;
 
 #[path = "conformance/key_changes.rs"]
 mod key_changes;
+#[path = "conformance/leaks.rs"]
+mod leaks;
 #[path = "conformance/queue.rs"]
 mod queue;
 #[path = "conformance/rate_limits.rs"]
@@ -20,6 +22,7 @@ mod sessions;
 mod users;
 
 use key_changes::*;
+use leaks::*;
 use queue::*;
 use rate_limits::*;
 use sessions::*;
@@ -125,6 +128,7 @@ conformance!(
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,
+    keys_are_found_by_their_secret_hash_only,
 );
 
 fn hasher() -> SecretHasher {

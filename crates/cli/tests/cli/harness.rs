@@ -22,6 +22,7 @@ const FAL_VARS: &[&str] = &[
     "FAL_OPERATORS",
     "FAL_ALLOW_METADATA_UPSTREAMS",
     "FAL_PUBLIC_URL",
+    "FAL_SECRET_SCANNING_KEYS_URL",
     "RUST_LOG",
 ];
 

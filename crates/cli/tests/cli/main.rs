@@ -8,6 +8,8 @@ mod commands;
 mod dashboard_tls;
 #[path = "../../../server/tests/api/fake_github.rs"]
 mod fake_github;
+#[path = "../../../server/tests/api/fake_scanning.rs"]
+mod fake_scanning;
 mod github;
 mod harness;
 mod js_client;
@@ -15,5 +17,6 @@ mod models;
 mod python_client;
 mod queue;
 mod queue_restart;
+mod secret_scanning;
 mod server;
 mod users;

@@ -7,6 +7,7 @@ pub mod github;
 pub mod keys;
 pub mod queue;
 pub mod run;
+pub mod secret_scanning;
 pub mod tokens;
 pub mod users;
 
@@ -41,6 +42,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/users/{user}/disable",
             axum::routing::post(admin::disable_user),
+        )
+        .route(
+            "/security/secret-scanning",
+            axum::routing::post(secret_scanning::report),
         )
         .route("/tokens", axum::routing::post(tokens::create))
         .route("/tokens/", axum::routing::post(tokens::create))

@@ -304,10 +304,15 @@ impl App {
             config.throttle.clone(),
             clock.clone(),
         ));
+        let scanning = Arc::new(crate::secret_scanning::ScanningKeys::new(
+            config.secret_scanning_keys_url.clone(),
+            clock.clone(),
+        ));
         let state = AppState::new(StateParts {
             verifier,
             throttle,
             key_admin,
+            leaked_keys: shared.clone(),
             app_admin: shared.clone(),
             user_admin: shared.clone(),
             operators,
@@ -320,6 +325,7 @@ impl App {
             sessions,
             tls: config.tls.is_some(),
             queue: Some(queue),
+            scanning,
         })?;
         Ok(App {
             config,

@@ -38,7 +38,9 @@ use std::sync::Arc;
 use fal_core::{
     Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope, Timestamp, mint_key,
 };
-use fal_store::{AppAdmin, Cursor, KeyAdmin, KeyPage, KeySummary, NewKey, UserAdmin, Users};
+use fal_store::{
+    AppAdmin, Cursor, KeyAdmin, KeyPage, KeySummary, LeakedKeys, NewKey, UserAdmin, Users,
+};
 
 use super::sessions::CsrfChecked;
 use super::verifier::Verifier;
@@ -53,6 +55,8 @@ use crate::operators::Operators;
 pub struct AdminStores {
     /// Key management.
     pub(super) key_admin: Arc<dyn KeyAdmin>,
+    /// Keys by secret, for leaked-key reports (see [`super::leaks`]).
+    pub(super) leaked_keys: Arc<dyn LeakedKeys>,
     /// App management.
     pub(super) app_admin: Arc<dyn AppAdmin>,
     /// User administration (for [`super::Operator`] only).
@@ -77,6 +81,8 @@ pub struct AdminStores {
 pub struct AdminParts {
     /// Key management.
     pub key_admin: Arc<dyn KeyAdmin>,
+    /// Keys by secret, for leaked-key reports.
+    pub leaked_keys: Arc<dyn LeakedKeys>,
     /// App management.
     pub app_admin: Arc<dyn AppAdmin>,
     /// User administration.
@@ -102,6 +108,7 @@ impl AdminStores {
     pub fn new(p: AdminParts) -> AdminStores {
         AdminStores {
             key_admin: p.key_admin,
+            leaked_keys: p.leaked_keys,
             app_admin: p.app_admin,
             user_admin: p.user_admin,
             users: p.users,

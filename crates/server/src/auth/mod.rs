@@ -15,15 +15,18 @@
 //!   ids that may exist, so made-up ones are refused without storage.
 //! - [`sessions`]: sessions after GitHub sign-in, and CSRF proofs.
 //! - [`admin`]: [`Admin`] and the stores it alone may use; key management.
+//! - [`leaks`]: revoking keys a signed secret scanning report names (the
+//!   one way to the key stores without an [`Admin`]: a checked signature).
 //! - `apps`, `operator`: what an [`Admin`] may do with apps, and the
 //!   [`Operator`] handle.
 //!
 //! Imports the gateway's app directory and reach policy (which admin work
-//! changes), never the state or the handlers, which import it.
+//! changes) and `secret_scanning`'s signed report, never the state or the handlers, which import it.
 
 pub mod admin;
 mod apps;
 pub mod key_feed;
+pub mod leaks;
 pub mod legacy_ids;
 mod operator;
 pub mod sessions;

@@ -1,0 +1,80 @@
+//! `POST /security/secret-scanning`: GitHub's secret scanning partner
+//! endpoint. Not authenticated by our keys but by GitHub's signature over
+//! the raw body ([`crate::secret_scanning`]); every key a reported secret
+//! opens is revoked at once ([`crate::auth::leaks`]). The answer is GitHub's
+//! feedback shape: `[{"token_raw", "token_type", "label"}]`, one per match.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::auth::leaks::{Label, LeakOutcome};
+use crate::error::ApiError;
+use crate::secret_scanning::{
+    KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER, SignedReport, verify_report,
+};
+use crate::state::AppState;
+
+/// The handler (see the module docs). The body arrives bounded by
+/// `--max-body-size` (the router's [`crate::limits::bound_body`]).
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let report = verify_report(
+        state.scanning_keys(),
+        header(KEY_IDENTIFIER_HEADER),
+        header(SIGNATURE_HEADER),
+        &body,
+    )
+    .await?;
+    let outcome = state.admin_stores().revoke_leaked(&report).await?;
+    log_outcome(&outcome);
+    Ok(Json(answer(&report, &outcome)))
+}
+
+/// Logs each key found, with where the secret was found, never the secret.
+///
+/// AUDIT(key.leaked_revoked): this is the call site for the audit event
+/// (issue 16): one event per `outcome.keys` entry whose `revoked_now` is
+/// true, with `key_id`, `user_id`, `url` and `source`.
+fn log_outcome(outcome: &LeakOutcome) {
+    for k in &outcome.keys {
+        tracing::warn!(
+            key_id = %k.key_id,
+            user_id = %k.user_id,
+            url = %k.url,
+            source = k.source.as_deref().unwrap_or(""),
+            revoked_now = k.revoked_now,
+            "leaked key reported by secret scanning; revoked"
+        );
+    }
+    let matched = outcome.labels.iter().filter(|l| **l == Label::TruePositive);
+    tracing::info!(
+        reported = outcome.labels.len(),
+        matched = matched.count(),
+        keys = outcome.keys.len(),
+        "secret scanning report handled"
+    );
+}
+
+/// GitHub's feedback: each token as sent, its type, and the label.
+fn answer(report: &SignedReport, outcome: &LeakOutcome) -> Value {
+    let rows: Vec<Value> = report
+        .matches()
+        .iter()
+        .zip(&outcome.labels)
+        .map(|(m, label)| {
+            json!({
+                "token_raw": m.token,
+                "token_type": m.token_type,
+                "label": label.as_str(),
+            })
+        })
+        .collect();
+    Value::Array(rows)
+}
