@@ -8,6 +8,8 @@
 
 use std::future::Future;
 
+#[path = "conformance/audit.rs"]
+mod audit;
 #[path = "conformance/key_changes.rs"]
 mod key_changes;
 #[path = "conformance/queue.rs"]
@@ -19,6 +21,7 @@ mod sessions;
 #[path = "conformance/users.rs"]
 mod users;
 
+use audit::*;
 use key_changes::*;
 use queue::*;
 use rate_limits::*;
@@ -125,6 +128,9 @@ conformance!(
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,
+    audit_events_are_listed_newest_first_in_pages,
+    audit_events_filter_by_kind_and_key,
+    audit_events_are_pruned_by_age_and_never_updated,
 );
 
 fn hasher() -> SecretHasher {
