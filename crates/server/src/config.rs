@@ -82,6 +82,9 @@ pub struct Config {
     /// How the queue's commits reach the disk (`--queue-sync`): `Normal`
     /// (the default) survives a crash of `fal serve`, not a power cut.
     pub queue_sync: fal_store::CommitSync,
+    /// How long audit events are kept (`--audit-retention`, a year by
+    /// default); older ones are pruned hourly.
+    pub audit_retention: Duration,
 }
 
 /// The PEM files for HTTPS.
@@ -121,6 +124,7 @@ impl Config {
             queue_concurrency: 8,
             queue_lease: Duration::from_secs(30),
             queue_sync: fal_store::CommitSync::Normal,
+            audit_retention: Duration::from_secs(365 * 24 * 3600),
         }
     }
 

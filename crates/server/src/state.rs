@@ -10,6 +10,7 @@ use std::sync::Arc;
 use fal_core::{Clock, RandomSource};
 use fal_store::{AppAdmin, KeyAdmin, UserAdmin, Users};
 
+use crate::audit::AuditLog;
 use crate::auth::sessions::Sessions;
 use crate::auth::{AdminParts, AdminStores, AuthFailure, Verifier};
 use crate::error::ApiError;
@@ -58,6 +59,8 @@ struct Shared {
     rng: Arc<dyn RandomSource>,
     /// The request queue (`/queue/…`).
     queue: Option<Arc<Queue>>,
+    /// The audit log.
+    audit: Arc<AuditLog>,
 }
 
 /// Everything [`AppState`] is assembled from.
@@ -92,6 +95,8 @@ pub struct StateParts {
     pub tls: bool,
     /// The request queue.
     pub queue: Option<Arc<Queue>>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
 }
 
 impl AppState {
@@ -109,6 +114,7 @@ impl AppState {
             policy: p.upstream.policy().clone(),
             clock: p.clock.clone(),
             rng: p.rng.clone(),
+            audit: p.audit.clone(),
         }));
         Ok(AppState {
             inner: Arc::new(Shared {
@@ -127,6 +133,7 @@ impl AppState {
                 tls: p.tls,
                 flashes: Arc::default(),
                 queue: p.queue,
+                audit: p.audit,
             }),
         })
     }
@@ -152,6 +159,7 @@ impl AppState {
                 tls: s.tls,
                 flashes: s.flashes.clone(),
                 queue: s.queue.clone(),
+                audit: s.audit.clone(),
             }),
         }
     }
@@ -256,6 +264,16 @@ impl AppState {
     /// The request queue, when this server runs one.
     pub fn queue(&self) -> Option<&Queue> {
         self.inner.queue.as_deref()
+    }
+
+    /// The audit log (writing; reading goes through [`crate::auth::Admin`]).
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// The audit log, shared (for its pruning task).
+    pub fn audit_handle(&self) -> Arc<AuditLog> {
+        self.inner.audit.clone()
     }
 
     /// Who the operators are.
