@@ -26,8 +26,11 @@ const browser = await chromium.launch({
 try {
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, userAgent: AGENT });
   const page = await context.newPage();
+  // Console errors, but not the browser's own 404 for /favicon.ico.
   const errors = [];
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("console", (m) => {
+    if (m.type() === "error" && !(m.location().url || "").endsWith("/favicon.ico")) errors.push(m.text());
+  });
 
   // Not signed in: the Activity page sends us to sign in.
   await page.goto(`${URL_}/dashboard/activity`);
