@@ -349,3 +349,32 @@ async fn retention_prunes_events_past_it_when_the_clock_moves() {
     assert_eq!(listed["events"].as_array().unwrap().len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn disabling_a_user_records_each_key_it_revoked_in_their_log() {
+    let app = spawn_app().await;
+    let mallory = app.github_user_auth("mallory", 77, Scope::Admin).await;
+    let (status, me) = send(&app, Method::GET, "/users/current", &mallory, None, None).await;
+    assert_eq!(status, 200);
+    let key_id = me["credential"]["key_id"].as_str().unwrap().to_owned();
+    let user_id = fal_core::UserId::from_stored(me["user_id"].as_str().unwrap().to_owned());
+    let path = "/admin/users/mallory/disable";
+    let (status, body) = send(&app, Method::POST, path, &app.admin_auth(), None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let store = app.store().await;
+    let page = fal_store::AuditStore::list_audit(&store, &user_id, &Default::default(), 10, None)
+        .await
+        .unwrap();
+    store.close().await;
+    let events: Vec<_> = page.events.iter().map(|e| &e.event).collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, fal_core::AuditKind::KeyRevoked);
+    assert_eq!(events[0].key_id.map(|k| k.to_string()), Some(key_id));
+    assert_eq!(events[0].detail["reason"], "user_disabled");
+    let operator_key = events[0].actor.key_id.map(|k| k.to_string());
+    assert_eq!(operator_key.as_deref(), Some(app.admin_id.as_str()));
+    assert_eq!(
+        events[0].user_agent.as_ref().map(|u| u.as_str()),
+        Some(AGENT)
+    );
+}
