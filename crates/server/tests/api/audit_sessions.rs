@@ -217,3 +217,64 @@ async fn no_secret_token_cookie_or_hash_appears_in_any_event() {
         assert!(!stored.contains(tail), "part of a secret is stored: {tail}");
     }
 }
+
+/// A dashboard page with the session cookie: status and HTML.
+async fn page(app: &crate::helpers::TestApp, token: &str, path: &str) -> (u16, String) {
+    let resp = crate::github_web::no_redirects()
+        .get(format!("{}{path}", app.url))
+        .header(reqwest::header::COOKIE, format!("fal_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_activity_page_pages_filters_and_escapes() {
+    let app = spawn_app().await;
+    let marked = "<b>probe</b> & co";
+    for _ in 0..51 {
+        let made = app
+            .http
+            .post(format!("{}/keys", app.url))
+            .header("authorization", app.admin_auth())
+            .header(reqwest::header::USER_AGENT, marked)
+            .json(&json!({"scope": "API"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 201);
+    }
+    let (_, token) = dashboard_sign_in(&app, &app.admin_id, &app.admin_secret).await;
+    let token = token.unwrap();
+    let (status, first) = page(&app, &token, "/dashboard/activity").await;
+    assert_eq!(status, 200);
+    assert!(
+        first.contains("href=\"/dashboard/activity\""),
+        "the nav links to it"
+    );
+    assert_eq!(first.matches("<tr class=\"event\"").count(), 50);
+    assert!(first.contains("data-kind=\"session.signed_in\""));
+    assert!(
+        first.contains("&lt;b&gt;probe&lt;/b&gt; &amp; co"),
+        "escaped"
+    );
+    assert!(!first.contains(marked));
+    let at = first
+        .find("/dashboard/activity?cursor=")
+        .expect("a link to older events");
+    let next = first[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let (status, second) = page(&app, &token, &next).await;
+    assert_eq!(status, 200);
+    assert_eq!(second.matches("<tr class=\"event\"").count(), 2);
+    assert!(
+        !second.contains("/dashboard/activity?cursor="),
+        "no page after the last"
+    );
+    let (status, only) = page(&app, &token, "/dashboard/activity?kind=session.signed_in").await;
+    assert_eq!(status, 200);
+    assert_eq!(only.matches("<tr class=\"event\"").count(), 1);
+    let (status, bad) = page(&app, &token, "/dashboard/activity?kind=%3Cscript%3E").await;
+    assert_eq!(status, 422);
+    assert!(!bad.contains("<script>"));
+}
