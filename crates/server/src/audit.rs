@@ -22,8 +22,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fal_core::UserId;
-use fal_core::{AuditActor, AuditEvent, AuditKind, Clock, KeyId, Principal, Timestamp, UserAgent};
+use fal_core::{
+    AuditActor, AuditEvent, AuditKind, Clock, KeyId, Principal, Timestamp, UserAgent, UserId,
+};
 use fal_store::{AuditCursor, AuditFilter, AuditPage, AuditStore};
 
 use crate::error::ApiError;

@@ -203,10 +203,11 @@ async fn login(
     let principal = match verified {
         Ok(p) => Some(p),
         Err(f) => {
+            // Counted before anything else can fail.
+            let _ = state.note_failure(client, f);
             if f.is_refusal() {
                 sign_in_failed(&state, form.key_id.trim(), &origin).await?;
             }
-            let _ = state.note_failure(client, f);
             None
         }
     };
