@@ -5,6 +5,7 @@
 //! - this file: the argument grammar (clap) and dispatch;
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
 //! - [`keys`]: `fal key …` and `fal auth whoami`;
+//! - [`audit`]: `fal audit`;
 //! - [`apps`]: `fal apps …` and `fal run`;
 //! - [`queue`]: `fal run --queue`;
 //! - [`users`]: `fal admin users …` (operators);
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+pub mod audit;
 pub mod keys;
 pub mod login;
 pub mod output;
@@ -80,6 +82,26 @@ pub enum Command {
     /// Maintenance on the server's own machine, working on its data directly.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Your audit log: keys generated and revoked, apps, sign-ins (ADMIN).
+    Audit(AuditArgs),
+}
+
+/// `fal audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Only events about, or done with, this key id.
+    #[arg(long, value_name = "KEY_ID")]
+    pub key_id: Option<String>,
+    /// Only events of this kind (key.generated, key.revoked, app.added,
+    /// session.signed_in, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// How many events, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where a server keeps its data.
@@ -140,6 +162,10 @@ pub struct ServeArgs {
     /// How long a queued request's answer is kept (e.g. 7d, 12h).
     #[arg(long, env = "FAL_QUEUE_RETENTION", value_parser = apps::parse_duration_ms, default_value = "7d")]
     pub queue_retention: u64,
+    /// How long audit events are kept (e.g. 365d, 90d); older ones are
+    /// deleted hourly.
+    #[arg(long, env = "FAL_AUDIT_RETENTION", value_parser = apps::parse_duration_ms, default_value = "365d")]
+    pub audit_retention: u64,
     /// How many queued requests of one app this server runs at once.
     #[arg(long, env = "FAL_QUEUE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub queue_concurrency: u32,
@@ -399,6 +425,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::Users(cmd)) => {
             users::users_command(&cli.host, cli.key.as_deref(), cmd).await
         }
+        Command::Audit(args) => audit::audit_command(&cli.host, cli.key.as_deref(), args).await,
         Command::Key(cmd) => keys::key_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Apps(cmd) => apps::apps_command(&cli.host, cli.key.as_deref(), cmd).await,
         Command::Run {

@@ -56,6 +56,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_body_size = usize::try_from(args.max_body_size).unwrap_or(usize::MAX);
     config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     config.queue_retention = std::time::Duration::from_millis(args.queue_retention);
+    config.audit_retention = std::time::Duration::from_millis(args.audit_retention);
     config.queue_concurrency = args.queue_concurrency as usize;
     config.queue_lease = std::time::Duration::from_millis(args.queue_lease.max(1));
     config.queue_sync = args.queue_sync;

@@ -7,6 +7,7 @@
 //! - [`credentials`]: where a key pair comes from (flag, `FAL_KEY`,
 //!   `FAL_KEY_ID` + `FAL_KEY_SECRET`), first found wins.
 //! - `keys`: the `/keys` calls and [`CreatedKey`], [`KeyInfo`], [`KeyList`].
+//! - `audit`: `GET /audit` and [`AuditEvent`], [`AuditList`].
 //! - `stream`: [`EventStream`], a model's server-sent events as they arrive.
 //! - `queue`: the `/queue` calls (submit, status, status stream, result,
 //!   cancel) and [`Submitted`], [`QueueStatus`], [`Cancelled`].
@@ -14,12 +15,14 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 pub mod credentials;
 mod keys;
 mod queue;
 pub mod session;
 mod stream;
 
+pub use audit::{AuditActor, AuditEvent, AuditList};
 pub use keys::{CreatedKey, KeyInfo, KeyList};
 pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
@@ -176,7 +179,9 @@ impl Client {
     /// https, the system's roots, or the CA file in `SSL_CERT_FILE`).
     pub fn new(host: &str, credentials: Option<KeyCredentials>) -> Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Named, so the server's audit log can tell the CLI's actions.
         let http = reqwest::Client::builder()
+            .user_agent(concat!("fal-client/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(600))
             .connect_timeout(Duration::from_secs(10))
             .build()

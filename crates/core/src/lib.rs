@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`alias`]: a key's alias, checked once.
+//! - [`audit`]: the audit log's events and their kinds.
 //! - [`allowed_apps`]: the apps a short-lived token may call;
 //!   [`app_token`]: those tokens (HS256 JWTs under a key from the pepper).
 //! - [`app_name`]: an app's owner and name, checked once.
@@ -23,6 +24,7 @@ pub mod alias;
 pub mod allowed_apps;
 pub mod app_name;
 pub mod app_token;
+pub mod audit;
 pub mod budget;
 pub mod hash;
 pub mod header;
@@ -39,6 +41,7 @@ pub use alias::{Alias, AliasError, MAX_ALIAS_CHARS};
 pub use allowed_apps::{AllowedApps, AllowedAppsError};
 pub use app_name::{AppName, AppOwner, AppPartError};
 pub use app_token::{AppToken, AppTokenClaims, AppTokenError, AppTokenKey};
+pub use audit::{AuditActor, AuditEvent, AuditKind, UnknownAuditKind, UserAgent};
 pub use hash::{Pepper, SecretHash, SecretHasher};
 pub use header::{Credentials, HeaderError};
 pub use key::{KeyFormatError, KeyId, KeySecret, UserId};

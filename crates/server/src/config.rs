@@ -85,6 +85,9 @@ pub struct Config {
     /// Where the public keys that sign secret scanning reports are
     /// published (`--secret-scanning-keys-url`; GitHub's by default).
     pub secret_scanning_keys_url: String,
+    /// How long audit events are kept (`--audit-retention`, a year by
+    /// default); older ones are pruned hourly.
+    pub audit_retention: Duration,
 }
 
 /// The PEM files for HTTPS.
@@ -125,6 +128,7 @@ impl Config {
             queue_lease: Duration::from_secs(30),
             queue_sync: fal_store::CommitSync::Normal,
             secret_scanning_keys_url: crate::secret_scanning::DEFAULT_KEYS_URL.to_owned(),
+            audit_retention: Duration::from_secs(365 * 24 * 3600),
         }
     }
 

@@ -10,6 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use fal_core::Principal;
 
+use crate::audit::Origin;
 use crate::auth::{Admin, AuthFailure};
 use crate::error::ApiError;
 use crate::quota::QuotaSlot;
@@ -44,6 +45,36 @@ impl FromRequestParts<AppState> for ClientIp {
         state: &AppState,
     ) -> Result<Self, std::convert::Infallible> {
         Ok(ClientIp::of(parts, state))
+    }
+}
+
+impl Origin {
+    /// Where the request with these parts came from: its client's address
+    /// as [`ClientIp`] finds it, and its user agent, cut short.
+    pub fn of(parts: &Parts, state: &AppState) -> Origin {
+        Origin::from_headers(ClientIp::of(parts, state).0, &parts.headers)
+    }
+
+    /// The origin of a request from `client` with these headers.
+    pub fn from_headers(client: Option<IpAddr>, headers: &axum::http::HeaderMap) -> Origin {
+        let agent = headers.get(axum::http::header::USER_AGENT);
+        Origin {
+            source: client,
+            user_agent: agent
+                .and_then(|v| v.to_str().ok())
+                .and_then(fal_core::UserAgent::new),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Origin::of(parts, state))
     }
 }
 
@@ -157,7 +188,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Caller(principal) = Caller::from_request_parts(parts, state).await?;
-        Admin::for_principal(principal, state.admin_stores())
+        let admin = Admin::for_principal(principal, state.admin_stores())?;
+        Ok(admin.with_origin(Origin::of(parts, state)))
     }
 }
 
@@ -165,12 +197,14 @@ impl AppState {
     /// The key-management handle for a dashboard form: only for a session
     /// principal with ADMIN scope, and only with proof that the form carried
     /// its session's CSRF token.
+    /// `origin` is where the form came from, for the audit log.
     pub fn dashboard_admin(
         &self,
         principal: Principal,
         csrf: &crate::auth::sessions::CsrfChecked,
+        origin: Origin,
     ) -> Result<Admin, ApiError> {
-        Admin::for_dashboard(principal, csrf, self.admin_stores())
+        Ok(Admin::for_dashboard(principal, csrf, self.admin_stores())?.with_origin(origin))
     }
 }
 

@@ -26,6 +26,8 @@
 //! - [`gateway`]: apps, request ids, upstream connections and their reach,
 //!   hyper's forwarding path, the answers both paths give.
 //! - [`flashes`]: one-time links to newly created secrets.
+//! - [`audit`]: the audit log: events of key, app and session management,
+//!   their retention.
 //! - [`queue`]: the request queue: stored requests, this server's workers,
 //!   webhooks, retention (its HTTP shapes are `api::queue`).
 //! - [`secret_scanning`]: leaked-key reports in GitHub's secret scanning
@@ -57,6 +59,7 @@
 pub mod addresses;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod cookies;

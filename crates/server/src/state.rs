@@ -10,6 +10,7 @@ use std::sync::Arc;
 use fal_core::{Clock, RandomSource};
 use fal_store::{AppAdmin, KeyAdmin, LeakedKeys, UserAdmin, Users};
 
+use crate::audit::AuditLog;
 use crate::auth::sessions::Sessions;
 use crate::auth::{AdminParts, AdminStores, AuthFailure, Verifier};
 use crate::error::ApiError;
@@ -61,6 +62,8 @@ struct Shared {
     queue: Option<Arc<Queue>>,
     /// The keys secret scanning reports are signed with.
     scanning: Arc<ScanningKeys>,
+    /// The audit log.
+    audit: Arc<AuditLog>,
 }
 
 /// Everything [`AppState`] is assembled from.
@@ -99,6 +102,8 @@ pub struct StateParts {
     pub queue: Option<Arc<Queue>>,
     /// The keys secret scanning reports are signed with.
     pub scanning: Arc<ScanningKeys>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
 }
 
 impl AppState {
@@ -117,6 +122,7 @@ impl AppState {
             policy: p.upstream.policy().clone(),
             clock: p.clock.clone(),
             rng: p.rng.clone(),
+            audit: p.audit.clone(),
         }));
         Ok(AppState {
             inner: Arc::new(Shared {
@@ -136,6 +142,7 @@ impl AppState {
                 flashes: Arc::default(),
                 queue: p.queue,
                 scanning: p.scanning,
+                audit: p.audit,
             }),
         })
     }
@@ -162,6 +169,7 @@ impl AppState {
                 flashes: s.flashes.clone(),
                 queue: s.queue.clone(),
                 scanning: s.scanning.clone(),
+                audit: s.audit.clone(),
             }),
         }
     }
@@ -266,6 +274,16 @@ impl AppState {
     /// The request queue, when this server runs one.
     pub fn queue(&self) -> Option<&Queue> {
         self.inner.queue.as_deref()
+    }
+
+    /// The audit log (writing; reading goes through [`crate::auth::Admin`]).
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// The audit log, shared (for its pruning task).
+    pub fn audit_handle(&self) -> Arc<AuditLog> {
+        self.inner.audit.clone()
     }
 
     /// Who the operators are.

@@ -13,6 +13,7 @@
 //!   behind [`Backend`]. Each capability's queries are in a file of their
 //!   own beside it: `keys.rs`, `users.rs`, `apps.rs`, `sessions.rs`,
 //!   `meta.rs`, `leaks.rs` ([`LeakedKeys`]: keys by secret hash).
+//! - [`audit`]: the audit log ([`AuditStore`]): append, list, prune.
 //! - [`migrate`]: embedded migrations per backend and their runner.
 //! - `testing` (feature `testing`): fresh PostgreSQL databases for tests and
 //!   benchmarks; not part of the production API.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+pub mod audit;
 pub mod changes;
 mod key_changes;
 mod keys;
@@ -39,6 +41,7 @@ pub mod users;
 use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, RateLimit, Scope, Timestamp, UserId};
 
+pub use audit::{AuditCursor, AuditFilter, AuditPage, AuditStore, StoredAuditEvent};
 pub use leaks::LeakedKeys;
 pub use sql::{CommitSync, SqlStore};
 

@@ -59,6 +59,10 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_queue_status_index.sql"),
     },
     Migration {
+        version: 13,
+        sql: include_str!("../migrations/sqlite/0013_audit.sql"),
+    },
+    Migration {
         version: 14,
         sql: include_str!("../migrations/sqlite/0014_secret_hash_index.sql"),
     },
@@ -108,6 +112,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 10,
         sql: include_str!("../migrations/postgres/0010_queue_status_index.sql"),
+    },
+    Migration {
+        version: 13,
+        sql: include_str!("../migrations/postgres/0013_audit.sql"),
     },
     Migration {
         version: 14,

@@ -8,6 +8,8 @@
 
 use std::future::Future;
 
+#[path = "conformance/audit.rs"]
+mod audit;
 #[path = "conformance/key_changes.rs"]
 mod key_changes;
 #[path = "conformance/leaks.rs"]
@@ -21,6 +23,7 @@ mod sessions;
 #[path = "conformance/users.rs"]
 mod users;
 
+use audit::*;
 use key_changes::*;
 use leaks::*;
 use queue::*;
@@ -129,6 +132,9 @@ conformance!(
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,
     keys_are_found_by_their_secret_hash_only,
+    audit_events_are_listed_newest_first_in_pages,
+    audit_events_filter_by_kind_and_key,
+    audit_events_are_pruned_by_age_and_never_updated,
 );
 
 fn hasher() -> SecretHasher {

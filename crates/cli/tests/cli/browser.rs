@@ -1,17 +1,18 @@
-//! The dashboard keys page in a real browser: headless Chromium (Debian's),
-//! driven by playwright-core from `tests/browser/keys_page.mjs`. Needs what
-//! `scripts/setup-browser.sh` installs; without it the test says so loudly
-//! and passes, except under CI, where it fails. Set `FAL_SCREENSHOTS=DIR`
-//! to save a screenshot of each page.
+//! The dashboard in a real browser: headless Chromium (Debian's), driven
+//! by playwright-core from `tests/browser/*.mjs`: the keys page
+//! (`keys_page.mjs`) and the Activity page (`activity_page.mjs`). Needs
+//! what `scripts/setup-browser.sh` installs; without it each test says so
+//! loudly and passes, except under CI, where it fails. Set
+//! `FAL_SCREENSHOTS=DIR` to save a screenshot of each page.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::Server;
 
-#[test]
-fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
+/// Where playwright-core is installed, when the browser tools are there.
+fn browser_tools() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let playwright = root.join("target/browser-tests");
     if !Path::new("/usr/bin/chromium").exists()
@@ -25,17 +26,30 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
             std::io::stderr(),
             "*** SKIPPED browser test: run scripts/setup-browser.sh (Chromium + playwright-core) ***"
         );
-        return;
+        return None;
     }
+    Some(playwright)
+}
+
+/// Runs `tests/browser/SCRIPT` against a fresh `fal serve --demo`; checks
+/// that it printed `passed` and that no secret reached the server's log.
+fn run_script(script: &str, passed: &str) {
+    let Some(playwright) = browser_tools() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
     let admin = server.bootstrap();
     let mut cmd = Command::new("node");
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/keys_page.mjs"))
-        .env("FAL_URL", &server.url)
-        .env("ADMIN_ID", &admin.id)
-        .env("ADMIN_SECRET", &admin.secret)
-        .env("PLAYWRIGHT_DIR", &playwright);
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(script),
+    )
+    .env("FAL_URL", &server.url)
+    .env("ADMIN_ID", &admin.id)
+    .env("ADMIN_SECRET", &admin.secret)
+    .env("PLAYWRIGHT_DIR", &playwright);
     if let Some(shots) = std::env::var_os("FAL_SCREENSHOTS") {
         cmd.env("SHOTS", shots);
     }
@@ -46,7 +60,17 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
         "browser test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("browser test passed"));
+    assert!(stdout.contains(passed), "{stdout}");
     let log = server.stop();
     assert!(!log.contains(&admin.secret), "a secret reached the log");
+}
+
+#[test]
+fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
+    run_script("keys_page.mjs", "browser test passed");
+}
+
+#[test]
+fn the_activity_page_shows_the_key_generated_event_in_chromium() {
+    run_script("activity_page.mjs", "activity browser test passed");
 }

@@ -57,6 +57,15 @@ fn a_lost_bootstrap_key_is_recovered_with_the_server_stopped() {
         who.contains("admin") && who.contains("ADMIN scope"),
         "{who}"
     );
+    // The recovered key is in the audit log, made on the host.
+    let log = server.ok(&recovered, &["audit", "--json", "--kind", "key.generated"]);
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let event = &log["events"][0];
+    assert_eq!(event["key_id"], recovered.id.as_str());
+    assert_eq!(
+        (&event["detail"]["via"], &event["source"]),
+        (&serde_json::json!("recovery"), &serde_json::Value::Null)
+    );
     server.stop();
 }
 

@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use fal_core::AuditKind;
+
 use super::ApiJson;
+use crate::audit::Origin;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::extract::Caller;
@@ -58,6 +61,7 @@ fn user_json(u: &fal_store::User) -> Value {
 /// to use), 200 with tokens when done.
 pub async fn device_poll(
     State(state): State<AppState>,
+    origin: Origin,
     ApiJson(body): ApiJson<DevicePollBody>,
 ) -> Result<Response, ApiError> {
     let gh = github(&state)?;
@@ -104,6 +108,7 @@ pub async fn device_poll(
                 .sessions()
                 .issue_cli(&user.user_id, Some(&token))
                 .await?;
+            signed_in(&state, &user.user_id, &issued.session_id, "cli", &origin).await?;
             Ok(no_store(Json(json!({
                 "access_token": issued.access.expose(),
                 "refresh_token": issued.refresh.expose(),
@@ -176,6 +181,7 @@ pub async fn refresh(
 /// cookie would look like a logout while the session lived on.
 pub async fn logout(
     State(state): State<AppState>,
+    origin: Origin,
     caller: Result<Caller, ApiError>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -186,13 +192,40 @@ pub async fn logout(
         Ok(Caller(p)) => {
             if let Some(id) = &p.session_id {
                 state.sessions().revoke(id).await?;
+                let audit = state.audit();
+                let event = audit.by(AuditKind::SessionSignedOut, &p, &origin);
+                audit.record(event).await?;
             }
         }
     }
-    if let Some(b) = refresh {
-        state.sessions().revoke_by_refresh(&b.refresh_token).await?;
+    if let Some(b) = refresh
+        && let Some(ended) = state.sessions().revoke_by_refresh(&b.refresh_token).await?
+    {
+        let audit = state.audit();
+        let mut event = audit.event(AuditKind::SessionSignedOut, Some(&ended.user_id), &origin);
+        event.actor.user_id = Some(ended.user_id.clone());
+        event.actor.session_id = Some(ended.session_id);
+        audit.record(event).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Records a GitHub sign-in of `user_id` into the new session
+/// `session_id`, by `via` (`cli` or `dashboard`).
+async fn signed_in(
+    state: &AppState,
+    user_id: &fal_core::UserId,
+    session_id: &str,
+    via: &str,
+    origin: &Origin,
+) -> Result<(), ApiError> {
+    let audit = state.audit();
+    let mut event = audit.event(AuditKind::SessionSignedIn, Some(user_id), origin);
+    event.actor.user_id = Some(user_id.clone());
+    event.actor.session_id = Some(session_id.to_owned());
+    event.detail.insert("method".into(), "github".into());
+    event.detail.insert("via".into(), via.into());
+    audit.record(event).await
 }
 
 /// Unpadded base64url (RFC 4648 §5), as PKCE's S256 challenge uses it.
@@ -236,6 +269,7 @@ pub struct CallbackQuery {
 /// PKCE verifier, signs the user in, and sets a fresh session cookie.
 pub async fn web_callback(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, ApiError> {
@@ -270,7 +304,8 @@ pub async fn web_callback(
     let user = gh
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
-    let (session, ttl) = state.sessions().issue_web(&user.user_id, None).await?;
+    let (session, ttl, session_id) = state.sessions().issue_web(&user.user_id, None).await?;
+    signed_in(&state, &user.user_id, &session_id, "dashboard", &origin).await?;
     let tls = state.tls();
     let session = cookies::set(OurCookie::Session, tls, session.expose(), ttl.as_secs())
         .ok_or_else(|| ApiError::Internal("cookie".into()))?;

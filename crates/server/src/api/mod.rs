@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod apps;
+pub mod audit;
 pub mod github;
 pub mod keys;
 pub mod queue;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
+        .route("/audit", get(audit::list))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
         .route("/auth/github", get(github::status))

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use crate::audit::Origin;
 use crate::auth::leaks::{Label, LeakOutcome};
 use crate::error::ApiError;
 use crate::secret_scanning::{
@@ -21,6 +22,7 @@ use crate::state::AppState;
 /// `--max-body-size` (the router's [`crate::limits::bound_body`]).
 pub async fn report(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -34,14 +36,24 @@ pub async fn report(
     .await?;
     let outcome = state.admin_stores().revoke_leaked(&report).await?;
     log_outcome(&outcome);
+    // One `key.leaked_revoked` event per key this report revoked, in its
+    // owner's log, with where the secret was found. The keys are revoked
+    // already: a failed write is an error GitHub retries (the retry finds
+    // them revoked, as true positives, and records nothing twice).
+    for k in outcome.keys.iter().filter(|k| k.revoked_now) {
+        let reporter = match &k.source {
+            Some(source) => format!("github secret scanning ({source})"),
+            None => "github secret scanning".to_owned(),
+        };
+        state
+            .audit()
+            .key_leaked_revoked(&k.user_id, k.key_id, &reporter, Some(&k.url), &origin)
+            .await?;
+    }
     Ok(Json(answer(&report, &outcome)))
 }
 
 /// Logs each key found, with where the secret was found, never the secret.
-///
-/// AUDIT(key.leaked_revoked): this is the call site for the audit event
-/// (issue 16): one event per `outcome.keys` entry whose `revoked_now` is
-/// true, with `key_id`, `user_id`, `url` and `source`.
 fn log_outcome(outcome: &LeakOutcome) {
     for k in &outcome.keys {
         tracing::warn!(

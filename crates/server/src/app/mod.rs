@@ -300,6 +300,11 @@ impl App {
             .with_key_check(shared.clone());
             Arc::new(queue)
         };
+        let audit = Arc::new(crate::audit::AuditLog::new(
+            shared.clone(),
+            clock.clone(),
+            config.audit_retention,
+        ));
         let throttle = Arc::new(crate::throttle::Throttle::new(
             config.throttle.clone(),
             clock.clone(),
@@ -326,6 +331,7 @@ impl App {
             tls: config.tls.is_some(),
             queue: Some(queue),
             scanning,
+            audit,
         })?;
         Ok(App {
             config,
@@ -335,6 +341,11 @@ impl App {
             demo_task,
             lease_queue: std::sync::Mutex::new(lease_queue),
         })
+    }
+
+    /// The audit log (tests run its retention by hand).
+    pub fn audit(&self) -> Arc<crate::audit::AuditLog> {
+        self.state.audit_handle()
     }
 
     /// The request queue (tests run its retention by hand).
@@ -401,6 +412,18 @@ pub async fn recover_admin_key(
         .ok_or(StartError::NoBootstrapUser)?;
     let (key, secret) = mint(rng, &hasher, &user, "recovered", clock)?;
     store.create_key(&key).await?;
+    // Recorded as any new key is (no client: it was made on the host).
+    let mut event = fal_core::AuditEvent::new(
+        fal_core::AuditKind::KeyGenerated,
+        clock.now(),
+        Some(user.clone()),
+    );
+    event.actor.user_id = Some(user.clone());
+    event.key_id = Some(key.record.key_id);
+    event.detail.insert("scope".into(), "ADMIN".into());
+    event.detail.insert("alias".into(), "recovered".into());
+    event.detail.insert("via".into(), "recovery".into());
+    fal_store::AuditStore::append_audit(&store, &event).await?;
     store.close().await;
     Ok(BootstrapKey {
         key_id: key.record.key_id,

@@ -165,6 +165,9 @@ impl App {
             let every = std::time::Duration::from_secs(3600);
             tasks.push(tokio::spawn(crate::queue::prune_every(queue, every)));
         }
+        let every = std::time::Duration::from_secs(3600);
+        let audit = self.state.audit_handle();
+        tasks.push(tokio::spawn(crate::audit::prune_every(audit, every)));
         let queue = self.lease_queue.lock().ok().and_then(|mut q| q.take());
         if let Some(queue) = queue {
             let counts: Arc<dyn fal_store::RateCounts> = Arc::new(self.store.clone());

@@ -36,14 +36,17 @@
 use std::sync::Arc;
 
 use fal_core::{
-    Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope, Timestamp, mint_key,
+    AuditEvent, AuditKind, Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope,
+    Timestamp, mint_key,
 };
 use fal_store::{
-    AppAdmin, Cursor, KeyAdmin, KeyPage, KeySummary, LeakedKeys, NewKey, UserAdmin, Users,
+    AppAdmin, AuditCursor, AuditFilter, AuditPage, Cursor, KeyAdmin, KeyPage, KeySummary,
+    LeakedKeys, NewKey, UserAdmin, Users,
 };
 
 use super::sessions::CsrfChecked;
 use super::verifier::Verifier;
+use crate::audit::{AuditLog, Origin};
 use crate::error::ApiError;
 use crate::gateway::AppDirectory;
 use crate::gateway::reach::ReachPolicy;
@@ -75,6 +78,8 @@ pub struct AdminStores {
     pub(super) clock: Arc<dyn Clock>,
     /// Randomness for new keys.
     pub(super) rng: Arc<dyn RandomSource>,
+    /// The audit log: every change made through an [`Admin`] is recorded.
+    pub(super) audit: Arc<AuditLog>,
 }
 
 /// Everything [`AdminStores`] is made of.
@@ -101,6 +106,8 @@ pub struct AdminParts {
     pub clock: Arc<dyn Clock>,
     /// Randomness.
     pub rng: Arc<dyn RandomSource>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
 }
 
 impl AdminStores {
@@ -118,6 +125,7 @@ impl AdminStores {
             policy: p.policy,
             clock: p.clock,
             rng: p.rng,
+            audit: p.audit,
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct Admin {
     pub(super) principal: Principal,
     /// What this handle may use.
     pub(super) stores: Arc<AdminStores>,
+    /// Where the request came from, for the audit log.
+    pub(super) origin: Origin,
 }
 
 impl Admin {
@@ -147,7 +157,15 @@ impl Admin {
         Ok(Admin {
             principal,
             stores: stores.clone(),
+            origin: Origin::default(),
         })
+    }
+
+    /// This handle, noting where its request came from (what its changes
+    /// are recorded with in the audit log).
+    pub fn with_origin(mut self, origin: Origin) -> Admin {
+        self.origin = origin;
+        self
     }
 
     /// The key-management handle for a dashboard form: only for a session
@@ -199,6 +217,18 @@ impl Admin {
         };
         s.key_admin.create_key(&key).await?;
         tracing::info!(key_id = %key.record.key_id, scope = %scope, user_id = %self.principal.user_id, "key created");
+        let mut event = self.event(AuditKind::KeyGenerated);
+        event.key_id = Some(key.record.key_id);
+        event.detail.insert("scope".into(), scope.as_str().into());
+        event
+            .detail
+            .insert("alias".into(), key.alias.clone().into());
+        if let Some(limit) = rate_limit {
+            event
+                .detail
+                .insert("rate_limit".into(), limit.to_string().into());
+        }
+        s.audit.record(event).await?;
         Ok(CreatedKey { key, secret })
     }
 
@@ -224,6 +254,9 @@ impl Admin {
     /// such key. Takes effect on this server at once.
     pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, ApiError> {
         let s = &self.stores;
+        // Revoking an already revoked key again changes nothing, and
+        // records nothing.
+        let live = self.find_key(key_id).await?.is_some();
         let found = s
             .key_admin
             .revoke_key(&self.principal.user_id, key_id, s.clock.now())
@@ -231,6 +264,11 @@ impl Admin {
         if found {
             s.verifier.invalidate(key_id);
             tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, "key revoked");
+        }
+        if found && live {
+            let mut event = self.event(AuditKind::KeyRevoked);
+            event.key_id = Some(*key_id);
+            s.audit.record(event).await?;
         }
         Ok(found)
     }
@@ -258,6 +296,25 @@ impl Admin {
 }
 
 impl Admin {
+    /// An audit event of `kind` done by this handle's principal, from its
+    /// request's origin.
+    pub(super) fn event(&self, kind: AuditKind) -> AuditEvent {
+        self.stores.audit.by(kind, &self.principal, &self.origin)
+    }
+
+    /// A page of the acting user's own audit events, newest first.
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+        after: Option<&AuditCursor>,
+    ) -> Result<AuditPage, ApiError> {
+        let s = &self.stores;
+        s.audit
+            .page(&self.principal.user_id, filter, limit, after)
+            .await
+    }
+
     /// The current time, for records this handle creates.
     pub fn now(&self) -> Timestamp {
         self.stores.clock.now()

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use fal_core::AuditKind;
 use fal_store::{AppRecord, StoreError};
 
 use super::{Admin, Operator};
@@ -42,6 +43,14 @@ impl Viewer {
 }
 
 impl Admin {
+    /// Records `kind` about the app `owner/name` in the acting user's log
+    /// (never its upstream URL, which may carry credentials).
+    async fn record_app(&self, kind: AuditKind, owner: &str, name: &str) -> Result<(), ApiError> {
+        let mut event = self.event(kind);
+        event.app = Some(format!("{owner}/{name}"));
+        self.stores.audit.record(event).await
+    }
+
     /// The acting user's namespace: their login, lowercase.
     pub async fn namespace(&self) -> Result<String, ApiError> {
         let user = self
@@ -100,6 +109,8 @@ impl Admin {
         }
         s.apps.invalidate(&app.owner, &app.name);
         tracing::info!(app = %format!("{}/{}", app.owner, app.name), upstream = %app.upstream, user_id = %self.principal.user_id, "app registered");
+        self.record_app(AuditKind::AppAdded, &app.owner, &app.name)
+            .await?;
         Ok(app)
     }
 
@@ -172,6 +183,7 @@ impl Admin {
         s.apps.invalidate(owner, name);
         if found {
             tracing::info!(app = %format!("{owner}/{name}"), user_id = %me, "app removed by its owner");
+            self.record_app(AuditKind::AppRemoved, owner, name).await?;
             return Ok(true);
         }
         match s.apps.find(owner, name).await? {
@@ -191,6 +203,8 @@ impl Operator<'_> {
         s.apps.invalidate(owner, name);
         if found {
             tracing::info!(app = %format!("{owner}/{name}"), operator = %self.admin().principal.user_id, "app removed by an operator");
+            let admin = self.admin();
+            admin.record_app(AuditKind::AppRemoved, owner, name).await?;
         }
         Ok(found)
     }

@@ -4,7 +4,7 @@
 //! no other code can make one without that check.
 
 use axum::http::StatusCode;
-use fal_core::UserId;
+use fal_core::{AuditKind, UserId};
 use fal_store::{DisabledUser, User, UserSummary};
 
 use super::Admin;
@@ -96,6 +96,14 @@ impl Operator<'_> {
             .ok_or_else(|| ApiError::NotFound(format!("No user {who:?} here")))?;
         for key in &done.revoked_keys {
             s.verifier.invalidate(key);
+        }
+        // Each key revoked now, in its owner's log, done by this operator.
+        for key in &done.revoked_keys {
+            let mut event = self.admin.event(AuditKind::KeyRevoked);
+            event.user_id = Some(user.user_id.clone());
+            event.key_id = Some(*key);
+            event.detail.insert("reason".into(), "user_disabled".into());
+            s.audit.record(event).await?;
         }
         s.operators.invalidate(&user.user_id);
         tracing::info!(

@@ -43,6 +43,8 @@ pub struct IssuedTokens {
     pub refresh: SessionToken,
     /// Seconds the access token lives.
     pub expires_in: u64,
+    /// The session's id (for the audit log; not a credential).
+    pub session_id: String,
 }
 
 /// Compares two secret strings in constant time (for equal lengths; the
@@ -149,7 +151,7 @@ impl Sessions {
         };
         self.store
             .create_session(&SessionRecord {
-                session_id,
+                session_id: session_id.clone(),
                 user_id: user_id.clone(),
                 kind: SessionKind::Cli,
                 access_hash: self.hash(&access),
@@ -166,22 +168,25 @@ impl Sessions {
             access,
             refresh,
             expires_in: self.ttl.access.as_secs(),
+            session_id,
         })
     }
 
-    /// A dashboard session; returns the cookie's token and its lifetime.
+    /// A dashboard session; returns the cookie's token, its lifetime and
+    /// the session's id.
     /// `key_id` is the key it was opened with, if any: revoking that key
     /// ends the session.
     pub async fn issue_web(
         &self,
         user_id: &UserId,
         key_id: Option<KeyId>,
-    ) -> Result<(SessionToken, Duration), ApiError> {
+    ) -> Result<(SessionToken, Duration, String), ApiError> {
         let now = self.clock.now();
         let access = SessionToken::generate(WEB_PREFIX, self.rng.as_ref())?;
+        let session_id = self.session_id()?;
         self.store
             .create_session(&SessionRecord {
-                session_id: self.session_id()?,
+                session_id: session_id.clone(),
                 user_id: user_id.clone(),
                 kind: SessionKind::Web,
                 access_hash: self.hash(&access),
@@ -194,7 +199,7 @@ impl Sessions {
                 github_token: None,
             })
             .await?;
-        Ok((access, self.ttl.web))
+        Ok((access, self.ttl.web, session_id))
     }
 
     /// Who a CLI access token, sent as `Authorization: Bearer`, belongs
@@ -325,6 +330,7 @@ impl Sessions {
             access,
             refresh: new_refresh,
             expires_in: self.ttl.access.as_secs(),
+            session_id: grant.record.session_id,
         })
     }
 
@@ -345,14 +351,19 @@ impl Sessions {
             .await?)
     }
 
-    /// Ends the session holding this refresh token, if any.
-    pub async fn revoke_by_refresh(&self, refresh: &str) -> Result<(), ApiError> {
+    /// Ends the session holding this refresh token, if any; returns it
+    /// when it was live.
+    pub async fn revoke_by_refresh(
+        &self,
+        refresh: &str,
+    ) -> Result<Option<SessionRecord>, ApiError> {
         if let Some(t) = SessionToken::parse(REFRESH_PREFIX, refresh)
             && let Some(r) = self.store.session_by_refresh(&self.hash(&t)).await?
         {
             self.revoke(&r.session_id).await?;
+            return Ok((!r.revoked).then_some(r));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The CSRF token of the session whose token is `session_token`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fal_core::header::{AuthHeader, parse_authorization};
 use fal_core::verify::verify;
 use fal_core::{
-    Clock, Credentials, HeaderError, KeyId, KeyRecord, Principal, SecretHasher, Timestamp,
+    Clock, Credentials, HeaderError, KeyId, KeyRecord, Principal, SecretHasher, Timestamp, UserId,
 };
 use fal_store::{KeyLookup, StoreError};
 
@@ -256,6 +256,20 @@ impl Verifier {
         }
         let cached = self.read(&creds.key_id).await?;
         self.finish(creds, cached.as_ref(), self.clock.now())
+    }
+
+    /// The owner of the key `key_id`, revoked or not, when there is such a
+    /// key (from the cache, else storage; a made-up id reads nothing):
+    /// whose audit log a refused sign-in naming it goes in.
+    pub async fn owner_of(&self, key_id: &KeyId) -> Option<UserId> {
+        if let Some(c) = self.cache.get(key_id) {
+            return Some(c.record.user_id.clone());
+        }
+        if !self.hasher.minted_here(key_id) && !self.legacy.may_exist(key_id) {
+            return None;
+        }
+        let cached = self.read(key_id).await.ok()??;
+        Some(cached.record.user_id.clone())
     }
 
     /// Reads `key_id`'s record from storage into the cache.

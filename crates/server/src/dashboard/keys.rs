@@ -14,6 +14,7 @@ use super::{
     CONFIRM, CREATED, CsrfForm, KEY_ROW, KEYS, SHOWN, Signed, escape, form_admin, nav, page,
     redirect, render, signed_in,
 };
+use crate::audit::Origin;
 use crate::auth::sessions::CsrfChecked;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -48,7 +49,8 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
         .sessions()
         .check_csrf(&s.token, &csrf)
         .ok_or_else(|| ApiError::Internal("csrf".into()))?;
-    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
+    // Only reads: nothing is recorded, so no origin is needed.
+    let admin = state.dashboard_admin(s.principal.clone(), &proof, Origin::default())?;
     let mut rows = String::new();
     for k in &all_keys(&admin).await? {
         {
@@ -123,10 +125,11 @@ async fn refused(
 
 pub(super) async fn generate(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<GenerateForm>,
 ) -> Result<Response, ApiError> {
-    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+    let (s, admin) = match form_admin(&state, &headers, origin, &form.csrf).await {
         Ok(both) => both,
         Err(response) => return Ok(response),
     };
@@ -203,7 +206,8 @@ pub(super) async fn confirm_revoke(
         .sessions()
         .check_csrf(&s.token, &csrf)
         .ok_or_else(|| ApiError::Internal("csrf".into()))?;
-    let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
+    // Only reads: nothing is recorded, so no origin is needed.
+    let admin = state.dashboard_admin(s.principal.clone(), &proof, Origin::default())?;
     // Show the key only if it is the user's own.
     let found = all_keys(&admin)
         .await?
@@ -241,11 +245,12 @@ pub(super) async fn confirm_revoke(
 
 pub(super) async fn revoke(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     Path(key_id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ApiError> {
-    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+    let (s, admin) = match form_admin(&state, &headers, origin, &form.csrf).await {
         Ok(both) => both,
         Err(response) => return Ok(response),
     };
@@ -283,11 +288,12 @@ pub(super) struct RateLimitForm {
 /// not the user's (or is revoked) as "No such key." (404).
 pub(super) async fn set_rate_limit(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     Path(key_id): Path<String>,
     Form(form): Form<RateLimitForm>,
 ) -> Result<Response, ApiError> {
-    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+    let (s, admin) = match form_admin(&state, &headers, origin, &form.csrf).await {
         Ok(both) => both,
         Err(response) => return Ok(response),
     };

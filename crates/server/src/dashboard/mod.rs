@@ -1,5 +1,6 @@
 //! The dashboard: server-rendered pages to sign in, list, generate,
-//! rate-limit and revoke keys (those in [`keys`]). Every flow works without JavaScript; `app.js` only adds
+//! rate-limit and revoke keys (those in [`keys`]), and see what was done
+//! ([`activity`], the audit log). Every flow works without JavaScript; `app.js` only adds
 //! copy buttons.
 //!
 //! Security: the session is an HttpOnly, SameSite=Lax cookie (Secure under
@@ -19,15 +20,17 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use fal_core::header::parse_key_pair;
 use fal_core::token::SessionToken;
-use fal_core::{Principal, Scope};
+use fal_core::{AuditKind, Principal, Scope};
 use serde::Deserialize;
 
+use crate::audit::Origin;
 use crate::auth::AuthFailure;
 use crate::cookies::{self, OurCookie};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::AppState;
 
+mod activity;
 mod keys;
 mod templates;
 
@@ -41,6 +44,8 @@ const CREATED: &str = include_str!("../../templates/created.html");
 const SHOWN: &str = include_str!("../../templates/shown.html");
 const CONFIRM: &str = include_str!("../../templates/confirm_revoke.html");
 const NAV: &str = include_str!("../../templates/nav.html");
+const ACTIVITY: &str = include_str!("../../templates/activity.html");
+const ACTIVITY_ROW: &str = include_str!("../../templates/activity_row.html");
 const CSS: &str = include_str!("../../static/app.css");
 const JS: &str = include_str!("../../static/app.js");
 
@@ -59,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/logout", post(logout))
         .route("/dashboard/keys", get(keys::keys_page).post(keys::generate))
         .route("/dashboard/keys/created/{flash}", get(keys::created))
+        .route("/dashboard/activity", get(activity::activity_page))
         .route(
             "/dashboard/keys/{key_id}/revoke",
             get(keys::confirm_revoke).post(keys::revoke),
@@ -188,12 +194,23 @@ async fn login(
     }
     // Failed sign-ins count as failed API calls do (429 past the limit).
     state.refuse_if_blocked(client).await?;
+    let origin = Origin::from_headers(client, &headers);
     let pair = format!("{}:{}", form.key_id.trim(), form.key_secret.trim());
     let verified = match parse_key_pair(&pair) {
         Ok(creds) => state.verifier().verify(&creds).await,
         Err(_) => Err(AuthFailure::Malformed),
     };
-    let principal = verified.map_err(|f| state.note_failure(client, f)).ok();
+    let principal = match verified {
+        Ok(p) => Some(p),
+        Err(f) => {
+            // Counted before anything else can fail.
+            let _ = state.note_failure(client, f);
+            if f.is_refusal() {
+                sign_in_failed(&state, form.key_id.trim(), &origin).await?;
+            }
+            None
+        }
+    };
     let Some(principal) = principal else {
         return login_form(
             &state,
@@ -202,6 +219,11 @@ async fn login(
         );
     };
     if principal.scope != Scope::Admin {
+        let audit = state.audit();
+        let mut event = audit.by(AuditKind::SessionSignInFailed, &principal, &origin);
+        event.key_id = principal.key_id;
+        event.detail.insert("reason".into(), "api_scope".into());
+        audit.record(event).await?;
         return login_form(
             &state,
             Some(
@@ -212,10 +234,16 @@ async fn login(
     }
     // A new session at every sign-in (no fixation).
     // Opened with this key: revoking the key ends the session.
-    let (token, ttl) = state
+    let (token, ttl, session_id) = state
         .sessions()
         .issue_web(&principal.user_id, principal.key_id)
         .await?;
+    let audit = state.audit();
+    let mut event = audit.by(AuditKind::SessionSignedIn, &principal, &origin);
+    event.actor.session_id = Some(session_id);
+    event.detail.insert("method".into(), "key".into());
+    event.detail.insert("via".into(), "dashboard".into());
+    audit.record(event).await?;
     let mut resp = redirect("/dashboard/keys");
     let tls = state.tls();
     let h = resp.headers_mut();
@@ -224,6 +252,22 @@ async fn login(
     }
     h.append(SET_COOKIE, cookies::clear(OurCookie::LoginCsrf, tls));
     Ok(resp)
+}
+
+/// Records a refused sign-in: in the log of the owner of the key it named
+/// when there is such a key (never the typed text otherwise, which may be
+/// a secret typed in the wrong field), else in nobody's.
+async fn sign_in_failed(state: &AppState, key_id: &str, origin: &Origin) -> Result<(), ApiError> {
+    let key_id = key_id.parse::<fal_core::KeyId>().ok();
+    let owner = match &key_id {
+        Some(id) => state.verifier().owner_of(id).await,
+        None => None,
+    };
+    let audit = state.audit();
+    let mut event = audit.event(AuditKind::SessionSignInFailed, owner.as_ref(), origin);
+    event.key_id = key_id.filter(|_| owner.is_some());
+    event.detail.insert("reason".into(), "wrong_key".into());
+    audit.record(event).await
 }
 
 /// Any form with only a CSRF token.
@@ -239,6 +283,7 @@ struct CsrfForm {
 async fn form_admin(
     state: &AppState,
     headers: &HeaderMap,
+    origin: Origin,
     csrf: &str,
 ) -> Result<(Signed, crate::auth::Admin), Response> {
     let Some(s) = signed_in(state, headers).await else {
@@ -247,7 +292,7 @@ async fn form_admin(
     let Some(proof) = state.sessions().check_csrf(&s.token, csrf) else {
         return Err(forbidden());
     };
-    match state.dashboard_admin(s.principal.clone(), &proof) {
+    match state.dashboard_admin(s.principal.clone(), &proof, origin) {
         Ok(admin) => Ok((s, admin)),
         Err(e) => Err(e.into_response()),
     }
@@ -259,6 +304,7 @@ fn forbidden() -> Response {
 
 async fn logout(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ApiError> {
@@ -270,6 +316,9 @@ async fn logout(
     }
     if let Some(id) = &s.principal.session_id {
         state.sessions().revoke(id).await?;
+        let audit = state.audit();
+        let event = audit.by(AuditKind::SessionSignedOut, &s.principal, &origin);
+        audit.record(event).await?;
     }
     let mut resp = redirect("/dashboard/login");
     resp.headers_mut()

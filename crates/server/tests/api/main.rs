@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apps;
+mod audit;
+mod audit_sessions;
 mod auth;
 mod dashboard;
 mod dashboard_rate;

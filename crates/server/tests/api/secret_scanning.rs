@@ -134,6 +134,16 @@ async fn a_signed_report_of_a_real_secret_revokes_its_key_on_both_paths() {
         let key_id = key.split(':').next().unwrap();
         assert!(listed.iter().all(|k| k.key_id != key_id));
         assert_eq!(listed.len(), 2, "the admin key and the other key remain");
+        // The owner's audit log says so, with where the secret was found.
+        let leaked = crate::audit::events(&app, &app.admin_auth(), "kind=key.leaked_revoked").await;
+        assert_eq!(leaked.len(), 1, "hand path {hand_path}: {leaked:?}");
+        assert_eq!(leaked[0]["key_id"], key_id);
+        let text = leaked[0].to_string();
+        assert!(
+            text.contains("https://github.com/octocat/leaky/blob/abc123/.env"),
+            "{text}"
+        );
+        assert!(!text.contains(&secret), "no secret in the event");
     }
 }
 
