@@ -31,6 +31,7 @@ mod meta;
 pub mod migrate;
 pub mod queue;
 mod queue_sql;
+mod queue_waiting;
 mod rate_counts;
 mod sessions;
 pub mod sql;

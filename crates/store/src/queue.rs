@@ -164,12 +164,16 @@ pub struct WebhookDue {
 /// The queue's storage.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
-    /// Stores a request (and, on PostgreSQL, wakes the servers).
-    async fn enqueue(&self, request: &NewQueued) -> Result<(), StoreError>;
-    /// Stores several requests in one transaction, all or none: one commit
-    /// (on SQLite, one sync to disk) for all of them, and one wake-up per
-    /// app on PostgreSQL.
-    async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<(), StoreError>;
+    /// Stores a request (and, on PostgreSQL, wakes the servers); returns
+    /// its queue position (see [`QueueStore::enqueue_many`]).
+    async fn enqueue(&self, request: &NewQueued) -> Result<u64, StoreError>;
+    /// Stores several requests, all or none, in one commit (on SQLite, one
+    /// sync to disk) for all of them, and one wake-up per app on
+    /// PostgreSQL. Returns each one's queue position as it was stored: how
+    /// many waiting requests of its app, stored before it, have its
+    /// priority or a more urgent one (requests stored in the same
+    /// millisecond may then run in another order: by id).
+    async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<Vec<u64>, StoreError>;
     /// A request's state.
     async fn queue_view(&self, request_id: &str) -> Result<Option<QueueView>, StoreError>;
     /// How many requests for the same app would run before this waiting one.

@@ -12,6 +12,7 @@ use crate::queue::{
     CANCELLED, CancelOutcome, Claimed, NewQueued, QueueResult, QueueStatus, QueueStore, QueueView,
     WebhookDue,
 };
+use crate::queue_waiting;
 use crate::sql::corrupt;
 use crate::{Backend, SqlStore, StoreError};
 
@@ -92,16 +93,23 @@ const REQUEST: &str = "request_id, user_id, key_id, owner, name, path, method, c
 
 #[async_trait]
 impl QueueStore for SqlStore {
-    async fn enqueue(&self, r: &NewQueued) -> Result<(), StoreError> {
-        self.enqueue_many(std::slice::from_ref(r)).await
+    async fn enqueue(&self, r: &NewQueued) -> Result<u64, StoreError> {
+        let positions = self.enqueue_many(std::slice::from_ref(r)).await?;
+        Ok(positions.first().copied().unwrap_or(0))
     }
 
-    async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<(), StoreError> {
+    async fn enqueue_many(&self, requests: &[NewQueued]) -> Result<Vec<u64>, StoreError> {
         if requests.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut positions = None;
         {
-            let _turn = self.queue_write_turn().await;
+            let mut turn = self.queue_write_turn().await;
+            if let Some(counts) = turn.as_deref_mut()
+                && counts.is_none()
+            {
+                *counts = Some(queue_waiting::load(self.queue_pool()).await?);
+            }
             if requests.len() <= INSERT_CHUNK {
                 let mut conn = self.queue_pool().acquire().await?;
                 insert_all(&mut conn, requests).await?;
@@ -112,7 +120,21 @@ impl QueueStore for SqlStore {
                 }
                 tx.commit().await?;
             }
+            if let Some(Some(counts)) = turn.as_deref_mut() {
+                positions = Some(queue_waiting::stored(counts, requests));
+            }
         }
+        // PostgreSQL: other servers store requests too; count.
+        let positions = match positions {
+            Some(p) => p,
+            None => {
+                let mut p = Vec::with_capacity(requests.len());
+                for r in requests {
+                    p.push(self.queue_position(&r.request_id).await?);
+                }
+                p
+            }
+        };
         // Other servers learn of the new requests once they are stored. A
         // lost announcement only delays them until their next sweep.
         let mut apps: Vec<(&str, &str)> = Vec::new();
@@ -126,7 +148,7 @@ impl QueueStore for SqlStore {
                 tracing::warn!(error = %e, "could not announce queued requests");
             }
         }
-        Ok(())
+        Ok(positions)
     }
 
     async fn queue_view(&self, request_id: &str) -> Result<Option<QueueView>, StoreError> {
@@ -191,7 +213,7 @@ impl QueueStore for SqlStore {
         lease_until: Timestamp,
         running: i64,
     ) -> Result<Option<Claimed>, StoreError> {
-        let _turn = self.queue_write_turn().await;
+        let mut turn = self.queue_write_turn().await;
         // A cancelled request whose claimer died is completed as cancelled
         // (looked for first: on SQLite an UPDATE takes the one write lock
         // even when it changes nothing).
@@ -255,13 +277,21 @@ impl QueueStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        row.map(|r| {
-            Ok(Claimed {
-                request: request_of(&r)?,
-                attempts: r.try_get::<i64, _>("attempts")? - 1,
+        let claimed = row
+            .map(|r| {
+                Ok::<_, StoreError>(Claimed {
+                    request: request_of(&r)?,
+                    attempts: r.try_get::<i64, _>("attempts")? - 1,
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        if let (Some(c), Some(Some(counts))) = (&claimed, turn.as_deref_mut())
+            && c.attempts == 0
+        {
+            // Never claimed before: it was waiting.
+            queue_waiting::left(counts, owner, name, c.request.priority);
+        }
+        Ok(claimed)
     }
 
     async fn renew_claim(
@@ -316,20 +346,25 @@ impl QueueStore for SqlStore {
     }
 
     async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError> {
-        let _turn = self.queue_write_turn().await;
+        let mut turn = self.queue_write_turn().await;
         let waiting = sqlx::query(
             "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
                  cancel_requested = 1, result_status = 499, error = $2, error_type = 'cancelled',
                  webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
                  webhook_next_at = $1
-             WHERE request_id = $3 AND status = 'IN_QUEUE'",
+             WHERE request_id = $3 AND status = 'IN_QUEUE'
+             RETURNING owner, name, priority",
         )
         .bind(at.millis())
         .bind(CANCELLED)
         .bind(request_id)
-        .execute(self.queue_pool())
+        .fetch_optional(self.queue_pool())
         .await?;
-        if waiting.rows_affected() == 1 {
+        if let Some(row) = waiting {
+            if let Some(Some(counts)) = turn.as_deref_mut() {
+                let (owner, name): (String, String) = (row.try_get("owner")?, row.try_get("name")?);
+                queue_waiting::left(counts, &owner, &name, row.try_get("priority")?);
+            }
             return Ok(CancelOutcome::WasQueued);
         }
         let running = sqlx::query(

@@ -31,8 +31,9 @@ pub struct SqlStore {
     url: std::sync::Arc<str>,
     /// SQLite: the queue's writers take turns here, in order, rather than
     /// in SQLite's busy handler, which sleeps (up to 100 ms at a time)
-    /// while another connection holds the one write lock.
-    queue_writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// while another connection holds the one write lock. The turn also
+    /// holds the count of waiting requests (see [`WaitingCounts`]).
+    queue_writes: Option<std::sync::Arc<tokio::sync::Mutex<Option<WaitingCounts>>>>,
     /// Where the queue writes: on SQLite a pool of its own (one connection,
     /// synced as `queue_sync` says); on PostgreSQL the main pool.
     queue_pool: AnyPool,
@@ -49,6 +50,12 @@ impl std::fmt::Debug for SqlStore {
 }
 
 static DRIVERS: Once = Once::new();
+
+/// SQLite: how many requests wait, per app (owner, name) and priority.
+/// Every write of the queue goes through this store in its turn (one server
+/// per SQLite file), so it is kept exact beside the rows, and a new
+/// request's queue position costs no count of the rows ahead of it.
+pub(crate) type WaitingCounts = std::collections::HashMap<(String, String, i64), u64>;
 
 /// How commits reach the disk.
 ///
@@ -149,8 +156,11 @@ impl SqlStore {
         })
     }
 
-    /// A turn to write the queue (SQLite; on PostgreSQL writers need none).
-    pub(crate) async fn queue_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// A turn to write the queue (SQLite; on PostgreSQL writers need none),
+    /// with the waiting counts (`None` until first loaded).
+    pub(crate) async fn queue_write_turn(
+        &self,
+    ) -> Option<tokio::sync::MutexGuard<'_, Option<WaitingCounts>>> {
         match &self.queue_writes {
             Some(m) => Some(m.lock().await),
             None => None,

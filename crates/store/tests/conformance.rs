@@ -128,6 +128,7 @@ conformance!(
     rate_counts_add_up_under_concurrent_leases,
     queued_requests_are_claimed_in_order_and_completed_once,
     a_batch_of_requests_is_stored_all_or_none,
+    the_position_given_at_submit_is_the_counted_one,
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,

@@ -221,8 +221,7 @@ async fn submit_request(
         timeout_ms,
         created_at: queue.now(),
     };
-    queue.submit(&request).await?;
-    let position = queue.position(&request_id).await?;
+    let position = queue.submit(&request).await?;
     let mut answer = base.urls(&app.owner, &app.name, &request_id);
     answer["status"] = "IN_QUEUE".into();
     answer["request_id"] = request_id.clone().into();

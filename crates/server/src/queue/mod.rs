@@ -100,7 +100,7 @@ pub struct Queue {
 }
 
 /// A submitted request, and who to tell once it is stored.
-type Pending = (NewQueued, oneshot::Sender<Result<(), StoreError>>);
+type Pending = (NewQueued, oneshot::Sender<Result<u64, StoreError>>);
 
 impl Queue {
     /// A queue over `store`, running requests through `upstream` (a client
@@ -155,7 +155,10 @@ impl Queue {
     /// answered only once its commit is done. The commit runs in a task of
     /// its own, so a caller that goes away cannot cut it short for the
     /// others.
-    pub async fn submit(&self, request: &NewQueued) -> Result<(), QueueError> {
+    ///
+    /// Returns the request's queue position as it was stored (see
+    /// [`QueueStore::enqueue_many`]).
+    pub async fn submit(&self, request: &NewQueued) -> Result<u64, QueueError> {
         let (tx, mut rx) = oneshot::channel();
         self.pending_list().push((request.clone(), tx));
         let turn = self.committing.clone().lock_owned().await;
@@ -171,9 +174,17 @@ impl Queue {
                 let store = self.store.clone();
                 tokio::spawn(async move {
                     let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let result = store.enqueue_many(&requests).await;
-                    for w in waiters {
-                        let _ = w.send(result.clone());
+                    match store.enqueue_many(&requests).await {
+                        Ok(positions) => {
+                            for (w, p) in waiters.into_iter().zip(positions) {
+                                let _ = w.send(Ok(p));
+                            }
+                        }
+                        Err(e) => {
+                            for w in waiters {
+                                let _ = w.send(Err(e.clone()));
+                            }
+                        }
                     }
                     drop(turn);
                 });
@@ -181,9 +192,9 @@ impl Queue {
                     .unwrap_or_else(|_| Err(StoreError::Other("the commit was lost".into())))
             }
         };
-        stored?;
+        let position = stored?;
         self.wake_app(&request.owner, &request.name);
-        Ok(())
+        Ok(position)
     }
 
     fn pending_list(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {

@@ -369,3 +369,55 @@ pub(crate) async fn a_batch_of_requests_is_stored_all_or_none(s: SqlStore) {
     s.enqueue_many(&big).await.unwrap();
     assert_eq!(s.queue_position("g1099").await.unwrap(), 5 + 1099);
 }
+
+pub(crate) async fn the_position_given_at_submit_is_the_counted_one(s: SqlStore) {
+    let u = user("ada");
+    s.create_user(&u).await.unwrap();
+    let mut other = queued("o1", &u.user_id, 0, 1);
+    other.name = "other".into();
+    assert_eq!(s.enqueue(&other).await.unwrap(), 0, "another app's queue");
+    // Normal (0) and low (1) priority, one millisecond apart.
+    let plan = [("p1", 0), ("p2", 1), ("p3", 0), ("p4", 1), ("p5", 0)];
+    let mut given = Vec::new();
+    for (i, (id, priority)) in plan.iter().enumerate() {
+        given.push(
+            s.enqueue(&queued(id, &u.user_id, *priority, 10 + i as i64))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(given, [0, 1, 1, 3, 2]);
+    // Counted now, later normal requests have gone ahead of the low ones.
+    let mut counted = Vec::new();
+    for (id, _) in plan {
+        counted.push(s.queue_position(id).await.unwrap());
+    }
+    assert_eq!(counted, [0, 3, 1, 4, 2]);
+    // A claim (p1) and a cancel (p3) while waiting: later positions agree
+    // with the count.
+    let claimed = s
+        .claim(
+            ("fal-ai", "echo"),
+            "w",
+            Timestamp(100),
+            Timestamp(1_000),
+            100,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.request.request_id, "p1");
+    s.cancel("p3", Timestamp(101)).await.unwrap();
+    let batch = [
+        queued("p6", &u.user_id, 0, 200),
+        queued("p7", &u.user_id, 1, 201),
+    ];
+    let positions = s.enqueue_many(&batch).await.unwrap();
+    assert_eq!(
+        positions,
+        [1, 4],
+        "p5 ahead of p6; p5, p6, p2, p4 ahead of p7"
+    );
+    assert_eq!(s.queue_position("p6").await.unwrap(), 1);
+    assert_eq!(s.queue_position("p7").await.unwrap(), 4);
+}
