@@ -130,7 +130,17 @@ impl SqlStore {
         };
         migrate::run(&pool, backend, now.millis()).await?;
         let queue_pool = match backend {
-            Backend::Sqlite => sqlite_pool(url, 1, queue_sync).await?,
+            Backend::Sqlite => {
+                let queue = sqlite_pool(url, 1, queue_sync).await?;
+                // The queue's commits never run a checkpoint (copying the
+                // WAL into the database and syncing both, milliseconds
+                // while every submit waits behind it): the main pool's
+                // connections do, as usual, and `SqlStore::checkpoint`.
+                sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                    .execute(&queue)
+                    .await?;
+                queue
+            }
             Backend::Postgres if queue_sync == CommitSync::Full => pool.clone(),
             Backend::Postgres => {
                 AnyPoolOptions::new()
@@ -235,6 +245,19 @@ impl SqlStore {
         Ok(())
     }
 
+    /// SQLite: copies what the WAL holds into the database file, without
+    /// waiting for (or holding up) writers: the queue's own connection
+    /// never does (see [`SqlStore::open_with`]). Call it every second or
+    /// so. PostgreSQL: nothing.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Subscribes to change announcements: `None` on SQLite, which has no
     /// channel. The subscription holds its own connection.
     pub async fn changes(&self) -> Result<Option<crate::changes::Changes>, StoreError> {
@@ -306,6 +329,33 @@ mod tests {
         };
         let main = mode(store.pool.clone()).await;
         let queue = mode(store.queue_pool.clone()).await;
+        let autocheckpoint = |pool: AnyPool| async move {
+            sqlx::query("PRAGMA wal_autocheckpoint")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .try_get::<i64, _>(0)
+                .unwrap()
+        };
+        // The queue's commits never checkpoint; the others do.
+        assert_eq!(autocheckpoint(store.queue_pool.clone()).await, 0);
+        assert_eq!(autocheckpoint(store.pool.clone()).await, 1000);
+        // Queue writes (2,000 pages' worth, past the usual 1,000-page
+        // threshold) stay in the WAL; a checkpoint copies them into the file.
+        let file = dir.path().join("fal.db");
+        let size = || std::fs::metadata(&file).unwrap().len();
+        let before = size();
+        for i in 0..2_000 {
+            sqlx::query("INSERT INTO fal_meta (name, value) VALUES ($1, $2)")
+                .bind(format!("k{i}"))
+                .bind("x".repeat(3_000))
+                .execute(&store.queue_pool)
+                .await
+                .unwrap();
+        }
+        assert_eq!(size(), before, "no checkpoint by the queue's commits");
+        store.checkpoint().await.unwrap();
+        assert!(size() > before + 4_000_000, "{before} -> {}", size());
         store.close().await;
         (main, queue)
     }

@@ -168,6 +168,18 @@ impl App {
         let every = std::time::Duration::from_secs(3600);
         let audit = self.state.audit_handle();
         tasks.push(tokio::spawn(crate::audit::prune_every(audit, every)));
+        // SQLite: the WAL is copied into the database here, not by the
+        // queue's commits (see `SqlStore::checkpoint`).
+        let store = self.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.checkpoint().await {
+                    tracing::warn!(error = %e, "could not checkpoint the database");
+                }
+            }
+        }));
         let queue = self.lease_queue.lock().ok().and_then(|mut q| q.take());
         if let Some(queue) = queue {
             let counts: Arc<dyn fal_store::RateCounts> = Arc::new(self.store.clone());
