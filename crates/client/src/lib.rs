@@ -20,7 +20,7 @@ mod queue;
 pub mod session;
 mod stream;
 
-pub use keys::{CreatedKey, KeyInfo, KeyList};
+pub use keys::{CreatedKey, Expiry, KeyInfo, KeyList};
 pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
 

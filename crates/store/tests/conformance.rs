@@ -151,9 +151,12 @@ fn new_key(h: &SecretHasher, owner: &UserId, scope: Scope, at: i64) -> (NewKey, 
             secret_hash: h.hash(&secret),
             revoked: false,
             rate_limit: None,
+            expires_at: None,
+            rolled: false,
         },
         alias: format!("key at {at}"),
         created_at: Timestamp(at),
+        lifetime: None,
     };
     (key, secret)
 }

@@ -270,7 +270,10 @@ pub async fn web_callback(
     let user = gh
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
-    let (session, ttl) = state.sessions().issue_web(&user.user_id, None).await?;
+    let (session, ttl) = state
+        .sessions()
+        .issue_web(&user.user_id, None, None)
+        .await?;
     let tls = state.tls();
     let session = cookies::set(OurCookie::Session, tls, session.expose(), ttl.as_secs())
         .ok_or_else(|| ApiError::Internal("cookie".into()))?;

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
+        .route("/keys/{key_id}/roll", axum::routing::post(keys::roll))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
         .route("/auth/github", get(github::status))

@@ -152,7 +152,14 @@ pub(super) async fn generate(
             return refused(&state, &s, &message, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
-    let created = admin.create_key(scope, alias.into_string(), limit).await?;
+    let created = admin
+        .create_key(
+            scope,
+            alias.into_string(),
+            limit,
+            fal_core::ExpiryPolicy::Never,
+        )
+        .await?;
     let flash = SessionToken::generate("", state.rng())?.expose().to_owned();
     state.flashes().put(
         flash.clone(),

@@ -211,10 +211,14 @@ async fn login(
         );
     }
     // A new session at every sign-in (no fixation).
-    // Opened with this key: revoking the key ends the session.
+    // Opened with this key: revoking or rolling the key ends the session,
+    // and so does its expiry (its record is cached: it just verified).
+    let key_expires_at = principal
+        .key_id
+        .and_then(|id| state.verifier().cached_expiry(&id));
     let (token, ttl) = state
         .sessions()
-        .issue_web(&principal.user_id, principal.key_id)
+        .issue_web(&principal.user_id, principal.key_id, key_expires_at)
         .await?;
     let mut resp = redirect("/dashboard/keys");
     let tls = state.tls();
