@@ -10,6 +10,8 @@ use std::future::Future;
 
 #[path = "conformance/key_changes.rs"]
 mod key_changes;
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
 #[path = "conformance/queue.rs"]
 mod queue;
 #[path = "conformance/rate_limits.rs"]
@@ -20,6 +22,7 @@ mod sessions;
 mod users;
 
 use key_changes::*;
+use lifecycle::*;
 use queue::*;
 use rate_limits::*;
 use sessions::*;
@@ -125,6 +128,9 @@ conformance!(
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,
+    a_keys_expiry_and_lifetime_are_stored_and_listed,
+    a_roll_makes_a_like_pair_and_ends_the_old_after_its_grace,
+    a_roll_keeps_a_date_and_refuses_dead_keys,
 );
 
 fn hasher() -> SecretHasher {
