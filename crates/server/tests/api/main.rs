@@ -10,6 +10,7 @@ mod demo;
 mod device;
 mod differential;
 mod differential_gen;
+mod expiry;
 mod fake_github;
 mod forwarding;
 mod front;
