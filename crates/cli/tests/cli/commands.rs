@@ -80,7 +80,9 @@ fn list_shows_a_table_and_revoke_ends_a_key() {
         &[("FAL_KEY_ID", &pair.id), ("FAL_KEY_SECRET", &pair.secret)],
     );
     assert!(!denied.status.success());
-    assert!(stderr(&denied).contains("No user found for Key ID and Secret"));
+    assert!(
+        stderr(&denied).contains("This key was revoked: use another key, or generate a new one")
+    );
     let unknown = server.run(
         &["key", "revoke", "6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11"],
         &[("FAL_KEY_ID", &admin.id), ("FAL_KEY_SECRET", &admin.secret)],
