@@ -6,6 +6,7 @@
 mod browser;
 mod commands;
 mod dashboard_tls;
+mod expiry;
 #[path = "../../../server/tests/api/fake_github.rs"]
 mod fake_github;
 mod github;
