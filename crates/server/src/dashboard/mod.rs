@@ -67,6 +67,7 @@ pub fn routes() -> Router<AppState> {
             "/dashboard/keys/{key_id}/rate-limit",
             post(keys::set_rate_limit),
         )
+        .route("/dashboard/keys/{key_id}/roll", post(keys::roll))
         .route(
             "/dashboard/static/app.css",
             get(|| async { ([(CONTENT_TYPE, "text/css")], CSS) }),

@@ -348,3 +348,62 @@ async fn a_dashboard_session_ends_when_its_admin_key_expires_or_its_grace_does()
     clock.advance_millis(HOUR);
     assert_eq!(page(expiring).await, 303, "ended with its key");
 }
+
+#[tokio::test]
+async fn the_dashboard_generates_with_an_expiry_shows_it_and_rolls() {
+    let (app, _clock) = demo(true).await;
+    let browser = crate::dashboard::Browser::sign_in(&app).await;
+    let fields = [("scope", "API"), ("alias", "month"), ("expiry", "30d")];
+    let done = browser.post("/dashboard/keys", &fields).await;
+    assert_eq!(done.status(), 303);
+    let page = browser.get("/dashboard/keys").await.text().await.unwrap();
+    assert!(
+        page.contains(&at(START + 30 * DAY)),
+        "the date in the table"
+    );
+    let month = app.admin().list_all_keys().await.unwrap();
+    let month = month.iter().find(|k| k.alias == "month").unwrap();
+    // A custom date in the past, or none, is refused with what to fix.
+    for (day, says) in [
+        ("2020-01-01", "not in the future"),
+        ("", "choose the expiry date"),
+    ] {
+        let fields = [("scope", "API"), ("expiry", "custom"), ("expires_on", day)];
+        let r = browser.post("/dashboard/keys", &fields).await;
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await.unwrap().contains(says), "{day:?}");
+    }
+    let fields = [
+        ("scope", "API"),
+        ("expiry", "custom"),
+        ("expires_on", "2027-03-01"),
+    ];
+    assert_eq!(browser.post("/dashboard/keys", &fields).await.status(), 303);
+    let page = browser.get("/dashboard/keys").await.text().await.unwrap();
+    assert!(page.contains("2027-03-01T00:00:00.000Z"));
+
+    // Roll, with a day's grace: the new pair is shown once, like a new key.
+    let path = format!("/dashboard/keys/{}/roll", month.key_id);
+    let rolled = browser.post(&path, &[("grace", "1d")]).await;
+    assert_eq!(rolled.status(), 303);
+    let link = rolled.headers()["location"].to_str().unwrap().to_owned();
+    let shown = browser.get(&link).await.text().await.unwrap();
+    assert!(shown.contains("This is the only time the secret will be visible."));
+    let keys = app.admin().list_all_keys().await.unwrap();
+    let old = keys.iter().find(|k| k.key_id == month.key_id).unwrap();
+    let new_id = old.rolled_to.clone().expect("rolled");
+    assert!(shown.contains(&new_id));
+    assert_eq!(old.expires_at.as_deref(), Some(at(START + DAY).as_str()));
+    // Rolled again: refused, saying why.
+    let again = browser.post(&path, &[("grace", "0")]).await;
+    assert_eq!(again.status(), 409);
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("roll that key instead")
+    );
+    let long = browser.post(&path, &[("grace", "30d")]).await;
+    assert_eq!(long.status(), 422);
+}
