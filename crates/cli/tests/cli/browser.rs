@@ -1,5 +1,6 @@
 //! The dashboard keys page in a real browser: headless Chromium (Debian's),
-//! driven by playwright-core from `tests/browser/keys_page.mjs`. Needs what
+//! driven by playwright-core from `tests/browser/keys_page.mjs` and
+//! `tests/browser/keys_expiry.mjs` (expiry and roll). Needs what
 //! `scripts/setup-browser.sh` installs; without it the test says so loudly
 //! and passes, except under CI, where it fails. Set `FAL_SCREENSHOTS=DIR`
 //! to save a screenshot of each page.
@@ -12,6 +13,17 @@ use crate::harness::Server;
 
 #[test]
 fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
+    run_in_chromium("keys_page.mjs", "browser test passed");
+}
+
+#[test]
+fn the_keys_page_generates_with_an_expiry_shows_it_and_rolls_in_chromium() {
+    run_in_chromium("keys_expiry.mjs", "expiry browser test passed");
+}
+
+/// Runs `tests/browser/<script>` against a fresh `fal serve --demo`,
+/// signed in with its bootstrap key; it must print `passed`.
+fn run_in_chromium(script: &str, passed: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let playwright = root.join("target/browser-tests");
     if !Path::new("/usr/bin/chromium").exists()
@@ -31,11 +43,15 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
     let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
     let admin = server.bootstrap();
     let mut cmd = Command::new("node");
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/keys_page.mjs"))
-        .env("FAL_URL", &server.url)
-        .env("ADMIN_ID", &admin.id)
-        .env("ADMIN_SECRET", &admin.secret)
-        .env("PLAYWRIGHT_DIR", &playwright);
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(script),
+    )
+    .env("FAL_URL", &server.url)
+    .env("ADMIN_ID", &admin.id)
+    .env("ADMIN_SECRET", &admin.secret)
+    .env("PLAYWRIGHT_DIR", &playwright);
     if let Some(shots) = std::env::var_os("FAL_SCREENSHOTS") {
         cmd.env("SHOTS", shots);
     }
@@ -46,7 +62,7 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
         "browser test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("browser test passed"));
+    assert!(stdout.contains(passed));
     let log = server.stop();
     assert!(!log.contains(&admin.secret), "a secret reached the log");
 }
