@@ -194,13 +194,22 @@ async fn login(
         Ok(creds) => state.verifier().verify(&creds).await,
         Err(_) => Err(AuthFailure::Malformed),
     };
-    let principal = verified.map_err(|f| state.note_failure(client, f)).ok();
-    let Some(principal) = principal else {
-        return login_form(
-            &state,
-            Some("No user found for Key ID and Secret"),
-            StatusCode::UNAUTHORIZED,
-        );
+    let principal = match verified {
+        Ok(p) => p,
+        Err(f) => {
+            // The right secret of a revoked, expired or rolled key is told
+            // why, as the API tells it; anything else the one message.
+            let told = matches!(
+                f,
+                AuthFailure::KeyRevoked | AuthFailure::KeyExpired(_) | AuthFailure::KeyRolled(_)
+            );
+            let refusal = state.note_failure(client, f);
+            let message = match refusal {
+                ApiError::Status { detail, .. } if told => detail,
+                _ => "No user found for Key ID and Secret".to_owned(),
+            };
+            return login_form(&state, Some(&message), StatusCode::UNAUTHORIZED);
+        }
     };
     if principal.scope != Scope::Admin {
         return login_form(

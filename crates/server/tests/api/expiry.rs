@@ -347,6 +347,38 @@ async fn a_dashboard_session_ends_when_its_admin_key_expires_or_its_grace_does()
     assert_eq!(page(expiring.clone()).await, 200);
     clock.advance_millis(HOUR);
     assert_eq!(page(expiring).await, 303, "ended with its key");
+    // Signing in again with it is refused, saying why (its right secret).
+    let login = http
+        .get(format!("{}/dashboard/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let csrf = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| {
+            let v = v.to_str().ok()?;
+            v.strip_prefix("fal_csrf=")?
+                .split(';')
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let refused = http
+        .post(format!("{}/dashboard/login", app.url))
+        .header(reqwest::header::COOKIE, format!("fal_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("key_id", id),
+            ("key_secret", secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("This key expired at"), "{body}");
 }
 
 #[tokio::test]
