@@ -439,3 +439,38 @@ async fn the_dashboard_generates_with_an_expiry_shows_it_and_rolls() {
     let long = browser.post(&path, &[("grace", "30d")]).await;
     assert_eq!(long.status(), 422);
 }
+
+#[tokio::test]
+async fn a_request_whose_key_expires_before_it_runs_never_reaches_the_model() {
+    use std::sync::atomic::Ordering;
+    let clock = Arc::new(ManualClock::new(Timestamp(START)));
+    let app = spawn_app_with(
+        |c| {
+            c.queue_concurrency = 1;
+            c.queue_lease = std::time::Duration::from_secs(3600);
+        },
+        clock.clone(),
+    )
+    .await;
+    let (base, u) = crate::upstream::start().await;
+    app.admin()
+        .create_app("acme/hold", &format!("{base}/hold"), Some(20_000))
+        .await
+        .unwrap();
+    let auth = app.admin_auth();
+    crate::queue::submit(&app, &auth, "/queue/acme/hold", json!({"n": 0})).await;
+    crate::queue::wait_for("the first to run", || u.held.load(Ordering::SeqCst) == 1).await;
+    let (short, _) = key(&app, json!({"scope": "API", "expires_in": "1m"})).await;
+    let s = crate::queue::submit(&app, &short, "/queue/acme/hold", json!({"n": 1})).await;
+    let id = s["request_id"].as_str().unwrap();
+    clock.advance_millis(60_000);
+    u.release_held.add_permits(2);
+    let done = crate::queue::completed(&app, &auth, "acme/hold", id).await;
+    assert_eq!(done["error_type"], "key_expired", "{done}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        u.hits.load(Ordering::SeqCst),
+        1,
+        "only the first reached the model"
+    );
+}
