@@ -275,6 +275,8 @@ impl Admin {
     pub async fn roll_key(&self, key_id: &KeyId, grace: Grace) -> Result<RolledKey, ApiError> {
         let s = &self.stores;
         let user_id = &self.principal.user_id;
+        // Only the new id and hash are taken from this: the store copies
+        // the scope (and the rest) from the old key, in its transaction.
         let (minted, secret) = mint_key(s.rng.as_ref(), s.verifier.hasher(), user_id, Scope::Api)?;
         let (new_id, new_hash) = (minted.key_id, minted.secret_hash);
         let now = s.clock.now();
