@@ -1,7 +1,7 @@
 //! `fal key …` and `fal auth whoami`.
 
-use fal_client::{Client, credentials};
-use fal_core::{Alias, RateLimit};
+use fal_client::{Client, Expiry, credentials};
+use fal_core::{Alias, ExpiryPolicy, Grace, RateLimit, Timestamp};
 use serde_json::json;
 
 use crate::KeyCommand;
@@ -32,44 +32,47 @@ pub async fn key_command(
             scope,
             alias,
             rate_limit,
+            expires_in,
+            expires_at,
             json,
         } => {
-            // By the server's own rules, so a bad alias or rate limit is
-            // refused in the server's words before credentials are read or
-            // anything is sent.
+            // By the server's own rules, so a bad alias, rate limit or
+            // expiry is refused in the server's words before credentials
+            // are read or anything is sent (a date in the past only the
+            // server, by its clock, refuses).
             let alias = Alias::parse(&alias)?;
             let limit = rate_limit.as_deref().map(RateLimit::parse).transpose()?;
             let limit = limit.map(|l| l.to_string());
+            ExpiryPolicy::from_request(
+                expires_at.as_deref(),
+                expires_in.as_deref(),
+                Timestamp(i64::MIN),
+            )?;
+            let expiry = match (&expires_in, &expires_at) {
+                (Some(span), _) => Expiry::In(span),
+                (None, Some(at)) => Expiry::At(at),
+                (None, None) => Expiry::Never,
+            };
             let created = connect()?
-                .create_key_with_rate_limit(&scope.to_uppercase(), alias.as_str(), limit.as_deref())
+                .create_key_with(
+                    &scope.to_uppercase(),
+                    alias.as_str(),
+                    limit.as_deref(),
+                    expiry,
+                )
                 .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "key_id": created.key_id,
-                        "key_secret": created.key_secret,
-                        "key": created.key,
-                        "scope": created.scope,
-                        "alias": created.alias,
-                        "created_at": created.created_at,
-                        "rate_limit": created.rate_limit,
-                    }))?
-                );
-            } else {
-                print!(
-                    "{}",
-                    generated_key_message(&created.key_id, &created.key_secret)
-                );
-                println!();
-                if let Some(limit) = &created.rate_limit {
-                    println!("Rate limit: {limit}");
-                    println!();
-                }
-                println!(
-                    "You should store the values of FAL_KEY_ID and FAL_KEY_SECRET in your environment now."
-                );
+            print_created(&created, json)?;
+        }
+        KeyCommand::Roll {
+            key_id,
+            grace,
+            json,
+        } => {
+            if let Some(g) = &grace {
+                g.parse::<Grace>()?;
             }
+            let created = connect()?.roll_key(&key_id, grace.as_deref()).await?;
+            print_created(&created, json)?;
         }
         KeyCommand::List { json } => {
             let keys = connect()?.list_all_keys().await?;
@@ -112,10 +115,55 @@ pub async fn key_command(
     Ok(())
 }
 
+/// A key just generated (or rolled), printed once: the server's JSON, or
+/// the words `fal key generate` has always printed.
+fn print_created(created: &fal_client::CreatedKey, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut body = json!({
+            "key_id": created.key_id,
+            "key_secret": created.key_secret,
+            "key": created.key,
+            "scope": created.scope,
+            "alias": created.alias,
+            "created_at": created.created_at,
+            "rate_limit": created.rate_limit,
+            "expires_at": created.expires_at,
+            "expires_in": created.expires_in,
+        });
+        if let Some(old) = &created.old_key_id {
+            body["old_key_id"] = json!(old);
+            body["old_expires_at"] = json!(created.old_expires_at);
+        }
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        generated_key_message(&created.key_id, &created.key_secret)
+    );
+    println!();
+    if let Some(limit) = &created.rate_limit {
+        println!("Rate limit: {limit}");
+        println!();
+    }
+    if let Some(at) = &created.expires_at {
+        println!("Expires: {at}");
+        println!();
+    }
+    if let (Some(old), Some(until)) = (&created.old_key_id, &created.old_expires_at) {
+        println!("It replaces key {old}, which stops working at {until}.");
+        println!();
+    }
+    println!(
+        "You should store the values of FAL_KEY_ID and FAL_KEY_SECRET in your environment now."
+    );
+    Ok(())
+}
+
 /// The key table: key id, alias, scope, created, last used, rate limit
-/// (`-` when unlimited).
+/// (`-` when unlimited), expires (`never`).
 pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
-    const COLUMNS: usize = 6;
+    const COLUMNS: usize = 7;
     let headers = [
         "KEY ID",
         "ALIAS",
@@ -123,6 +171,7 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
         "CREATED",
         "LAST USED",
         "RATE LIMIT",
+        "EXPIRES",
     ];
     let rows: Vec<[String; COLUMNS]> = keys
         .iter()
@@ -134,6 +183,7 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
                 k.created_at.clone(),
                 k.last_used_at.clone().unwrap_or_else(|| "never".into()),
                 k.rate_limit.clone().unwrap_or_else(|| "-".into()),
+                k.expires_at.clone().unwrap_or_else(|| "never".into()),
             ]
         })
         .collect();

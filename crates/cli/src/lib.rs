@@ -312,6 +312,28 @@ pub enum KeyCommand {
         /// 100/h (unlimited when left out).
         #[arg(long, value_name = "CALLS/PERIOD")]
         rate_limit: Option<String>,
+        /// The key stops working this long after it is made: 90s, 15m,
+        /// 12h, 30d or 2w (a roll gives the new key as long again).
+        #[arg(long, value_name = "SPAN", conflicts_with = "expires_at")]
+        expires_in: Option<String>,
+        /// The key stops working at this instant (RFC 3339, e.g.
+        /// 2026-12-31T23:59:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires_at: Option<String>,
+        /// Print the server's JSON instead of the message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll a key: a new key pair with the same alias, scope, expiry
+    /// policy and rate limit (the secret is printed once); the old pair
+    /// stops working when the grace ends.
+    Roll {
+        /// The key id to roll.
+        key_id: String,
+        /// How long the old pair keeps working: 0 (the default: at once)
+        /// to 7d, e.g. 1h.
+        #[arg(long, value_name = "SPAN")]
+        grace: Option<String>,
         /// Print the server's JSON instead of the message.
         #[arg(long)]
         json: bool,

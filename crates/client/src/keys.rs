@@ -1,4 +1,4 @@
-//! `/keys`: create, list, rate-limit and revoke the caller's keys.
+//! `/keys`: create, list, rate-limit, roll and revoke the caller's keys.
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -25,6 +25,31 @@ pub struct CreatedKey {
     /// `100/s`, `100/min` or `100/h`; `None` when unlimited.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// RFC 3339, when the key expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The lifetime it was made with (`30d`), if any.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// For a roll: the key it replaces.
+    #[serde(default)]
+    pub old_key_id: Option<String>,
+    /// For a roll: when the old pair stops working (RFC 3339).
+    #[serde(default)]
+    pub old_expires_at: Option<String>,
+}
+
+/// When a new key expires: never, after a lifetime (`30d`), or at a date
+/// (RFC 3339). The server checks both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expiry<'a> {
+    /// It works until revoked.
+    #[default]
+    Never,
+    /// For this long (`30d`).
+    In(&'a str),
+    /// Until this instant (RFC 3339).
+    At(&'a str),
 }
 
 impl std::fmt::Debug for CreatedKey {
@@ -37,6 +62,9 @@ impl std::fmt::Debug for CreatedKey {
             .field("alias", &self.alias)
             .field("created_at", &self.created_at)
             .field("rate_limit", &self.rate_limit)
+            .field("expires_at", &self.expires_at)
+            .field("old_key_id", &self.old_key_id)
+            .field("old_expires_at", &self.old_expires_at)
             .finish()
     }
 }
@@ -57,6 +85,15 @@ pub struct KeyInfo {
     /// `100/s`, `100/min` or `100/h`; `None` when unlimited.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// RFC 3339, when the key expires (`None`: never).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The lifetime it was made with (`30d`), if any.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// The key that replaced it, once rolled.
+    #[serde(default)]
+    pub rolled_to: Option<String>,
 }
 
 /// One page of keys.
@@ -84,10 +121,42 @@ impl Client {
         alias: &str,
         rate_limit: Option<&str>,
     ) -> Result<CreatedKey, ClientError> {
-        let req = self
-            .request(Method::POST, "/keys")
-            .await?
-            .json(&json!({"scope": scope, "alias": alias, "rate_limit": rate_limit}));
+        self.create_key_with(scope, alias, rate_limit, Expiry::Never)
+            .await
+    }
+
+    /// `POST /keys` with a rate limit (`None` for unlimited) and an expiry.
+    pub async fn create_key_with(
+        &self,
+        scope: &str,
+        alias: &str,
+        rate_limit: Option<&str>,
+        expiry: Expiry<'_>,
+    ) -> Result<CreatedKey, ClientError> {
+        let mut body = json!({"scope": scope, "alias": alias, "rate_limit": rate_limit});
+        match expiry {
+            Expiry::Never => {}
+            Expiry::In(span) => body["expires_in"] = json!(span),
+            Expiry::At(at) => body["expires_at"] = json!(at),
+        }
+        let req = self.request(Method::POST, "/keys").await?.json(&body);
+        self.send(req).await
+    }
+
+    /// `POST /keys/{key_id}/roll`: a new pair like the old (its secret
+    /// shown once); the old pair works for `grace` (`1h`; `None`: it stops
+    /// at once).
+    pub async fn roll_key(
+        &self,
+        key_id: &str,
+        grace: Option<&str>,
+    ) -> Result<CreatedKey, ClientError> {
+        let mut req = self
+            .request(Method::POST, &format!("/keys/{key_id}/roll"))
+            .await?;
+        if let Some(grace) = grace {
+            req = req.json(&json!({ "grace": grace }));
+        }
         self.send(req).await
     }
 
@@ -161,6 +230,10 @@ mod tests {
             alias: "a".into(),
             created_at: "2026-12-01T00:00:00.000Z".into(),
             rate_limit: Some("100/s".into()),
+            expires_at: None,
+            expires_in: None,
+            old_key_id: None,
+            old_expires_at: None,
         };
         let shown = format!("{created:?}");
         assert!(!shown.contains("very_secret"), "{shown}");

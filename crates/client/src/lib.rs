@@ -23,7 +23,7 @@ pub mod session;
 mod stream;
 
 pub use audit::{AuditActor, AuditEvent, AuditList};
-pub use keys::{CreatedKey, KeyInfo, KeyList};
+pub use keys::{CreatedKey, Expiry, KeyInfo, KeyList};
 pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
 

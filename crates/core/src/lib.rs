@@ -12,6 +12,7 @@
 //! - [`hash`]: the server-side pepper and the keyed hash (HMAC-SHA-256) that is
 //!   the only form in which a secret is ever stored.
 //! - [`header`]: parsing `Authorization: Key <id>:<secret>` and `FAL_KEY`.
+//! - [`lifetime`]: a key's expiry policy (`30d`, a date) and a roll's grace.
 //! - [`verify`]: the verification rule, one code path for known and unknown ids.
 //! - [`time`]: the injected clock and timestamps.
 //! - [`token`]: session tokens issued after a GitHub sign-in.
@@ -29,6 +30,7 @@ pub mod budget;
 pub mod hash;
 pub mod header;
 pub mod key;
+pub mod lifetime;
 pub mod random;
 pub mod rate;
 pub mod scope;
@@ -45,6 +47,7 @@ pub use audit::{AuditActor, AuditEvent, AuditKind, UnknownAuditKind, UserAgent};
 pub use hash::{Pepper, SecretHash, SecretHasher};
 pub use header::{Credentials, HeaderError};
 pub use key::{KeyFormatError, KeyId, KeySecret, UserId};
+pub use lifetime::{ExpiryError, ExpiryPolicy, Grace, GraceError, Span, SpanError};
 pub use random::{OsRandom, RandomSource};
 pub use rate::{Quota, RateLimit, RateLimitError, RatePeriod};
 pub use scope::Scope;

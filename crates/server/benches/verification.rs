@@ -1,6 +1,7 @@
 //! Cost of verifying a key: the keyed hash alone, a cached verification
 //! (parse + cache lookup + keyed hash + constant-time compare + use
-//! tracking), and one full `GET /users/current` round trip over loopback.
+//! tracking; also for a key that expires, whose expiry is checked on
+//! every use), and one full `GET /users/current` round trip over loopback.
 //!
 //! Run: `cargo bench -p fal-server --bench verification`.
 //! Target (issue 2): cached verification within 3x the keyed hash.
@@ -29,7 +30,7 @@ fn bench(c: &mut Criterion) {
     // A store with one key, and a verifier over it.
     let pepper = Pepper::generate(&OsRandom).unwrap();
     let hasher = SecretHasher::new(&pepper);
-    let (store, header) = rt.block_on(async {
+    let (store, header, expiring_header) = rt.block_on(async {
         let store = SqlStore::open_sqlite(&dir.path().join("bench.db"), Timestamp(0))
             .await
             .unwrap();
@@ -37,7 +38,20 @@ fn bench(c: &mut Criterion) {
         let key = seed_key(&store, &pepper, &user.user_id, Scope::Api, "")
             .await
             .unwrap();
-        (store, key.header())
+        // A second key that expires (far in the future): the expiry is
+        // checked on every cached use.
+        let (mut record, secret) =
+            fal_core::mint_key(&OsRandom, &hasher, &user.user_id, Scope::Api).unwrap();
+        record.expires_at = Some(Timestamp(i64::MAX / 2));
+        let expiring = format!("Key {}:{}", record.key_id, secret.expose());
+        let new = fal_store::NewKey {
+            record,
+            alias: "expiring".into(),
+            created_at: Timestamp(1),
+            lifetime: None,
+        };
+        fal_store::KeyAdmin::create_key(&store, &new).await.unwrap();
+        (store, key.header(), expiring)
     });
     let verifier = Verifier::new(
         hasher.clone(),
@@ -51,6 +65,10 @@ fn bench(c: &mut Criterion) {
         AuthHeader::Bearer(_) => unreachable!(),
     };
     rt.block_on(verifier.verify(&creds)).unwrap();
+    let AuthHeader::Key(expiring) = parse_authorization(&expiring_header).unwrap() else {
+        unreachable!()
+    };
+    rt.block_on(verifier.verify(&expiring)).unwrap();
 
     let mut g = c.benchmark_group("verification");
     g.bench_function("keyed_hash_only", |b| {
@@ -61,6 +79,16 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("cached_verify_preparsed", |b| {
         b.iter(|| black_box(verifier.verify_cached(black_box(&creds)).unwrap().unwrap()))
+    });
+    g.bench_function("cached_verify_preparsed_expiring_key", |b| {
+        b.iter(|| {
+            black_box(
+                verifier
+                    .verify_cached(black_box(&expiring))
+                    .unwrap()
+                    .unwrap(),
+            )
+        })
     });
     g.bench_function("cached_verify", |b| {
         b.iter(|| {

@@ -58,6 +58,7 @@ async fn run(sync: CommitSync) -> (Duration, Duration) {
                 .0,
             alias: format!("k{i}"),
             created_at: Timestamp(i as i64 + 1),
+            lifetime: None,
         })
         .collect();
     let started = Instant::now();

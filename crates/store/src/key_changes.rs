@@ -9,7 +9,7 @@
 use fal_core::{KeyId, KeyRecord, Timestamp};
 use sqlx::Row;
 
-use crate::keys::record_of;
+use crate::keys::{RECORD_COLUMNS, record_of};
 use crate::sql::corrupt;
 use crate::{KeyChange, SqlStore, StoreError};
 
@@ -78,10 +78,9 @@ impl SqlStore {
         limit: u32,
     ) -> Result<Vec<KeyRecord>, StoreError> {
         let after = after.map_or_else(String::new, KeyId::to_string);
-        let rows = sqlx::query(
-            "SELECT key_id, user_id, scope, secret_hash, revoked_at, rate_limit FROM api_keys
-             WHERE key_id > $1 ORDER BY key_id LIMIT $2",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM api_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2"
+        )))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(self.pool())

@@ -3,7 +3,7 @@
 //! as in [`crate::sql`].
 
 use async_trait::async_trait;
-use fal_core::{KeyId, KeyRecord, RateLimit, Scope, SecretHash, Timestamp, UserId};
+use fal_core::{KeyId, KeyRecord, RateLimit, Scope, SecretHash, Span, Timestamp, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
@@ -22,14 +22,31 @@ fn scope_of(row: &AnyRow) -> Result<Scope, StoreError> {
     s.parse().map_err(|_| corrupt("unknown scope"))
 }
 
+fn expires_at_of(row: &AnyRow) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp))
+}
+
+fn rolled_to_of(row: &AnyRow) -> Result<Option<KeyId>, StoreError> {
+    let text: Option<String> = row.try_get("rolled_to")?;
+    text.map(|t| t.parse().map_err(|_| corrupt("rolled_to")))
+        .transpose()
+}
+
+/// The columns [`record_of`] reads.
+pub(crate) const RECORD_COLUMNS: &str =
+    "key_id, user_id, scope, secret_hash, revoked_at, rate_limit, expires_at, rolled_to";
+
+/// The columns [`summary_of`] reads.
+const SUMMARY_COLUMNS: &str = "key_id, alias, scope, created_at, last_used_at, rate_limit, \
+     expires_at, lifetime_ms, rolled_to";
+
 fn rate_limit_of(row: &AnyRow) -> Result<Option<RateLimit>, StoreError> {
     let text: Option<String> = row.try_get("rate_limit")?;
     text.map(|t| t.parse().map_err(|_| corrupt("rate_limit")))
         .transpose()
 }
 
-/// A key record from a row of `key_id, user_id, scope, secret_hash,
-/// revoked_at, rate_limit`.
+/// A key record from a row of [`RECORD_COLUMNS`].
 pub(crate) fn record_of(row: &AnyRow) -> Result<KeyRecord, StoreError> {
     let hash: String = row.try_get("secret_hash")?;
     let revoked_at: Option<i64> = row.try_get("revoked_at")?;
@@ -40,11 +57,12 @@ pub(crate) fn record_of(row: &AnyRow) -> Result<KeyRecord, StoreError> {
         secret_hash: SecretHash::from_hex(&hash).map_err(|_| corrupt("secret_hash"))?,
         revoked: revoked_at.is_some(),
         rate_limit: rate_limit_of(row)?,
+        expires_at: expires_at_of(row)?,
+        rolled: rolled_to_of(row)?.is_some(),
     })
 }
 
-/// A key as listed, from a row of `key_id, alias, scope, created_at,
-/// last_used_at, rate_limit`.
+/// A key as listed, from a row of [`SUMMARY_COLUMNS`].
 fn summary_of(row: &AnyRow) -> Result<KeySummary, StoreError> {
     Ok(KeySummary {
         key_id: key_id_of(row)?,
@@ -55,6 +73,11 @@ fn summary_of(row: &AnyRow) -> Result<KeySummary, StoreError> {
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(Timestamp),
         rate_limit: rate_limit_of(row)?,
+        expires_at: expires_at_of(row)?,
+        lifetime: row
+            .try_get::<Option<i64>, _>("lifetime_ms")?
+            .map(Span::from_millis),
+        rolled_to: rolled_to_of(row)?,
     })
 }
 
@@ -63,8 +86,9 @@ where
     E: Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO api_keys (key_id, user_id, scope, alias, secret_hash, created_at, rate_limit)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_keys (key_id, user_id, scope, alias, secret_hash, created_at, rate_limit,
+                               expires_at, lifetime_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(key.record.key_id.to_string())
     .bind(key.record.user_id.as_str())
@@ -73,6 +97,8 @@ where
     .bind(key.record.secret_hash.to_hex())
     .bind(key.created_at.millis())
     .bind(key.record.rate_limit.map(|r| r.to_string()))
+    .bind(key.record.expires_at.map(Timestamp::millis))
+    .bind(key.lifetime.map(Span::millis))
     .execute(exec)
     .await?;
     Ok(())
@@ -81,10 +107,9 @@ where
 #[async_trait]
 impl KeyLookup for SqlStore {
     async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT key_id, user_id, scope, secret_hash, revoked_at, rate_limit
-             FROM api_keys WHERE key_id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM api_keys WHERE key_id = $1"
+        )))
         .bind(key_id.to_string())
         .fetch_optional(self.pool())
         .await?;
@@ -153,13 +178,13 @@ impl KeyAdmin for SqlStore {
             Some(c) => (c.created_at.millis(), c.key_id.to_string()),
             None => (i64::MAX, String::new()),
         };
-        let rows = sqlx::query(
-            "SELECT key_id, alias, scope, created_at, last_used_at, rate_limit FROM api_keys
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM api_keys
              WHERE user_id = $1 AND revoked_at IS NULL
                AND (created_at < $2 OR (created_at = $2 AND key_id < $3))
              ORDER BY created_at DESC, key_id DESC
-             LIMIT $4",
-        )
+             LIMIT $4"
+        )))
         .bind(user_id.as_str())
         .bind(after_ms)
         .bind(after_id)
@@ -226,10 +251,10 @@ impl KeyAdmin for SqlStore {
         user_id: &UserId,
         key_id: &KeyId,
     ) -> Result<Option<KeySummary>, StoreError> {
-        let row = sqlx::query(
-            "SELECT key_id, alias, scope, created_at, last_used_at, rate_limit FROM api_keys
-             WHERE key_id = $1 AND user_id = $2 AND revoked_at IS NULL",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM api_keys
+             WHERE key_id = $1 AND user_id = $2 AND revoked_at IS NULL"
+        )))
         .bind(key_id.to_string())
         .bind(user_id.as_str())
         .fetch_optional(self.pool())
@@ -263,5 +288,18 @@ impl KeyAdmin for SqlStore {
         self.note_key_change(&mut tx, &id, at).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn roll_key(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        new_id: KeyId,
+        new_hash: SecretHash,
+        grace: fal_core::Grace,
+        at: Timestamp,
+    ) -> Result<crate::RollOutcome, StoreError> {
+        self.roll(user_id, key_id, new_id, new_hash, grace, at)
+            .await
     }
 }

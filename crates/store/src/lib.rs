@@ -25,6 +25,7 @@ mod apps;
 pub mod audit;
 pub mod changes;
 mod key_changes;
+mod key_types;
 mod keys;
 mod leaks;
 mod meta;
@@ -33,6 +34,7 @@ pub mod queue;
 mod queue_sql;
 mod queue_waiting;
 mod rate_counts;
+mod roll;
 mod sessions;
 pub mod sql;
 #[cfg(feature = "testing")]
@@ -40,10 +42,11 @@ pub mod testing;
 pub mod users;
 
 use async_trait::async_trait;
-use fal_core::{KeyId, KeyRecord, RateLimit, Scope, Timestamp, UserId};
+use fal_core::{KeyId, KeyRecord, RateLimit, Timestamp, UserId};
 
 pub use audit::{AuditCursor, AuditFilter, AuditPage, AuditStore, StoredAuditEvent};
 pub use leaks::LeakedKeys;
+pub use key_types::{Cursor, KeyChange, KeyPage, KeySummary, NewKey, RollOutcome};
 pub use sql::{CommitSync, SqlStore};
 
 /// Which database engine a store talks to.
@@ -120,78 +123,6 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
-/// A key as listed to its owner: never a secret or a hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySummary {
-    /// The key's id.
-    pub key_id: KeyId,
-    /// The owner's label for it.
-    pub alias: String,
-    /// What it may do.
-    pub scope: Scope,
-    /// When it was created.
-    pub created_at: Timestamp,
-    /// When it last authenticated a request (flushed periodically).
-    pub last_used_at: Option<Timestamp>,
-    /// Calls allowed per window, when limited.
-    pub rate_limit: Option<RateLimit>,
-}
-
-/// One entry of the key change log ([`KeyLookup::key_changes_after`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyChange {
-    /// Its number: increasing, with gaps where a transaction rolled back
-    /// (on PostgreSQL also, briefly, where one has not committed yet).
-    pub seq: i64,
-    /// The key that changed: read its record again.
-    pub key_id: KeyId,
-}
-
-/// A key to store. The secret itself never reaches storage, only its hash.
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    /// The full record, hash included.
-    pub record: KeyRecord,
-    /// The owner's label.
-    pub alias: String,
-    /// Creation time.
-    pub created_at: Timestamp,
-}
-
-/// Where a listing continues: the last key of the previous page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// Creation time of the last key shown.
-    pub created_at: Timestamp,
-    /// Id of the last key shown (breaks ties within one millisecond).
-    pub key_id: KeyId,
-}
-
-impl Cursor {
-    /// The opaque text form handed to clients.
-    pub fn encode(&self) -> String {
-        format!("{}.{}", self.created_at.millis(), self.key_id)
-    }
-
-    /// Reads the text form; `None` when it was not produced by [`Cursor::encode`].
-    pub fn decode(s: &str) -> Option<Cursor> {
-        let (ms, id) = s.split_once('.')?;
-        Some(Cursor {
-            created_at: Timestamp(ms.parse().ok()?),
-            key_id: id.parse().ok()?,
-        })
-    }
-}
-
-/// One page of a user's keys, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPage {
-    /// The keys on this page.
-    pub keys: Vec<KeySummary>,
-    /// Where the next page starts, when there is one.
-    pub next_cursor: Option<Cursor>,
-}
-
 /// What verification needs: read one key, and record use.
 #[async_trait]
 pub trait KeyLookup: Send + Sync {
@@ -255,6 +186,21 @@ pub trait KeyAdmin: Send + Sync {
         limit: Option<RateLimit>,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Rolls `user_id`'s key `key_id` at `at`, in one transaction: stores
+    /// the new pair `new_id`/`new_hash` with the old key's alias, scope,
+    /// rate limit and expiry policy; ends the old pair after `grace` (or at
+    /// its own expiry, if sooner), and the dashboard sessions opened with it
+    /// then too; notes both keys in the key change log. A revoked, expired
+    /// or already rolled key is not rolled (see [`RollOutcome`]).
+    async fn roll_key(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        new_id: KeyId,
+        new_hash: fal_core::SecretHash,
+        grace: fal_core::Grace,
+        at: Timestamp,
+    ) -> Result<RollOutcome, StoreError>;
 }
 
 /// Each key's calls per rate-limit window, shared by the servers of a

@@ -59,6 +59,10 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_queue_status_index.sql"),
     },
     Migration {
+        version: 11,
+        sql: include_str!("../migrations/sqlite/0011_key_lifecycle.sql"),
+    },
+    Migration {
         version: 13,
         sql: include_str!("../migrations/sqlite/0013_audit.sql"),
     },
@@ -112,6 +116,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 10,
         sql: include_str!("../migrations/postgres/0010_queue_status_index.sql"),
+    },
+    Migration {
+        version: 11,
+        sql: include_str!("../migrations/postgres/0011_key_lifecycle.sql"),
     },
     Migration {
         version: 13,

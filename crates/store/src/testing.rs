@@ -151,6 +151,7 @@ pub async fn seed_key(
             record,
             alias: alias.to_owned(),
             created_at: SEEDED_AT,
+            lifetime: None,
         })
         .await?;
     Ok(seeded)

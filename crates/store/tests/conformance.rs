@@ -14,6 +14,8 @@ mod audit;
 mod key_changes;
 #[path = "conformance/leaks.rs"]
 mod leaks;
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
 #[path = "conformance/queue.rs"]
 mod queue;
 #[path = "conformance/rate_limits.rs"]
@@ -26,6 +28,7 @@ mod users;
 use audit::*;
 use key_changes::*;
 use leaks::*;
+use lifecycle::*;
 use queue::*;
 use rate_limits::*;
 use sessions::*;
@@ -136,6 +139,9 @@ conformance!(
     audit_events_are_listed_newest_first_in_pages,
     audit_events_filter_by_kind_and_key,
     audit_events_are_pruned_by_age_and_never_updated,
+    a_keys_expiry_and_lifetime_are_stored_and_listed,
+    a_roll_makes_a_like_pair_and_ends_the_old_after_its_grace,
+    a_roll_keeps_a_date_and_refuses_dead_keys,
 );
 
 fn hasher() -> SecretHasher {
@@ -162,9 +168,12 @@ fn new_key(h: &SecretHasher, owner: &UserId, scope: Scope, at: i64) -> (NewKey, 
             secret_hash: h.hash(&secret),
             revoked: false,
             rate_limit: None,
+            expires_at: None,
+            rolled: false,
         },
         alias: format!("key at {at}"),
         created_at: Timestamp(at),
+        lifetime: None,
     };
     (key, secret)
 }

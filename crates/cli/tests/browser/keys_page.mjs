@@ -112,7 +112,7 @@ try {
   assert.equal(await page.locator(`tr[data-key-id="${keyId}"]`).count(), 0);
   r = await callModel(keyId, secret);
   assert.equal(r.status, 401);
-  assert.equal((await r.json()).detail, "No user found for Key ID and Secret");
+  assert.equal((await r.json()).detail, "This key was revoked: use another key, or generate a new one");
 
   // A POST without the CSRF token changes nothing (same cookies as the page).
   const before = await page.locator("tbody tr[data-key-id]").count();

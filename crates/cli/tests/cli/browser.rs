@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium (Debian's), driven
 //! by playwright-core from `tests/browser/*.mjs`: the keys page
-//! (`keys_page.mjs`) and the Activity page (`activity_page.mjs`). Needs
+//! (`keys_page.mjs`, and `keys_expiry.mjs` for expiry and roll) and the
+//! Activity page (`activity_page.mjs`). Needs
 //! what `scripts/setup-browser.sh` installs; without it each test says so
 //! loudly and passes, except under CI, where it fails. Set
 //! `FAL_SCREENSHOTS=DIR` to save a screenshot of each page.
@@ -73,4 +74,9 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
 #[test]
 fn the_activity_page_shows_the_key_generated_event_in_chromium() {
     run_script("activity_page.mjs", "activity browser test passed");
+}
+
+#[test]
+fn the_keys_page_generates_with_an_expiry_shows_it_and_rolls_in_chromium() {
+    run_script("keys_expiry.mjs", "expiry browser test passed");
 }

@@ -63,6 +63,7 @@ fn list_shows_a_table_and_revoke_ends_a_key() {
         "CREATED",
         "LAST USED",
         "RATE LIMIT",
+        "EXPIRES",
     ] {
         assert!(header.contains(col), "{header}");
     }
@@ -79,7 +80,9 @@ fn list_shows_a_table_and_revoke_ends_a_key() {
         &[("FAL_KEY_ID", &pair.id), ("FAL_KEY_SECRET", &pair.secret)],
     );
     assert!(!denied.status.success());
-    assert!(stderr(&denied).contains("No user found for Key ID and Secret"));
+    assert!(
+        stderr(&denied).contains("This key was revoked: use another key, or generate a new one")
+    );
     let unknown = server.run(
         &["key", "revoke", "6f1c3a3e-8f7e-4a3a-9c53-0d7e2b1f6a11"],
         &[("FAL_KEY_ID", &admin.id), ("FAL_KEY_SECRET", &admin.secret)],
@@ -216,15 +219,21 @@ fn a_disguising_alias_is_refused_before_anything_is_sent() {
     }
 }
 
-/// The `RATE LIMIT` cell (the last column) of `key_id`'s row in `fal key list`.
+/// The `RATE LIMIT` cell (the column before `EXPIRES`, the last) of
+/// `key_id`'s row in `fal key list`.
 fn listed_limit(server: &Server, admin: &crate::harness::Pair, key_id: &str) -> String {
     let table = server.ok(admin, &["key", "list"]);
     assert!(
-        table.lines().next().unwrap().ends_with("RATE LIMIT"),
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("RATE LIMIT  EXPIRES"),
         "{table}"
     );
     let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
-    row.split_whitespace().last().unwrap().to_owned()
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    cells[cells.len() - 2].to_owned()
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod audit;
 mod browser;
 mod commands;
 mod dashboard_tls;
+mod expiry;
 #[path = "../../../server/tests/api/fake_github.rs"]
 mod fake_github;
 #[path = "../../../server/tests/api/fake_scanning.rs"]

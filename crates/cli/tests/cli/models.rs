@@ -160,7 +160,7 @@ fn fal_run_stream_prints_each_event_as_it_arrives() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(
-        stderr(&out).contains("No user found for Key ID and Secret"),
+        stderr(&out).contains("This key was revoked: use another key, or generate a new one"),
         "{}",
         stderr(&out)
     );

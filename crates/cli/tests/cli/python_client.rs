@@ -227,7 +227,10 @@ fn fal_client_from_pypi_calls_and_streams_a_model_and_sees_revocation() {
     let got = call(&python, &server, &pair_env, r#"{"prompt": "again"}"#);
     assert_eq!(got["ok"], false, "{got}");
     assert_eq!(got["status"], 401);
-    assert_eq!(got["message"], "No user found for Key ID and Secret");
+    assert_eq!(
+        got["message"],
+        "This key was revoked: use another key, or generate a new one"
+    );
     // fal-client 1.0.3's stream never reads an error answer: it refuses
     // anything but text/event-stream before looking at the status, so our
     // 401 reaches the caller as httpx_sse's SSEError naming our JSON.
@@ -366,7 +369,7 @@ fn fal_client_from_pypi_uses_the_queue_and_sees_revocation() {
         let r = &got["refusals"][call];
         assert_eq!(r["status"], 401, "{call}: {got}");
         assert_eq!(
-            r["message"], "No user found for Key ID and Secret",
+            r["message"], "This key was revoked: use another key, or generate a new one",
             "{call}: {got}"
         );
     }

@@ -86,7 +86,7 @@ fn fal_run_queue_shows_each_change_and_prints_the_answer() {
     assert!(!out.status.success());
     assert_eq!(
         stderr(&out).trim(),
-        "Error: No user found for Key ID and Secret"
+        "Error: This key was revoked: use another key, or generate a new one"
     );
     server.stop();
 }

@@ -21,7 +21,7 @@ const BASE = process.env.FAL_URL.replace(/\/$/, "");
 const KEY = process.env.FAL_KEY;
 const KEY_ID = KEY.split(":")[0];
 const APP = "fal-ai/echo";
-const REVOKED_DETAIL = "No user found for Key ID and Secret";
+const REVOKED_DETAIL = "This key was revoked: use another key, or generate a new one";
 
 // fal's hosts, as @fal-ai/client builds its URLs, to this server's.
 const HOSTS = [

@@ -304,7 +304,10 @@ pub async fn web_callback(
     let user = gh
         .sign_in(&token, state.users().as_ref(), state.clock(), state.rng())
         .await?;
-    let (session, ttl, session_id) = state.sessions().issue_web(&user.user_id, None).await?;
+    let (session, ttl, session_id) = state
+        .sessions()
+        .issue_web(&user.user_id, None, None)
+        .await?;
     signed_in(&state, &user.user_id, &session_id, "dashboard", &origin).await?;
     let tls = state.tls();
     let session = cookies::set(OurCookie::Session, tls, session.expose(), ttl.as_secs())

@@ -1,17 +1,17 @@
-//! `/keys`: create, list, rate-limit and revoke the caller's own keys
+//! `/keys`: create (with an expiry), list, rate-limit, roll and revoke the caller's own keys
 //! (ADMIN only).
 
 use axum::Json;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fal_core::{Alias, KeyId, RateLimit, Scope};
+use fal_core::{Alias, ExpiryPolicy, Grace, KeyId, RateLimit, Scope};
 use fal_store::{Cursor, KeySummary};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::{ApiJson, ApiQuery};
-use crate::auth::Admin;
+use crate::auth::{Admin, CreatedKey};
 use crate::error::ApiError;
 
 /// Longest alias accepted.
@@ -33,6 +33,39 @@ pub struct CreateKey {
     /// `100/s`, `100/min` or `100/h`; absent or null for unlimited.
     #[serde(default)]
     rate_limit: Option<String>,
+    /// When the key stops working (RFC 3339); not with `expires_in`.
+    #[serde(default)]
+    expires_at: Option<String>,
+    /// How long the key works (`30d`); a roll gives it as long again.
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+/// The key as created (or rolled): the only body that carries a secret,
+/// sent with `Cache-Control: no-store`.
+fn created_response(created: &CreatedKey, extra: serde_json::Value) -> Response {
+    let id = created.key.record.key_id.to_string();
+    let secret = created.secret.expose();
+    let mut body = json!({
+        "key_id": id,
+        "key_secret": secret,
+        "key": format!("{id}:{secret}"),
+        "scope": created.key.record.scope,
+        "alias": created.key.alias,
+        "created_at": created.key.created_at.to_rfc3339(),
+        "rate_limit": created.key.record.rate_limit.map(|r| r.to_string()),
+        "expires_at": created.key.record.expires_at.map(|t| t.to_rfc3339()),
+        "expires_in": created.key.lifetime.map(|s| s.to_string()),
+    });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    // A secret must not sit in any cache.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A rate limit as sent (`None`: unlimited), checked; a 422 with
@@ -54,24 +87,62 @@ pub async fn create(admin: Admin, ApiJson(body): ApiJson<CreateKey>) -> Result<R
     let alias = Alias::parse(body.alias.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let limit = rate_limit(body.rate_limit.as_deref())?;
-    let created = admin.create_key(scope, alias.into_string(), limit).await?;
-    let id = created.key.record.key_id.to_string();
-    let secret = created.secret.expose();
-    let body = json!({
-        "key_id": id,
-        "key_secret": secret,
-        "key": format!("{id}:{secret}"),
-        "scope": scope,
-        "alias": created.key.alias,
-        "created_at": created.key.created_at.to_rfc3339(),
-        "rate_limit": created.key.record.rate_limit.map(|r| r.to_string()),
-    });
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    // A secret must not sit in any cache.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    let expiry = ExpiryPolicy::from_request(
+        body.expires_at.as_deref(),
+        body.expires_in.as_deref(),
+        admin.now(),
+    )
+    .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let created = admin
+        .create_key(scope, alias.into_string(), limit, expiry)
+        .await?;
+    Ok(created_response(&created, json!({})))
+}
+
+/// `POST /keys/{key_id}/roll` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollKey {
+    /// How long the old pair keeps working: `0` (the default) to `7d`.
+    #[serde(default)]
+    grace: Option<String>,
+}
+
+/// `POST /keys/{key_id}/roll`: a new pair with the old key's alias, scope,
+/// expiry policy and rate limit (201, its secret shown once, with
+/// `old_key_id` and `old_expires_at`); the old pair works until its grace
+/// ends. 409 for a revoked, expired or already rolled key.
+pub async fn roll(
+    admin: Admin,
+    Path(key_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: none means no grace.
+    let body: RollKey = if body.iter().all(u8::is_ascii_whitespace) {
+        RollKey::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Unprocessable(format!(
+                "the body is {{\"grace\": \"1h\"}} (0 to 7d) or empty: {e}"
+            ))
+        })?
+    };
+    let grace: Grace = match body.grace.as_deref() {
+        None => Grace::default(),
+        Some(g) => g
+            .parse()
+            .map_err(|e: fal_core::GraceError| ApiError::Unprocessable(e.to_string()))?,
+    };
+    let not_found = || ApiError::NotFound(format!("No key {key_id:?} found for this user"));
+    let id: KeyId = key_id.parse().map_err(|_| not_found())?;
+    let rolled = admin.roll_key(&id, grace).await?;
+    Ok(created_response(
+        &rolled.created,
+        json!({
+            "old_key_id": rolled.old_key_id.to_string(),
+            "old_expires_at": rolled.old_until.to_rfc3339(),
+        }),
+    ))
 }
 
 /// `GET /keys` query.
@@ -93,6 +164,9 @@ struct KeyItem {
     created_at: String,
     last_used_at: Option<String>,
     rate_limit: Option<String>,
+    expires_at: Option<String>,
+    expires_in: Option<String>,
+    rolled_to: Option<String>,
 }
 
 impl From<KeySummary> for KeyItem {
@@ -104,6 +178,9 @@ impl From<KeySummary> for KeyItem {
             created_at: k.created_at.to_rfc3339(),
             last_used_at: k.last_used_at.map(|t| t.to_rfc3339()),
             rate_limit: k.rate_limit.map(|r| r.to_string()),
+            expires_at: k.expires_at.map(|t| t.to_rfc3339()),
+            expires_in: k.lifetime.map(|s| s.to_string()),
+            rolled_to: k.rolled_to.map(|id| id.to_string()),
         }
     }
 }

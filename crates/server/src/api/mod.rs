@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/audit", get(audit::list))
+        .route("/keys/{key_id}/roll", axum::routing::post(keys::roll))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
         .route("/auth/github", get(github::status))

@@ -170,6 +170,7 @@ fn mint(
         record,
         alias: alias.to_owned(),
         created_at: clock.now(),
+        lifetime: None,
     };
     Ok((key, secret))
 }

@@ -36,12 +36,12 @@
 use std::sync::Arc;
 
 use fal_core::{
-    AuditEvent, AuditKind, Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope,
-    Timestamp, mint_key,
+    AuditEvent, AuditKind, Clock, ExpiryPolicy, Grace, KeyId, KeySecret, Principal, RandomSource,
+    RateLimit, Scope, Timestamp, mint_key,
 };
 use fal_store::{
     AppAdmin, AuditCursor, AuditFilter, AuditPage, Cursor, KeyAdmin, KeyPage, KeySummary,
-    LeakedKeys, NewKey, UserAdmin, Users,
+    LeakedKeys, NewKey, RollOutcome, UserAdmin, Users,
 };
 
 use super::sessions::CsrfChecked;
@@ -195,12 +195,13 @@ impl Admin {
     }
 
     /// Creates a key for the acting user, limited to `rate_limit` calls
-    /// (unlimited when `None`).
+    /// (unlimited when `None`), expiring as `expiry` says.
     pub async fn create_key(
         &self,
         scope: Scope,
         alias: String,
         rate_limit: Option<RateLimit>,
+        expiry: ExpiryPolicy,
     ) -> Result<CreatedKey, ApiError> {
         let s = &self.stores;
         let (mut record, secret) = mint_key(
@@ -209,11 +210,14 @@ impl Admin {
             &self.principal.user_id,
             scope,
         )?;
+        let now = s.clock.now();
         record.rate_limit = rate_limit;
+        record.expires_at = expiry.deadline(now);
         let key = NewKey {
             record,
             alias,
-            created_at: s.clock.now(),
+            created_at: now,
+            lifetime: expiry.lifetime(),
         };
         s.key_admin.create_key(&key).await?;
         tracing::info!(key_id = %key.record.key_id, scope = %scope, user_id = %self.principal.user_id, "key created");
@@ -292,6 +296,84 @@ impl Admin {
             tracing::info!(key_id = %key_id, user_id = %self.principal.user_id, rate_limit = %limit, "key rate limit set");
         }
         Ok(found)
+    }
+}
+
+/// A key just rolled: the new pair (shown once) and the old one's end.
+pub struct RolledKey {
+    /// The new key, and its secret.
+    pub created: CreatedKey,
+    /// The key it replaces.
+    pub old_key_id: KeyId,
+    /// When the old pair stops working.
+    pub old_until: Timestamp,
+}
+
+impl Admin {
+    /// Rolls one of the acting user's keys: a new pair with the same
+    /// alias, scope, expiry policy and rate limit; the old pair works until
+    /// `grace` ends. Refused (409) for a revoked, expired or already
+    /// rolled key; 404 when the user has no such key.
+    pub async fn roll_key(&self, key_id: &KeyId, grace: Grace) -> Result<RolledKey, ApiError> {
+        let s = &self.stores;
+        let user_id = &self.principal.user_id;
+        // Only the new id and hash are taken from this: the store copies
+        // the scope (and the rest) from the old key, in its transaction.
+        let (minted, secret) = mint_key(s.rng.as_ref(), s.verifier.hasher(), user_id, Scope::Api)?;
+        let (new_id, new_hash) = (minted.key_id, minted.secret_hash);
+        let now = s.clock.now();
+        let outcome = s
+            .key_admin
+            .roll_key(user_id, key_id, new_id, new_hash, grace, now)
+            .await?;
+        let conflict = |code: &'static str, detail: String| ApiError::Status {
+            status: axum::http::StatusCode::CONFLICT,
+            code,
+            detail,
+        };
+        match outcome {
+            RollOutcome::Rolled { new, old_until } => {
+                s.verifier.invalidate(key_id);
+                tracing::info!(key_id = %key_id, new_key_id = %new_id, user_id = %user_id, grace = %grace.span(), "key rolled");
+                let mut event = self.event(AuditKind::KeyRolled);
+                event.key_id = Some(*key_id);
+                event
+                    .detail
+                    .insert("new_key_id".into(), new_id.to_string().into());
+                event
+                    .detail
+                    .insert("grace".into(), grace.span().to_string().into());
+                event
+                    .detail
+                    .insert("old_until".into(), old_until.to_rfc3339().into());
+                s.audit.record(event).await?;
+                Ok(RolledKey {
+                    created: CreatedKey { key: new, secret },
+                    old_key_id: *key_id,
+                    old_until,
+                })
+            }
+            RollOutcome::NotFound => Err(ApiError::NotFound(format!(
+                "No key \"{key_id}\" found for this user"
+            ))),
+            RollOutcome::Revoked => Err(conflict(
+                "key_revoked",
+                format!(
+                    "Key {key_id} is revoked: a revoked key cannot be rolled; generate a new one"
+                ),
+            )),
+            RollOutcome::Expired(at) => Err(conflict(
+                "key_expired",
+                format!(
+                    "Key {key_id} expired at {}: an expired key cannot be rolled; generate a new one",
+                    at.to_rfc3339()
+                ),
+            )),
+            RollOutcome::AlreadyRolled(to) => Err(conflict(
+                "key_rolled",
+                format!("Key {key_id} was already rolled to {to}: roll that key instead"),
+            )),
+        }
     }
 }
 

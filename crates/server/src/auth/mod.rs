@@ -32,7 +32,7 @@ mod operator;
 pub mod sessions;
 pub mod verifier;
 
-pub use admin::{Admin, AdminParts, AdminStores, CreatedKey};
+pub use admin::{Admin, AdminParts, AdminStores, CreatedKey, RolledKey};
 pub use apps::Viewer;
 pub use operator::Operator;
 pub use verifier::tokens::{DEFAULT_TOKEN_SECONDS, MAX_TOKEN_SECONDS};
@@ -49,8 +49,14 @@ pub enum AuthFailure {
     UnsupportedScheme,
     /// Malformed `Key` header.
     Malformed,
-    /// Unknown, wrong or revoked.
+    /// Unknown id or wrong secret (whatever the key's state).
     Invalid,
+    /// The right secret of a revoked key.
+    KeyRevoked,
+    /// The right secret of a key that expired at this instant.
+    KeyExpired(fal_core::Timestamp),
+    /// The right secret of a rolled key whose grace ended at this instant.
+    KeyRolled(fal_core::Timestamp),
     /// Storage is down and the key is not in cache.
     Unavailable,
     /// A session token that is unknown, expired or logged out.
@@ -74,9 +80,23 @@ impl AuthFailure {
             self,
             AuthFailure::Malformed
                 | AuthFailure::Invalid
+                | AuthFailure::KeyRevoked
+                | AuthFailure::KeyExpired(_)
+                | AuthFailure::KeyRolled(_)
                 | AuthFailure::InvalidSession
                 | AuthFailure::TokenExpired
         )
+    }
+}
+
+impl From<fal_core::VerifyError> for AuthFailure {
+    fn from(e: fal_core::VerifyError) -> AuthFailure {
+        match e {
+            fal_core::VerifyError::Invalid => AuthFailure::Invalid,
+            fal_core::VerifyError::Revoked => AuthFailure::KeyRevoked,
+            fal_core::VerifyError::Expired(at) => AuthFailure::KeyExpired(at),
+            fal_core::VerifyError::Rolled(at) => AuthFailure::KeyRolled(at),
+        }
     }
 }
 
@@ -88,6 +108,27 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Malformed => ApiError::MalformedKey,
             AuthFailure::Invalid => ApiError::InvalidCredentials,
             AuthFailure::Unavailable => ApiError::Unavailable,
+            AuthFailure::KeyRevoked => ApiError::Status {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: "key_revoked",
+                detail: "This key was revoked: use another key, or generate a new one".into(),
+            },
+            AuthFailure::KeyExpired(at) => ApiError::Status {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: "key_expired",
+                detail: format!(
+                    "This key expired at {}: use another key, or generate a new one",
+                    at.to_rfc3339()
+                ),
+            },
+            AuthFailure::KeyRolled(at) => ApiError::Status {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                code: "key_rolled",
+                detail: format!(
+                    "This key was rolled and stopped working at {}: use the key that replaced it",
+                    at.to_rfc3339()
+                ),
+            },
             AuthFailure::RateLimited(r) => ApiError::RateLimited(r),
             AuthFailure::TokenExpired => ApiError::Status {
                 status: axum::http::StatusCode::UNAUTHORIZED,

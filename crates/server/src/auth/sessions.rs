@@ -173,15 +173,21 @@ impl Sessions {
     }
 
     /// A dashboard session; returns the cookie's token, its lifetime and
-    /// the session's id.
-    /// `key_id` is the key it was opened with, if any: revoking that key
-    /// ends the session.
+    /// the session's id. `key_id` is the key it was opened with, if any:
+    /// revoking or rolling that key ends the session; and it ends by
+    /// `key_expires_at`, when the key expires, if that comes before its own
+    /// end.
     pub async fn issue_web(
         &self,
         user_id: &UserId,
         key_id: Option<KeyId>,
+        key_expires_at: Option<Timestamp>,
     ) -> Result<(SessionToken, Duration, String), ApiError> {
         let now = self.clock.now();
+        let own_end = now.plus_millis(ms(self.ttl.web));
+        let ends = key_expires_at.map_or(own_end, |t| t.min(own_end));
+        let lifetime =
+            Duration::from_millis(u64::try_from(ends.millis() - now.millis()).unwrap_or(0));
         let access = SessionToken::generate(WEB_PREFIX, self.rng.as_ref())?;
         let session_id = self.session_id()?;
         self.store
@@ -191,7 +197,7 @@ impl Sessions {
                 kind: SessionKind::Web,
                 access_hash: self.hash(&access),
                 refresh_hash: None,
-                access_expires_at: now.plus_millis(ms(self.ttl.web)),
+                access_expires_at: ends,
                 refresh_expires_at: None,
                 created_at: now,
                 revoked: false,
@@ -199,7 +205,7 @@ impl Sessions {
                 github_token: None,
             })
             .await?;
-        Ok((access, self.ttl.web, session_id))
+        Ok((access, lifetime, session_id))
     }
 
     /// Who a CLI access token, sent as `Authorization: Bearer`, belongs

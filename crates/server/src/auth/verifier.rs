@@ -299,15 +299,16 @@ impl Verifier {
         cached: Option<&Arc<Cached>>,
         now: Timestamp,
     ) -> Result<Principal, AuthFailure> {
-        let mut principal = match verify(&self.hasher, creds, cached.map(|c| &c.record)) {
+        let mut principal = match verify(&self.hasher, creds, cached.map(|c| &c.record), now) {
             Ok(p) => p,
-            Err(_) => {
+            Err(e) => {
                 if cached.is_some() {
                     // A made-up id costs a tag check too: so does this
                     // refusal, so the two take the same time.
                     std::hint::black_box(self.hasher.minted_here(&creds.key_id));
                 }
-                return Err(AuthFailure::Invalid);
+                // Revoked, expired or rolled only with the right secret.
+                return Err(e.into());
             }
         };
         if let Some(entry) = cached {
@@ -360,6 +361,12 @@ impl Verifier {
     /// back before the next periodic flush.
     pub async fn flush_requested(&self) {
         self.flush_soon.notified().await;
+    }
+
+    /// When `key_id` stops working, as its cached record says (`None`: not
+    /// cached, or it does not expire).
+    pub fn cached_expiry(&self, key_id: &KeyId) -> Option<Timestamp> {
+        self.cache.get(key_id)?.record.expires_at
     }
 
     /// Drops a cached record, so the next use reads storage again.

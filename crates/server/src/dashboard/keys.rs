@@ -1,12 +1,12 @@
 //! The keys page and its forms: list, generate (with an optional rate
-//! limit), change a key's rate limit, and revoke.
+//! limit and expiry), change a key's rate limit, roll, and revoke.
 
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fal_core::token::SessionToken;
-use fal_core::{Alias, KeyId, RateLimit, Scope};
+use fal_core::{Alias, ExpiryError, ExpiryPolicy, Grace, KeyId, RateLimit, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -15,6 +15,7 @@ use super::{
     redirect, render, signed_in,
 };
 use crate::audit::Origin;
+use crate::auth::CreatedKey;
 use crate::auth::sessions::CsrfChecked;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -70,13 +71,14 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
                     ),
                     ("rate_limit", limit.as_deref().unwrap_or("none")),
                     ("rate_limit_value", limit.as_deref().unwrap_or_default()),
+                    ("expires", &expires_cell(k)),
                     ("csrf", &csrf),
                 ],
             ));
         }
     }
     if rows.is_empty() {
-        rows = "      <tr><td colspan=\"7\">No keys yet.</td></tr>".into();
+        rows = "      <tr><td colspan=\"8\">No keys yet.</td></tr>".into();
     }
     let body = render(
         KEYS,
@@ -97,6 +99,48 @@ pub(super) struct GenerateForm {
     /// Empty for unlimited.
     #[serde(default)]
     rate_limit: String,
+    /// `never`, a lifetime (`7d`, `30d`, `90d`) or `custom` (then
+    /// `expires_on`).
+    #[serde(default)]
+    expiry: String,
+    /// A date (`YYYY-MM-DD`): the key stops at its start, UTC.
+    #[serde(default)]
+    expires_on: String,
+}
+
+/// What the Expires cell says: the instant, or `never`; a rolled key
+/// names its replacement.
+fn expires_cell(k: &fal_store::KeySummary) -> String {
+    let at = k
+        .expires_at
+        .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+    match k.rolled_to {
+        Some(to) => format!("{at} (rolled to {to})"),
+        None => at,
+    }
+}
+
+/// The expiry chosen in the generate form.
+fn chosen_expiry(form: &GenerateForm, now: fal_core::Timestamp) -> Result<ExpiryPolicy, String> {
+    match form.expiry.trim() {
+        "" | "never" => Ok(ExpiryPolicy::Never),
+        "custom" => {
+            let day = form.expires_on.trim();
+            if day.is_empty() {
+                return Err("choose the expiry date".into());
+            }
+            ExpiryPolicy::from_request(Some(&format!("{day}T00:00:00Z")), None, now).map_err(|e| {
+                match e {
+                    ExpiryError::BadDate => "the expiry date is a day such as 2026-12-31".into(),
+                    ExpiryError::InPast(_) => {
+                        format!("the expiry date {day} is not in the future: choose a later day")
+                    }
+                    other => other.to_string(),
+                }
+            })
+        }
+        span => ExpiryPolicy::from_request(None, Some(span), now).map_err(|e| e.to_string()),
+    }
 }
 
 /// A rate limit typed in a form: empty is none.
@@ -155,7 +199,21 @@ pub(super) async fn generate(
             return refused(&state, &s, &message, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
-    let created = admin.create_key(scope, alias.into_string(), limit).await?;
+    let expiry = match chosen_expiry(&form, state.clock().now()) {
+        Ok(expiry) => expiry,
+        Err(e) => {
+            let message = format!("The key was not generated: {e}.");
+            return refused(&state, &s, &message, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let created = admin
+        .create_key(scope, alias.into_string(), limit, expiry)
+        .await?;
+    show_once(&state, &s, &created)
+}
+
+/// Keeps a new key's secret for one showing, and sends the browser there.
+fn show_once(state: &AppState, s: &Signed, created: &CreatedKey) -> Result<Response, ApiError> {
     let flash = SessionToken::generate("", state.rng())?.expose().to_owned();
     state.flashes().put(
         flash.clone(),
@@ -165,6 +223,60 @@ pub(super) async fn generate(
         state.clock().now(),
     );
     Ok(redirect(&format!("/dashboard/keys/created/{flash}")))
+}
+
+/// The per-key roll form.
+#[derive(Deserialize)]
+pub(super) struct RollForm {
+    #[serde(default)]
+    csrf: String,
+    /// How long the old pair keeps working (`0` to `7d`).
+    #[serde(default)]
+    grace: String,
+}
+
+/// Rolls a key: the new pair is shown once, as a generated key is; a key
+/// that cannot be rolled is shown as an error with the reason.
+pub(super) async fn roll(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+    Form(form): Form<RollForm>,
+) -> Result<Response, ApiError> {
+    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+        Ok(both) => both,
+        Err(response) => return Ok(response),
+    };
+    let grace = match form.grace.trim() {
+        "" => Ok(Grace::default()),
+        g => g.parse::<Grace>(),
+    };
+    let grace = match grace {
+        Ok(g) => g,
+        Err(e) => {
+            let message = format!("The key was not rolled: {e}.");
+            return refused(&state, &s, &message, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let Ok(id) = key_id.parse::<KeyId>() else {
+        return refused(&state, &s, "No such key.", StatusCode::NOT_FOUND).await;
+    };
+    match admin.roll_key(&id, grace).await {
+        Ok(rolled) => show_once(&state, &s, &rolled.created),
+        Err(ApiError::NotFound(_)) => {
+            refused(&state, &s, "No such key.", StatusCode::NOT_FOUND).await
+        }
+        Err(ApiError::Status { status, detail, .. }) => {
+            refused(
+                &state,
+                &s,
+                &format!("The key was not rolled: {detail}"),
+                status,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The one-time secret page. Only a GET uses the link up: axum answers

@@ -73,6 +73,7 @@ pub fn routes() -> Router<AppState> {
             "/dashboard/keys/{key_id}/rate-limit",
             post(keys::set_rate_limit),
         )
+        .route("/dashboard/keys/{key_id}/roll", post(keys::roll))
         .route(
             "/dashboard/static/app.css",
             get(|| async { ([(CONTENT_TYPE, "text/css")], CSS) }),
@@ -201,22 +202,25 @@ async fn login(
         Err(_) => Err(AuthFailure::Malformed),
     };
     let principal = match verified {
-        Ok(p) => Some(p),
+        Ok(p) => p,
         Err(f) => {
-            // Counted before anything else can fail.
-            let _ = state.note_failure(client, f);
+            // Counted before anything else can fail. The right secret of a
+            // revoked, expired or rolled key is told why, as the API tells
+            // it; anything else the one message.
+            let told = matches!(
+                f,
+                AuthFailure::KeyRevoked | AuthFailure::KeyExpired(_) | AuthFailure::KeyRolled(_)
+            );
+            let refusal = state.note_failure(client, f);
             if f.is_refusal() {
                 sign_in_failed(&state, form.key_id.trim(), &origin).await?;
             }
-            None
+            let message = match refusal {
+                ApiError::Status { detail, .. } if told => detail,
+                _ => "No user found for Key ID and Secret".to_owned(),
+            };
+            return login_form(&state, Some(&message), StatusCode::UNAUTHORIZED);
         }
-    };
-    let Some(principal) = principal else {
-        return login_form(
-            &state,
-            Some("No user found for Key ID and Secret"),
-            StatusCode::UNAUTHORIZED,
-        );
     };
     if principal.scope != Scope::Admin {
         let audit = state.audit();
@@ -233,10 +237,14 @@ async fn login(
         );
     }
     // A new session at every sign-in (no fixation).
-    // Opened with this key: revoking the key ends the session.
+    // Opened with this key: revoking or rolling the key ends the session,
+    // and so does its expiry (its record is cached: it just verified).
+    let key_expires_at = principal
+        .key_id
+        .and_then(|id| state.verifier().cached_expiry(&id));
     let (token, ttl, session_id) = state
         .sessions()
-        .issue_web(&principal.user_id, principal.key_id)
+        .issue_web(&principal.user_id, principal.key_id, key_expires_at)
         .await?;
     let audit = state.audit();
     let mut event = audit.by(AuditKind::SessionSignedIn, &principal, &origin);

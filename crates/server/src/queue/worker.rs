@@ -240,7 +240,12 @@ impl Queue {
             return None;
         };
         match keys.key_record(&key_id).await {
-            Ok(Some(record)) if !record.revoked => None,
+            Ok(Some(record)) if !record.revoked && !record.expired(self.clock.now()) => None,
+            Ok(Some(record)) if !record.revoked => Some(failed(
+                401,
+                "The key that queued this request expired before it ran".into(),
+                "key_expired",
+            )),
             Ok(_) => Some(failed(
                 401,
                 "The key that queued this request was revoked before it ran".into(),

@@ -50,7 +50,7 @@ async fn a_malformed_header_gets_fals_message() {
 }
 
 #[tokio::test]
-async fn unknown_wrong_mistyped_and_revoked_keys_all_get_one_answer() {
+async fn unknown_wrong_mistyped_and_revoked_keys_all_get_one_answer_without_the_right_secret() {
     let app = spawn_app().await;
     let admin = app.admin();
     let other = admin.create_key("API", "").await.unwrap();
@@ -72,8 +72,9 @@ async fn unknown_wrong_mistyped_and_revoked_keys_all_get_one_answer() {
         format!("Key {}:{typo}", app.admin_id),
         // id that is not a UUID
         format!("Key admin:{}", app.admin_secret),
-        // revoked key
-        format!("Key {}:{}", revoked.key_id, revoked.key_secret),
+        // revoked key, another key's secret (its own secret learns why:
+        // see the end)
+        format!("Key {}:{}", revoked.key_id, other.key_secret),
     ];
     let mut bodies = Vec::new();
     for h in &headers {
@@ -84,6 +85,15 @@ async fn unknown_wrong_mistyped_and_revoked_keys_all_get_one_answer() {
         bodies.push(body);
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "identical bodies");
+    // Only the holder of a revoked key's right secret learns it is revoked.
+    let own = format!("Key {}:{}", revoked.key_id, revoked.key_secret);
+    let (status, _, body) = app
+        .call(Method::GET, "/users/current", Some(&own), None)
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &serde_json::json!("key_revoked"))
+    );
 }
 
 #[tokio::test]

@@ -144,5 +144,9 @@ async fn the_demo_stream_refuses_a_revoked_key_with_our_detail() {
             .unwrap()
             .starts_with("application/json")
     );
-    assert_eq!(body["detail"], "No user found for Key ID and Secret");
+    assert_eq!(
+        body["detail"],
+        "This key was revoked: use another key, or generate a new one"
+    );
+    assert_eq!(body["code"], "key_revoked");
 }

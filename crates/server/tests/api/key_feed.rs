@@ -181,9 +181,12 @@ async fn made_up_key_ids_are_refused_without_reading_storage() {
             secret_hash: hasher.hash(&legacy_secret),
             revoked: false,
             rate_limit: None,
+            expires_at: None,
+            rolled: false,
         },
         alias: "old".into(),
         created_at: Timestamp(1),
+        lifetime: None,
     };
     store.create_key(&legacy(legacy_id)).await.unwrap();
     let counting = Arc::new(Counting {

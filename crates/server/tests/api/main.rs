@@ -12,6 +12,7 @@ mod demo;
 mod device;
 mod differential;
 mod differential_gen;
+mod expiry;
 mod fake_github;
 mod fake_scanning;
 mod forwarding;

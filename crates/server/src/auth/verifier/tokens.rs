@@ -1,7 +1,7 @@
 //! Short-lived app tokens (fal's `POST /tokens/`): minted for a key's or a
 //! session's caller, checked without storage by any server that shares
 //! the pepper (the signing key derives from it), and refused once what
-//! minted them is revoked: the key through the verifier's cache (within
+//! minted them is revoked or expires: the key through the verifier's cache (within
 //! its staleness bound), the session as a session is checked.
 
 use fal_core::app_token::looks_like_jwt;
@@ -98,8 +98,13 @@ impl Verifier {
                 None => self.read(&key_id).await?,
             };
             let entry = entry.ok_or(AuthFailure::Invalid)?;
-            if entry.record.revoked || entry.record.user_id != principal.user_id {
+            if entry.record.user_id != principal.user_id {
                 return Err(AuthFailure::Invalid);
+            }
+            // The token proves its minter held the secret: it may learn
+            // why the key stopped working.
+            if let Some(why) = entry.record.refusal(now) {
+                return Err(why.into());
             }
             self.charge(&entry, &mut principal, now)?;
         } else if let Some(session_id) = &principal.session_id {
