@@ -47,7 +47,13 @@ pub struct AuditLog {
     clock: Arc<dyn Clock>,
     /// How long events are kept.
     retention: Duration,
+    /// When each key's last `key.expired_on_use` was recorded (ms): at
+    /// most one an hour per key, however often a client retries it.
+    expired_seen: std::sync::Mutex<std::collections::HashMap<KeyId, i64>>,
 }
+
+/// At most one `key.expired_on_use` event per key in this long (ms).
+const EXPIRED_USE_EVERY_MS: i64 = 3_600_000;
 
 impl AuditLog {
     /// The log over `store`, keeping events for `retention`.
@@ -56,6 +62,24 @@ impl AuditLog {
             store,
             clock,
             retention,
+            expired_seen: Default::default(),
+        }
+    }
+
+    /// Whether a use of expired `key_id` now is the first in an hour (and
+    /// so gets an event); notes it.
+    pub fn first_expired_use(&self, key_id: KeyId) -> bool {
+        let now = self.clock.now().millis();
+        let mut seen = self.expired_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now - *at < EXPIRED_USE_EVERY_MS);
+        }
+        match seen.get(&key_id) {
+            Some(at) if now - *at < EXPIRED_USE_EVERY_MS => false,
+            _ => {
+                seen.insert(key_id, now);
+                true
+            }
         }
     }
 

@@ -139,7 +139,12 @@ async fn principal_of(
     } else {
         verifier.authenticate(header).await
     };
-    found.map_err(|f| state.note_failure(client, f))
+    found.map_err(|f| {
+        if matches!(f, AuthFailure::KeyExpired(_)) {
+            state.note_expired_use(header, Origin::from_headers(client, &parts.headers));
+        }
+        state.note_failure(client, f)
+    })
 }
 
 impl FromRequestParts<AppState> for ModelCaller {

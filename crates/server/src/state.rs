@@ -261,6 +261,33 @@ impl AppState {
         failure.into()
     }
 
+    /// `key.expired_on_use`: the key an `Authorization` value named was
+    /// refused as expired; records it in the key owner's audit log with
+    /// `origin`, at most once an hour per key, in a task of its own (the
+    /// refusal does not wait for it).
+    pub fn note_expired_use(&self, authorization: Option<&str>, origin: crate::audit::Origin) {
+        let Some(Ok(fal_core::header::AuthHeader::Key(creds))) =
+            authorization.map(fal_core::header::parse_authorization)
+        else {
+            return;
+        };
+        let key_id = creds.key_id;
+        if !self.audit().first_expired_use(key_id) {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            if let Some(owner) = state.verifier().owner_of(&key_id).await
+                && let Err(e) = state
+                    .audit()
+                    .key_expired_on_use(&owner, key_id, &origin)
+                    .await
+            {
+                tracing::warn!(error = %e, key_id = %key_id, "could not record an expired key's use");
+            }
+        });
+    }
+
     /// The user store.
     pub fn users(&self) -> &Arc<dyn Users> {
         &self.inner.users

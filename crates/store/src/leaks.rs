@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use fal_core::{KeyRecord, SecretHash};
 
-use crate::keys::record_of;
+use crate::keys::{RECORD_COLUMNS, record_of};
 use crate::{SqlStore, StoreError};
 
 /// Finding keys by their secret, for revoking a secret reported as leaked
@@ -24,10 +24,9 @@ pub trait LeakedKeys: Send + Sync {
 #[async_trait]
 impl LeakedKeys for SqlStore {
     async fn keys_with_secret_hash(&self, hash: &SecretHash) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT key_id, user_id, scope, secret_hash, revoked_at, rate_limit
-             FROM api_keys WHERE secret_hash = $1 ORDER BY key_id LIMIT 16",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM api_keys WHERE secret_hash = $1 ORDER BY key_id LIMIT 16"
+        )))
         .bind(hash.to_hex())
         .fetch_all(self.pool())
         .await?;

@@ -45,8 +45,8 @@ use async_trait::async_trait;
 use fal_core::{KeyId, KeyRecord, RateLimit, Timestamp, UserId};
 
 pub use audit::{AuditCursor, AuditFilter, AuditPage, AuditStore, StoredAuditEvent};
-pub use leaks::LeakedKeys;
 pub use key_types::{Cursor, KeyChange, KeyPage, KeySummary, NewKey, RollOutcome};
+pub use leaks::LeakedKeys;
 pub use sql::{CommitSync, SqlStore};
 
 /// Which database engine a store talks to.

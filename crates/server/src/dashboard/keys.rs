@@ -239,11 +239,12 @@ pub(super) struct RollForm {
 /// that cannot be rolled is shown as an error with the reason.
 pub(super) async fn roll(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     Path(key_id): Path<String>,
     Form(form): Form<RollForm>,
 ) -> Result<Response, ApiError> {
-    let (s, admin) = match form_admin(&state, &headers, &form.csrf).await {
+    let (s, admin) = match form_admin(&state, &headers, origin, &form.csrf).await {
         Ok(both) => both,
         Err(response) => return Ok(response),
     };

@@ -211,6 +211,9 @@ async fn login(
                 f,
                 AuthFailure::KeyRevoked | AuthFailure::KeyExpired(_) | AuthFailure::KeyRolled(_)
             );
+            if matches!(f, AuthFailure::KeyExpired(_)) {
+                state.note_expired_use(Some(&format!("Key {pair}")), origin.clone());
+            }
             let refusal = state.note_failure(client, f);
             if f.is_refusal() {
                 sign_in_failed(&state, form.key_id.trim(), &origin).await?;

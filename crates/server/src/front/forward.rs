@@ -194,7 +194,22 @@ impl Conn {
             .verifier()
             .authenticate_model(Some(value), None)
             .await
-            .map_err(|f| self.state.note_failure(client, f))
+            .map_err(|f| {
+                if matches!(f, AuthFailure::KeyExpired(_)) {
+                    let agent = run
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .and_then(fal_core::UserAgent::new);
+                    let origin = crate::audit::Origin {
+                        source: client,
+                        user_agent: agent,
+                    };
+                    self.state.note_expired_use(Some(value), origin);
+                }
+                self.state.note_failure(client, f)
+            })
     }
 
     /// Forwards one request and its answer. Returns whether the client

@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app_with};
 
 const START: i64 = 1_800_000_000_000;
-const HOUR: i64 = 3_600_000;
+pub(crate) const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
-async fn demo(hand_path: bool) -> (TestApp, Arc<ManualClock>) {
+pub(crate) async fn demo(hand_path: bool) -> (TestApp, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(Timestamp(START)));
     let app = spawn_app_with(
         |c| {
@@ -44,7 +44,7 @@ async fn create(app: &TestApp, body: Value) -> (u16, Value) {
 }
 
 /// A new key's `Key id:secret` header, and its id.
-async fn key(app: &TestApp, body: Value) -> (String, String) {
+pub(crate) async fn key(app: &TestApp, body: Value) -> (String, String) {
     let (status, v) = create(app, body).await;
     assert_eq!(status, 201, "{v}");
     (
@@ -54,11 +54,11 @@ async fn key(app: &TestApp, body: Value) -> (String, String) {
 }
 
 /// The same id with a wrong (well-formed) secret.
-fn wrong_secret(id: &str) -> String {
+pub(crate) fn wrong_secret(id: &str) -> String {
     format!("Key {id}:fal_sk_{}", "0".repeat(64) + "00000000")
 }
 
-async fn run(app: &TestApp, auth: &str) -> (u16, Value) {
+pub(crate) async fn run(app: &TestApp, auth: &str) -> (u16, Value) {
     let (status, _, v) = app
         .call(Method::POST, "/run/fal-ai/echo", Some(auth), Some("{}"))
         .await;

@@ -13,6 +13,7 @@ mod device;
 mod differential;
 mod differential_gen;
 mod expiry;
+mod expiry_audit;
 mod fake_github;
 mod fake_scanning;
 mod forwarding;
