@@ -64,12 +64,35 @@ impl Principal {
 #[error("No user found for Key ID and Secret")]
 pub struct VerifyError;
 
+/// Why verification failed, for the key's owner's usage counts only: the
+/// caller is told [`VerifyError`] whatever the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No record for the id (nothing to count it against).
+    UnknownKey,
+    /// A known key id with a secret that does not match.
+    WrongSecret,
+    /// The right secret of a revoked key.
+    Revoked,
+}
+
 /// Checks `creds` against `record` (the stored record for `creds.key_id`, if any).
 pub fn verify(
     hasher: &SecretHasher,
     creds: &Credentials,
     record: Option<&KeyRecord>,
 ) -> Result<Principal, VerifyError> {
+    verify_for_usage(hasher, creds, record).map_err(|_| VerifyError)
+}
+
+/// [`verify`], telling why it refused (one keyed hash whatever the
+/// outcome, as there): a revoked key presented with a wrong secret is a
+/// wrong secret, since only the secret's holder can be refused as revoked.
+pub fn verify_for_usage(
+    hasher: &SecretHasher,
+    creds: &Credentials,
+    record: Option<&KeyRecord>,
+) -> Result<Principal, Refused> {
     let decoy = SecretHash::decoy();
     let stored = record.map(|r| &r.secret_hash).unwrap_or(&decoy);
     let secret_ok = hasher.verify(&creds.secret, stored);
@@ -82,7 +105,10 @@ pub fn verify(
             quota: None,
             apps: None,
         }),
-        _ => Err(VerifyError),
+        Some(r) if r.key_id != creds.key_id => Err(Refused::UnknownKey),
+        Some(_) if !secret_ok => Err(Refused::WrongSecret),
+        Some(_) => Err(Refused::Revoked),
+        None => Err(Refused::UnknownKey),
     }
 }
 
@@ -151,5 +177,26 @@ mod tests {
         assert_eq!(verify(&h, &wrong, Some(&r)), Err(VerifyError));
         r.revoked = true;
         assert_eq!(verify(&h, &c, Some(&r)), Err(VerifyError));
+    }
+
+    #[test]
+    fn the_reason_tells_wrong_secret_from_revoked_for_the_counts_only() {
+        let (h, c, mut r) = setup();
+        assert_eq!(verify_for_usage(&h, &c, None), Err(Refused::UnknownKey));
+        let wrong = Credentials {
+            key_id: c.key_id,
+            secret: KeySecret::generate(&OsRandom).unwrap(),
+        };
+        assert_eq!(
+            verify_for_usage(&h, &wrong, Some(&r)),
+            Err(Refused::WrongSecret)
+        );
+        r.revoked = true;
+        assert_eq!(verify_for_usage(&h, &c, Some(&r)), Err(Refused::Revoked));
+        // Guessing at a revoked key is still guessing.
+        assert_eq!(
+            verify_for_usage(&h, &wrong, Some(&r)),
+            Err(Refused::WrongSecret)
+        );
     }
 }

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use fal_core::{OsRandom, Pepper, Scope, SecretHasher, Timestamp, UserId, mint_key};
-use fal_store::{KeyAdmin, KeyLookup, NewKey, SqlStore, CommitSync, User, UserStore};
+use fal_store::{CommitSync, KeyAdmin, KeyLookup, NewKey, SqlStore, User, UserStore};
 
 const KEYS: usize = 200;
 const FLUSHES: usize = 50;
@@ -39,7 +39,9 @@ fn per(total: Duration, n: usize) -> f64 {
 async fn run(sync: CommitSync) -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("fal.db").display());
-    let store = SqlStore::open_with(&url, Timestamp(0), sync, sync).await.unwrap();
+    let store = SqlStore::open_with(&url, Timestamp(0), sync, sync)
+        .await
+        .unwrap();
     let hasher = SecretHasher::new(&Pepper::generate(&OsRandom).unwrap());
     let user = User {
         user_id: UserId::generate(&OsRandom).unwrap(),

@@ -58,6 +58,10 @@ const SQLITE: &[Migration] = &[
         version: 10,
         sql: include_str!("../migrations/sqlite/0010_queue_status_index.sql"),
     },
+    Migration {
+        version: 12,
+        sql: include_str!("../migrations/sqlite/0012_key_usage.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -100,6 +104,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 10,
         sql: include_str!("../migrations/postgres/0010_queue_status_index.sql"),
+    },
+    Migration {
+        version: 12,
+        sql: include_str!("../migrations/postgres/0012_key_usage.sql"),
     },
 ];
 

@@ -153,8 +153,7 @@ impl SqlStore {
         relaxed: bool,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         let mut tx = self.queue_pool.begin().await?;
-        if self.backend == Backend::Postgres && (relaxed || self.queue_sync == CommitSync::Normal)
-        {
+        if self.backend == Backend::Postgres && (relaxed || self.queue_sync == CommitSync::Normal) {
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *tx)
                 .await?;

@@ -16,6 +16,8 @@ mod queue;
 mod rate_limits;
 #[path = "conformance/sessions.rs"]
 mod sessions;
+#[path = "conformance/usage.rs"]
+mod usage;
 #[path = "conformance/users.rs"]
 mod users;
 
@@ -23,6 +25,7 @@ use key_changes::*;
 use queue::*;
 use rate_limits::*;
 use sessions::*;
+use usage::*;
 use users::*;
 
 use fal_core::{
@@ -125,6 +128,9 @@ conformance!(
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,
+    usage_adds_up_and_only_its_owner_reads_it,
+    usage_batches_from_many_writers_add_up,
+    usage_older_than_the_cutoff_is_pruned,
 );
 
 fn hasher() -> SecretHasher {
