@@ -19,10 +19,12 @@ mod keys;
 mod queue;
 pub mod session;
 mod stream;
+mod usage;
 
 pub use keys::{CreatedKey, KeyInfo, KeyList};
 pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
+pub use usage::{KeyUsage, UsageCounts, UsageHour};
 
 use std::time::Duration;
 

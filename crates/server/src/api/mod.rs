@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod apps;
 pub mod github;
+pub mod key_usage;
 pub mod keys;
 pub mod queue;
 pub mod run;
@@ -25,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
+        .route("/keys/{key_id}/usage", get(key_usage::show))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
         .route("/auth/github", get(github::status))

@@ -33,10 +33,13 @@
 //! }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use fal_core::usage::{Hour, retained_since};
 use fal_core::{
-    Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope, Timestamp, mint_key,
+    Clock, KeyId, KeySecret, Principal, RandomSource, RateLimit, Scope, Timestamp, UsageCounts,
+    mint_key,
 };
 use fal_store::{AppAdmin, Cursor, KeyAdmin, KeyPage, KeySummary, NewKey, UserAdmin, Users};
 
@@ -251,6 +254,31 @@ impl Admin {
 }
 
 impl Admin {
+    /// The hourly usage of one of the acting user's keys (revoked or not)
+    /// from `since` on, oldest first; `None` when the user has no such key.
+    pub async fn key_usage(
+        &self,
+        key_id: &KeyId,
+        since: Hour,
+    ) -> Result<Option<Vec<(Hour, UsageCounts)>>, ApiError> {
+        let s = &self.stores;
+        Ok(s.key_admin
+            .key_usage(&self.principal.user_id, key_id, since)
+            .await?)
+    }
+
+    /// Calls accepted in the retention window (30 days), per key of the
+    /// acting user's that has any.
+    pub async fn key_requests(&self) -> Result<HashMap<KeyId, u64>, ApiError> {
+        let s = &self.stores;
+        let since = retained_since(s.clock.now());
+        let rows = s
+            .key_admin
+            .key_requests(&self.principal.user_id, since)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// The current time, for records this handle creates.
     pub fn now(&self) -> Timestamp {
         self.stores.clock.now()

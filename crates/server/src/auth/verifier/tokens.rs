@@ -7,7 +7,10 @@
 use fal_core::app_token::looks_like_jwt;
 use fal_core::header::{AuthHeader, parse_authorization};
 use fal_core::random::RandomError;
-use fal_core::{AllowedApps, AppToken, AppTokenClaims, AppTokenError, Principal, RandomSource};
+use fal_core::usage::Outcome;
+use fal_core::{
+    AllowedApps, AppToken, AppTokenClaims, AppTokenError, Principal, RandomSource, Refusal,
+};
 
 use super::Verifier;
 use crate::auth::AuthFailure;
@@ -98,7 +101,11 @@ impl Verifier {
                 None => self.read(&key_id).await?,
             };
             let entry = entry.ok_or(AuthFailure::Invalid)?;
-            if entry.record.revoked || entry.record.user_id != principal.user_id {
+            if entry.record.user_id != principal.user_id {
+                return Err(AuthFailure::Invalid);
+            }
+            if entry.record.revoked {
+                self.count(key_id, now, Outcome::Refused(Refusal::Revoked));
                 return Err(AuthFailure::Invalid);
             }
             self.charge(&entry, &mut principal, now)?;
