@@ -11,6 +11,7 @@ mod fake_github;
 mod github;
 mod harness;
 mod js_client;
+mod key_usage;
 mod models;
 mod python_client;
 mod queue;
