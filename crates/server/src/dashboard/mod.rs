@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::AppState;
 
+mod chart;
 mod keys;
 mod templates;
 
