@@ -1,17 +1,17 @@
 //! The dashboard keys page in a real browser: headless Chromium (Debian's),
-//! driven by playwright-core from `tests/browser/keys_page.mjs`. Needs what
-//! `scripts/setup-browser.sh` installs; without it the test says so loudly
-//! and passes, except under CI, where it fails. Set `FAL_SCREENSHOTS=DIR`
+//! driven by playwright-core from `tests/browser/*.mjs`. Needs what
+//! `scripts/setup-browser.sh` installs; without it the tests say so loudly
+//! and pass, except under CI, where they fail. Set `FAL_SCREENSHOTS=DIR`
 //! to save a screenshot of each page.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::Server;
+use crate::harness::{Server, parse_pair};
 
-#[test]
-fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
+/// Where playwright-core is, when the browser tools are installed.
+fn browser_tools() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let playwright = root.join("target/browser-tests");
     if !Path::new("/usr/bin/chromium").exists()
@@ -25,17 +25,21 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
             std::io::stderr(),
             "*** SKIPPED browser test: run scripts/setup-browser.sh (Chromium + playwright-core) ***"
         );
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
-    let admin = server.bootstrap();
+    Some(playwright)
+}
+
+/// Runs `tests/browser/SCRIPT` with `env`; asserts it printed `passed`.
+fn run_script(script: &str, playwright: &Path, env: &[(&str, &str)], passed: &str) {
     let mut cmd = Command::new("node");
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/keys_page.mjs"))
-        .env("FAL_URL", &server.url)
-        .env("ADMIN_ID", &admin.id)
-        .env("ADMIN_SECRET", &admin.secret)
-        .env("PLAYWRIGHT_DIR", &playwright);
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(script),
+    )
+    .env("PLAYWRIGHT_DIR", playwright)
+    .envs(env.iter().copied());
     if let Some(shots) = std::env::var_os("FAL_SCREENSHOTS") {
         cmd.env("SHOTS", shots);
     }
@@ -46,7 +50,66 @@ fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
         "browser test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("browser test passed"));
+    assert!(stdout.contains(passed), "{stdout}");
+}
+
+#[test]
+fn the_keys_page_generates_shows_once_limits_and_revokes_in_chromium() {
+    let Some(playwright) = browser_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--demo"], &[]);
+    let admin = server.bootstrap();
+    let env = [
+        ("FAL_URL", server.url.as_str()),
+        ("ADMIN_ID", admin.id.as_str()),
+        ("ADMIN_SECRET", admin.secret.as_str()),
+    ];
+    run_script("keys_page.mjs", &playwright, &env, "browser test passed");
     let log = server.stop();
     assert!(!log.contains(&admin.secret), "a secret reached the log");
+}
+
+#[test]
+fn the_keys_page_charts_the_calls_of_a_key_in_chromium() {
+    let Some(playwright) = browser_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None);
+    let admin = server.bootstrap();
+    let out = server.ok(
+        &admin,
+        &["key", "generate", "--scope", "API", "--alias", "charted"],
+    );
+    let key = parse_pair(&out).unwrap();
+    for _ in 0..4 {
+        server.ok(&key, &["auth", "whoami"]);
+    }
+    // A wrong secret for the key (another key's) is a refusal it counts.
+    let denied = server.run(
+        &["auth", "whoami"],
+        &[("FAL_KEY_ID", &key.id), ("FAL_KEY_SECRET", &admin.secret)],
+    );
+    assert!(!denied.status.success());
+    // Stopping writes the counts back; the page reads them after a restart.
+    server.stop();
+    let server = Server::start(&data, None);
+    let env = [
+        ("FAL_URL", server.url.as_str()),
+        ("ADMIN_ID", admin.id.as_str()),
+        ("ADMIN_SECRET", admin.secret.as_str()),
+        ("KEY_ID", key.id.as_str()),
+        ("ACCEPTED", "4"),
+        ("REFUSED", "1"),
+    ];
+    run_script(
+        "usage_chart.mjs",
+        &playwright,
+        &env,
+        "usage chart test passed",
+    );
+    server.stop();
 }
