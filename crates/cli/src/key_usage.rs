@@ -2,20 +2,17 @@
 //! (or per hour with `--hourly`), accepted and refused by reason; and the
 //! plain-text tables the key commands print.
 
-use fal_client::{KeyUsage, UsageCounts};
+use fal_client::{Client, KeyUsage, UsageCounts};
 
-use crate::keys::client;
-
-/// Runs `fal key usage`.
+/// Runs `fal key usage` with `client`.
 pub async fn usage_command(
-    host: &str,
-    explicit: Option<&str>,
+    client: Client,
     key_id: &str,
     since: Option<&str>,
     hourly: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let usage = client(host, explicit)?.key_usage(key_id, since).await?;
+    let usage = client.key_usage(key_id, since).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&usage)?);
     } else {

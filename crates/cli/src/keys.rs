@@ -111,7 +111,7 @@ pub async fn key_command(
             json,
         } => {
             let since = since.as_deref();
-            crate::key_usage::usage_command(host, explicit, &key_id, since, hourly, json).await?;
+            crate::key_usage::usage_command(connect()?, &key_id, since, hourly, json).await?;
         }
         KeyCommand::Revoke { key_id } => {
             connect()?.revoke_key(&key_id).await?;

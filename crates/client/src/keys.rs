@@ -25,10 +25,6 @@ pub struct CreatedKey {
     /// `100/s`, `100/min` or `100/h`; `None` when unlimited.
     #[serde(default)]
     pub rate_limit: Option<String>,
-    /// Calls accepted in the last 30 days (as servers have written them
-    /// back so far).
-    #[serde(default)]
-    pub requests: u64,
 }
 
 impl std::fmt::Debug for CreatedKey {

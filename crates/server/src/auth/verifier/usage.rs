@@ -153,6 +153,6 @@ mod tests {
             asked += usize::from(c.count(key, t, Outcome::Accepted));
             assert!(!c.count(key, t, Outcome::Accepted), "not for a known entry");
         }
-        assert!(asked >= 1 && asked <= SHARDS, "{asked}");
+        assert!((1..=SHARDS).contains(&asked), "{asked}");
     }
 }
