@@ -297,3 +297,62 @@ async fn two_servers_on_one_postgres_add_their_counts_up() {
     store.close().await;
     db.drop().await;
 }
+
+#[tokio::test]
+async fn hours_older_than_30_days_are_pruned_by_a_background_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |dir: &std::path::Path| {
+        let config = crate::helpers::config(dir);
+        async move {
+            let app = App::build(config, Arc::new(fal_core::SystemClock), Arc::new(OsRandom));
+            let mut app = app.await.unwrap();
+            let boot = app.take_bootstrap_key();
+            (app.spawn().await.unwrap(), boot)
+        }
+    };
+    let (server, boot) = start(dir.path()).await;
+    let boot = boot.unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("fal.db"), Timestamp(0))
+        .await
+        .unwrap();
+    let key_id = boot.key_id;
+    let now = fal_core::Clock::now(&fal_core::SystemClock);
+    let row = |hour: Hour| fal_store::HourlyUsage {
+        key_id,
+        hour,
+        counts: UsageCounts {
+            accepted: 1,
+            ..UsageCounts::default()
+        },
+    };
+    let old = Hour::of(retained_since(now).start().plus_millis(-HOUR_MS));
+    let recent = Hour::of(now.plus_millis(-HOUR_MS));
+    fal_store::KeyLookup::add_key_usage(&store, &[row(old), row(recent)])
+        .await
+        .unwrap();
+    server.stop().await;
+    // The next start prunes (and so does every server, hourly).
+    let (server, _) = start(dir.path()).await;
+    let user = fal_client::Client::new(
+        &server.url(),
+        Some(creds(&key_id.to_string(), boot.secret.expose())),
+    )
+    .current_user()
+    .await
+    .unwrap()
+    .user_id;
+    let user = UserId::from_stored(user);
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        let hours = stored_usage(&store, &user, &key_id.to_string()).await;
+        kept = hours.iter().map(|(h, _)| *h).collect::<Vec<Hour>>();
+        if !kept.contains(&old) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!kept.contains(&old), "{kept:?}");
+    assert!(kept.contains(&recent), "{kept:?}");
+    server.stop().await;
+    store.close().await;
+}
