@@ -152,6 +152,14 @@ impl KeyAdmin for SqlStore {
         self.usage_of(user_id, key_id, since).await
     }
 
+    async fn user_key_usage(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        self.usage_of_user(user_id, since).await
+    }
+
     async fn key_requests(
         &self,
         user_id: &UserId,

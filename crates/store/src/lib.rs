@@ -265,6 +265,12 @@ pub trait KeyAdmin: Send + Sync {
         key_id: &KeyId,
         since: Hour,
     ) -> Result<Option<Vec<(Hour, UsageCounts)>>, StoreError>;
+    /// The hourly usage of every key of `user_id`'s from `since` on.
+    async fn user_key_usage(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<HourlyUsage>, StoreError>;
     /// Calls accepted from `since` on, per key of `user_id`'s that has any.
     async fn key_requests(
         &self,

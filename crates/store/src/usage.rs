@@ -153,6 +153,35 @@ impl SqlStore {
             .map(Some)
     }
 
+    /// Every hour from `since` on of every key of `user_id`'s.
+    pub(crate) async fn usage_of_user(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.key_id AS key_id, u.hour AS hour, u.accepted AS accepted,
+                    u.wrong_secret AS wrong_secret, u.revoked AS revoked,
+                    u.rate_limited AS rate_limited, u.expired AS expired
+             FROM key_usage u JOIN api_keys k ON k.key_id = u.key_id
+             WHERE k.user_id = $1 AND u.hour >= $2
+             ORDER BY u.key_id, u.hour",
+        )
+        .bind(user_id.as_str())
+        .bind(since.start().millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HourlyUsage {
+                    key_id: key_id_of(r)?,
+                    hour: hour_of(r)?,
+                    counts: counts_of(r)?,
+                })
+            })
+            .collect()
+    }
+
     /// Calls accepted from `since` on, for each of `user_id`'s keys that
     /// has any.
     pub(crate) async fn requests_of(

@@ -267,6 +267,24 @@ impl Admin {
             .await?)
     }
 
+    /// The hourly usage of all the acting user's keys from `since` on, by
+    /// key (one query, for the keys page).
+    pub async fn all_key_usage(
+        &self,
+        since: Hour,
+    ) -> Result<HashMap<KeyId, Vec<(Hour, UsageCounts)>>, ApiError> {
+        let s = &self.stores;
+        let rows = s
+            .key_admin
+            .user_key_usage(&self.principal.user_id, since)
+            .await?;
+        let mut by_key: HashMap<KeyId, Vec<(Hour, UsageCounts)>> = HashMap::new();
+        for r in rows {
+            by_key.entry(r.key_id).or_default().push((r.hour, r.counts));
+        }
+        Ok(by_key)
+    }
+
     /// Calls accepted in the retention window (30 days), per key of the
     /// acting user's that has any.
     pub async fn key_requests(&self) -> Result<HashMap<KeyId, u64>, ApiError> {

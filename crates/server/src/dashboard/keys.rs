@@ -56,11 +56,12 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
     let admin = state.dashboard_admin(s.principal.clone(), &proof)?;
     let now = admin.now();
     let since = Hour::of(now.plus_millis(-(CHART_DAYS as i64 - 1) * DAY_MS));
+    let usage = admin.all_key_usage(since).await?;
     let mut rows = String::new();
     for k in &all_keys(&admin).await? {
         {
-            let hours = admin.key_usage(&k.key_id, since).await?.unwrap_or_default();
-            let days = by_day(&hours, now, CHART_DAYS);
+            let hours = usage.get(&k.key_id).map(Vec::as_slice).unwrap_or_default();
+            let days = by_day(hours, now, CHART_DAYS);
             let label = if k.alias.is_empty() {
                 k.key_id.to_string()
             } else {

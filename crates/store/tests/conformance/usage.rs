@@ -82,6 +82,19 @@ pub(crate) async fn usage_adds_up_and_only_its_owner_reads_it(s: SqlStore) {
     let after = s.key_usage(&a.user_id, &id1, hour(-24)).await.unwrap();
     assert_eq!(after.unwrap().len(), 2);
 
+    let all = s.user_key_usage(&a.user_id, hour(-24)).await.unwrap();
+    let mut seen: Vec<(KeyId, Hour, u64)> = all
+        .iter()
+        .map(|r| (r.key_id, r.hour, r.counts.accepted))
+        .collect();
+    seen.sort();
+    let mut want = vec![(id1, hour(-5), 1), (id1, hour(0), 15), (id2, hour(0), 7)];
+    want.sort();
+    assert_eq!(seen, want, "alice's keys only");
+    let bobs = s.user_key_usage(&b.user_id, hour(-24)).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].key_id, idb);
+
     let mut requests = s.key_requests(&a.user_id, hour(-24)).await.unwrap();
     requests.sort();
     let mut want = vec![(id1, 16), (id2, 7)];
