@@ -107,6 +107,15 @@ pub async fn key_command(
                 }
             }
         }
+        KeyCommand::Usage {
+            key_id,
+            since,
+            hourly,
+            json,
+        } => {
+            let since = since.as_deref();
+            crate::key_usage::usage_command(connect()?, &key_id, since, hourly, json).await?;
+        }
         KeyCommand::Revoke { key_id } => {
             connect()?.revoke_key(&key_id).await?;
             println!("Revoked key {key_id}.");
@@ -161,9 +170,9 @@ fn print_created(created: &fal_client::CreatedKey, json: bool) -> anyhow::Result
 }
 
 /// The key table: key id, alias, scope, created, last used, rate limit
-/// (`-` when unlimited), expires (`never`).
+/// (`-` when unlimited), expires (`never`), calls accepted in the last 30
+/// days.
 pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
-    const COLUMNS: usize = 7;
     let headers = [
         "KEY ID",
         "ALIAS",
@@ -172,8 +181,9 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
         "LAST USED",
         "RATE LIMIT",
         "EXPIRES",
+        "REQUESTS",
     ];
-    let rows: Vec<[String; COLUMNS]> = keys
+    let rows: Vec<[String; 8]> = keys
         .iter()
         .map(|k| {
             [
@@ -184,30 +194,11 @@ pub fn key_table(keys: &[fal_client::KeyInfo]) -> String {
                 k.last_used_at.clone().unwrap_or_else(|| "never".into()),
                 k.rate_limit.clone().unwrap_or_else(|| "-".into()),
                 k.expires_at.clone().unwrap_or_else(|| "never".into()),
+                k.requests.to_string(),
             ]
         })
         .collect();
-    let mut widths = headers.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; COLUMNS]| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        s.trim_end().to_owned() + "\n"
-    };
-    let mut out = line(headers);
-    for row in &rows {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
-    }
+    let mut out = crate::key_usage::table(headers, &rows);
     if rows.is_empty() {
         out.push_str("(no keys)\n");
     }

@@ -4,7 +4,7 @@
 //! # Layout
 //! - this file: the argument grammar (clap) and dispatch;
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
-//! - [`keys`]: `fal key …` and `fal auth whoami`;
+//! - [`keys`]: `fal key …` and `fal auth whoami`; [`key_usage`]: `fal key usage`;
 //! - [`audit`]: `fal audit`;
 //! - [`apps`]: `fal apps …` and `fal run`;
 //! - [`queue`]: `fal run --queue`;
@@ -14,6 +14,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod key_usage;
 pub mod keys;
 pub mod login;
 pub mod output;
@@ -357,6 +358,21 @@ pub enum KeyCommand {
         #[arg(long)]
         no_rate_limit: bool,
         /// Print the key as the server lists it, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A key's calls over the last 30 days: accepted, and refused by
+    /// reason (wrong secret, revoked, rate-limited, expired), per day.
+    Usage {
+        /// The key id.
+        key_id: String,
+        /// One row per hour instead of per day.
+        #[arg(long)]
+        hourly: bool,
+        /// Start at this day (2026-11-28) or instant (2026-11-28T10:00:00Z), UTC.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print the server's JSON instead of the table.
         #[arg(long)]
         json: bool,
     },

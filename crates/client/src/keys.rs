@@ -94,6 +94,10 @@ pub struct KeyInfo {
     /// The key that replaced it, once rolled.
     #[serde(default)]
     pub rolled_to: Option<String>,
+    /// Calls accepted in the last 30 days (as servers have written them
+    /// back so far).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 /// One page of keys.

@@ -21,11 +21,13 @@ mod keys;
 mod queue;
 pub mod session;
 mod stream;
+mod usage;
 
 pub use audit::{AuditActor, AuditEvent, AuditList};
 pub use keys::{CreatedKey, Expiry, KeyInfo, KeyList};
 pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
+pub use usage::{KeyUsage, UsageCounts, UsageHour};
 
 use std::time::Duration;
 

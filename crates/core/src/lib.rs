@@ -19,6 +19,7 @@
 //! - [`random`]: the injected source of randomness.
 //! - [`rate`]: a key's rate limit (`100/s`), and what the `RateLimit-*`
 //!   headers say; [`budget`]: one server's share of a limit in a window.
+//! - [`usage`]: a key's calls per hour, accepted and refused by reason.
 #![forbid(unsafe_code)]
 
 pub mod alias;
@@ -37,6 +38,7 @@ pub mod scope;
 pub mod time;
 pub mod token;
 pub mod upstream;
+pub mod usage;
 pub mod verify;
 
 pub use alias::{Alias, AliasError, MAX_ALIAS_CHARS};
@@ -53,4 +55,5 @@ pub use rate::{Quota, RateLimit, RateLimitError, RatePeriod};
 pub use scope::Scope;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use upstream::{UpstreamError, UpstreamUrl};
+pub use usage::{Hour, Outcome, Refusal, UsageCounts};
 pub use verify::{KeyRecord, Principal, VerifyError, mint_key};

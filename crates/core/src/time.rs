@@ -37,6 +37,74 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Reads `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SS[.mmm]Z`,
+    /// as [`Timestamp::to_rfc3339`] writes it; `None` for anything else.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = b.get(r)?;
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(part).ok()?.parse().ok()
+        };
+        if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+            return None;
+        }
+        let mut ms = days_from_civil(y, m, d) * 86_400_000;
+        if b.len() == 10 {
+            return Some(Timestamp(ms));
+        }
+        if b.len() < 20
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+            || b.last() != Some(&b'Z')
+        {
+            return None;
+        }
+        let (h, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || min > 59 || sec > 59 {
+            return None;
+        }
+        ms += ((h * 60 + min) * 60 + sec) * 1000;
+        match &b[19..b.len() - 1] {
+            [] => {}
+            [b'.', frac @ ..] if (1..=3).contains(&frac.len()) => {
+                let f = num(20..20 + frac.len())?;
+                ms += f * 10_i64.pow(u32::try_from(3 - frac.len()).ok()?);
+            }
+            _ => return None,
+        }
+        Some(Timestamp(ms))
+    }
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Howard Hinnant's civil-to-days algorithm: days since 1970-01-01.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
@@ -113,6 +181,40 @@ mod tests {
             Timestamp(951_782_400_000).to_rfc3339(),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn reads_back_what_it_writes_and_nothing_else() {
+        for ms in [0, 1_795_860_000_123, 951_782_400_000, 1_796_119_200_000] {
+            let t = Timestamp(ms);
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-28"),
+            Some(Timestamp(1_795_824_000_000))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-28T10:00:00Z"),
+            Some(Timestamp(1_795_860_000_000))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-28T10:00:00.5Z"),
+            Some(Timestamp(1_795_860_000_500))
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-02-29",
+            "2026-11-28T24:00:00Z",
+            "2026-11-28T10:00:00",
+            "2026-11-28T10:00:00+01:00",
+            "2026-11-28T10:00:00.1234Z",
+            "2026-1-28",
+            "+026-11-28",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! as in [`crate::sql`].
 
 use async_trait::async_trait;
-use fal_core::{KeyId, KeyRecord, RateLimit, Scope, SecretHash, Span, Timestamp, UserId};
+use fal_core::usage::Hour;
+use fal_core::{
+    KeyId, KeyRecord, RateLimit, Scope, SecretHash, Span, Timestamp, UsageCounts, UserId,
+};
 use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use crate::sql::corrupt;
 use crate::{
-    Cursor, KeyAdmin, KeyChange, KeyLookup, KeyPage, KeySummary, NewKey, SqlStore, StoreError,
+    Cursor, HourlyUsage, KeyAdmin, KeyChange, KeyLookup, KeyPage, KeySummary, NewKey, SqlStore,
+    StoreError,
 };
 
 pub(crate) fn key_id_of(row: &AnyRow) -> Result<KeyId, StoreError> {
@@ -154,10 +158,43 @@ impl KeyLookup for SqlStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn add_key_usage(&self, rows: &[HourlyUsage]) -> Result<(), StoreError> {
+        self.add_usage(rows).await
+    }
+
+    async fn prune_key_usage(&self, before: Hour) -> Result<u64, StoreError> {
+        self.prune_usage(before).await
+    }
 }
 
 #[async_trait]
 impl KeyAdmin for SqlStore {
+    async fn key_usage(
+        &self,
+        user_id: &UserId,
+        key_id: &KeyId,
+        since: Hour,
+    ) -> Result<Option<Vec<(Hour, UsageCounts)>>, StoreError> {
+        self.usage_of(user_id, key_id, since).await
+    }
+
+    async fn user_key_usage(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        self.usage_of_user(user_id, since).await
+    }
+
+    async fn key_requests(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.requests_of(user_id, since).await
+    }
+
     async fn create_key(&self, key: &NewKey) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         insert_key(&mut *tx, key).await?;

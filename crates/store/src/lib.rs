@@ -35,19 +35,23 @@ mod queue_sql;
 mod queue_waiting;
 mod rate_counts;
 mod roll;
+pub use rate_counts::RateCounts;
 mod sessions;
 pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod usage;
 pub mod users;
 
 use async_trait::async_trait;
-use fal_core::{KeyId, KeyRecord, RateLimit, Timestamp, UserId};
+use fal_core::usage::Hour;
+use fal_core::{KeyId, KeyRecord, RateLimit, Timestamp, UsageCounts, UserId};
 
 pub use audit::{AuditCursor, AuditFilter, AuditPage, AuditStore, StoredAuditEvent};
 pub use key_types::{Cursor, KeyChange, KeyPage, KeySummary, NewKey, RollOutcome};
 pub use leaks::LeakedKeys;
 pub use sql::{CommitSync, SqlStore};
+pub use usage::HourlyUsage;
 
 /// Which database engine a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +150,10 @@ pub trait KeyLookup: Send + Sync {
     ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Records when keys were last used, in one batch.
     async fn record_key_use(&self, uses: &[(KeyId, Timestamp)]) -> Result<(), StoreError>;
+    /// Adds counted calls to each key's hourly usage, in one batch.
+    async fn add_key_usage(&self, rows: &[HourlyUsage]) -> Result<(), StoreError>;
+    /// Deletes usage of hours before `before` (retention); returns how many.
+    async fn prune_key_usage(&self, before: Hour) -> Result<u64, StoreError>;
 }
 
 /// Managing keys: handed out only to ADMIN principals, always for one user.
@@ -201,25 +209,26 @@ pub trait KeyAdmin: Send + Sync {
         grace: fal_core::Grace,
         at: Timestamp,
     ) -> Result<RollOutcome, StoreError>;
-}
-
-/// Each key's calls per rate-limit window, shared by the servers of a
-/// cluster: what they lease their local budgets from (see
-/// `fal_core::budget`). Never on a request's path.
-#[async_trait]
-pub trait RateCounts: Send + Sync {
-    /// Adds `calls` to `key_id`'s count for the window of `period_ms`
-    /// starting at `window_start` (ms), atomically; returns the new count.
-    async fn add_rate_usage(
+    /// The hourly usage of `user_id`'s key `key_id` (revoked or not) from
+    /// `since` on, oldest first; `None` when the user has no such key.
+    async fn key_usage(
         &self,
+        user_id: &UserId,
         key_id: &KeyId,
-        period_ms: i64,
-        window_start: i64,
-        calls: u64,
-    ) -> Result<u64, StoreError>;
-    /// Deletes the counts of windows that ended before `ended_before`;
-    /// returns how many.
-    async fn prune_rate_usage(&self, ended_before: Timestamp) -> Result<u64, StoreError>;
+        since: Hour,
+    ) -> Result<Option<Vec<(Hour, UsageCounts)>>, StoreError>;
+    /// The hourly usage of every key of `user_id`'s from `since` on.
+    async fn user_key_usage(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<HourlyUsage>, StoreError>;
+    /// Calls accepted from `since` on, per key of `user_id`'s that has any.
+    async fn key_requests(
+        &self,
+        user_id: &UserId,
+        since: Hour,
+    ) -> Result<Vec<(KeyId, u64)>, StoreError>;
 }
 
 /// An app: `owner/name` served by an upstream the operator runs.

@@ -63,6 +63,10 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0011_key_lifecycle.sql"),
     },
     Migration {
+        version: 12,
+        sql: include_str!("../migrations/sqlite/0012_key_usage.sql"),
+    },
+    Migration {
         version: 13,
         sql: include_str!("../migrations/sqlite/0013_audit.sql"),
     },
@@ -120,6 +124,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 11,
         sql: include_str!("../migrations/postgres/0011_key_lifecycle.sql"),
+    },
+    Migration {
+        version: 12,
+        sql: include_str!("../migrations/postgres/0012_key_usage.sql"),
     },
     Migration {
         version: 13,

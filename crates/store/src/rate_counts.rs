@@ -6,7 +6,26 @@ use async_trait::async_trait;
 use fal_core::{KeyId, Timestamp};
 use sqlx::Row;
 
-use crate::{RateCounts, SqlStore, StoreError};
+use crate::{SqlStore, StoreError};
+
+/// Each key's calls per rate-limit window, shared by the servers of a
+/// cluster: what they lease their local budgets from (see
+/// `fal_core::budget`). Never on a request's path.
+#[async_trait]
+pub trait RateCounts: Send + Sync {
+    /// Adds `calls` to `key_id`'s count for the window of `period_ms`
+    /// starting at `window_start` (ms), atomically; returns the new count.
+    async fn add_rate_usage(
+        &self,
+        key_id: &KeyId,
+        period_ms: i64,
+        window_start: i64,
+        calls: u64,
+    ) -> Result<u64, StoreError>;
+    /// Deletes the counts of windows that ended before `ended_before`;
+    /// returns how many.
+    async fn prune_rate_usage(&self, ended_before: Timestamp) -> Result<u64, StoreError>;
+}
 
 #[async_trait]
 impl RateCounts for SqlStore {

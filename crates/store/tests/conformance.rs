@@ -22,6 +22,8 @@ mod queue;
 mod rate_limits;
 #[path = "conformance/sessions.rs"]
 mod sessions;
+#[path = "conformance/usage.rs"]
+mod usage;
 #[path = "conformance/users.rs"]
 mod users;
 
@@ -32,6 +34,7 @@ use lifecycle::*;
 use queue::*;
 use rate_limits::*;
 use sessions::*;
+use usage::*;
 use users::*;
 
 use fal_core::{
@@ -142,6 +145,9 @@ conformance!(
     a_keys_expiry_and_lifetime_are_stored_and_listed,
     a_roll_makes_a_like_pair_and_ends_the_old_after_its_grace,
     a_roll_keeps_a_date_and_refuses_dead_keys,
+    usage_adds_up_and_only_its_owner_reads_it,
+    usage_batches_from_many_writers_add_up,
+    usage_older_than_the_cutoff_is_pruned,
 );
 
 fn hasher() -> SecretHasher {

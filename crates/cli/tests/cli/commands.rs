@@ -219,7 +219,7 @@ fn a_disguising_alias_is_refused_before_anything_is_sent() {
     }
 }
 
-/// The `RATE LIMIT` cell (the column before `EXPIRES`, the last) of
+/// The `RATE LIMIT` cell (before `EXPIRES` and `REQUESTS`, the last) of
 /// `key_id`'s row in `fal key list`.
 fn listed_limit(server: &Server, admin: &crate::harness::Pair, key_id: &str) -> String {
     let table = server.ok(admin, &["key", "list"]);
@@ -228,12 +228,12 @@ fn listed_limit(server: &Server, admin: &crate::harness::Pair, key_id: &str) -> 
             .lines()
             .next()
             .unwrap()
-            .ends_with("RATE LIMIT  EXPIRES"),
+            .ends_with("RATE LIMIT  EXPIRES  REQUESTS"),
         "{table}"
     );
     let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
-    cells[cells.len() - 2].to_owned()
+    cells[cells.len() - 3].to_owned()
 }
 
 #[test]

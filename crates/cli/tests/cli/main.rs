@@ -15,6 +15,7 @@ mod fake_scanning;
 mod github;
 mod harness;
 mod js_client;
+mod key_usage;
 mod models;
 mod python_client;
 mod queue;

@@ -1,6 +1,8 @@
 //! `/keys`: create (with an expiry), list, rate-limit, roll and revoke the caller's own keys
 //! (ADMIN only).
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -167,11 +169,15 @@ struct KeyItem {
     expires_at: Option<String>,
     expires_in: Option<String>,
     rolled_to: Option<String>,
+    /// Calls accepted in the last 30 days (as written back so far).
+    requests: u64,
 }
 
-impl From<KeySummary> for KeyItem {
-    fn from(k: KeySummary) -> KeyItem {
+impl KeyItem {
+    /// `k` as listed, with its accepted calls from `requests`.
+    fn new(k: KeySummary, requests: &HashMap<KeyId, u64>) -> KeyItem {
         KeyItem {
+            requests: requests.get(&k.key_id).copied().unwrap_or(0),
             key_id: k.key_id.to_string(),
             alias: k.alias,
             scope: k.scope,
@@ -202,7 +208,12 @@ pub async fn list(admin: Admin, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Resp
         })?),
     };
     let page = admin.list_keys(limit, cursor.as_ref()).await?;
-    let keys: Vec<KeyItem> = page.keys.into_iter().map(KeyItem::from).collect();
+    let requests = admin.key_requests().await?;
+    let keys: Vec<KeyItem> = page
+        .keys
+        .into_iter()
+        .map(|k| KeyItem::new(k, &requests))
+        .collect();
     let next = page.next_cursor.map(|c| c.encode());
     Ok(Json(json!({
         "keys": keys,
@@ -247,7 +258,7 @@ pub async fn update(
         return Err(not_found());
     }
     let item = match admin.find_key(&id).await? {
-        Some(k) => KeyItem::from(k),
+        Some(k) => KeyItem::new(k, &admin.key_requests().await?),
         // Revoked between the two reads.
         None => return Err(not_found()),
     };

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apps;
 pub mod audit;
 pub mod github;
+pub mod key_usage;
 pub mod keys;
 pub mod queue;
 pub mod run;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/audit", get(audit::list))
         .route("/keys/{key_id}/roll", axum::routing::post(keys::roll))
+        .route("/keys/{key_id}/usage", get(key_usage::show))
         .route("/users/current", get(users::current))
         .route("/auth/verify", get(users::verify))
         .route("/auth/github", get(github::status))

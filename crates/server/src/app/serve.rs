@@ -131,8 +131,8 @@ impl App {
         }
     }
 
-    /// Starts the background tasks: `last_used_at` write-back and the
-    /// change-notification follower.
+    /// Starts the background tasks: write-back of `last_used_at` and key
+    /// usage, usage pruning, and the change-notification follower.
     fn start_background(&self) -> Vec<JoinHandle<()>> {
         let verifier = self.state.verifier().clone();
         let interval = self.config.usage_flush_interval;
@@ -157,8 +157,9 @@ impl App {
             self.state.apps().clone(),
             queue.clone(),
         ));
+        let pruner = tokio::spawn(prune_usage(verifier.clone()));
         let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
-        let mut tasks = vec![flusher, follower, key_log];
+        let mut tasks = vec![flusher, follower, key_log, pruner];
         if let Some(queue) = queue {
             tasks.push(tokio::spawn(crate::queue::worker::run(queue.clone())));
             tasks.push(tokio::spawn(crate::queue::webhooks::run(queue.clone())));
@@ -332,6 +333,18 @@ async fn follow_key_log(verifier: Arc<Verifier>, max_staleness: Duration) {
             if let Err(e) = verifier.prune_key_log(before).await {
                 tracing::warn!(error = %e, "cannot prune the key change log");
             }
+        }
+    }
+}
+
+/// Deletes key usage older than its retention (30 days), at start and
+/// hourly. Every server does it; the deletes are idempotent.
+async fn prune_usage(verifier: Arc<Verifier>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60 * 60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = verifier.prune_usage(verifier.now()).await {
+            tracing::warn!(error = %e, "cannot prune key usage; will retry");
         }
     }
 }

@@ -33,11 +33,13 @@
 //! }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use fal_core::usage::{Hour, retained_since};
 use fal_core::{
     AuditEvent, AuditKind, Clock, ExpiryPolicy, Grace, KeyId, KeySecret, Principal, RandomSource,
-    RateLimit, Scope, Timestamp, mint_key,
+    RateLimit, Scope, Timestamp, UsageCounts, mint_key,
 };
 use fal_store::{
     AppAdmin, AuditCursor, AuditFilter, AuditPage, Cursor, KeyAdmin, KeyPage, KeySummary,
@@ -395,6 +397,49 @@ impl Admin {
         s.audit
             .page(&self.principal.user_id, filter, limit, after)
             .await
+    }
+
+    /// The hourly usage of one of the acting user's keys (revoked or not)
+    /// from `since` on, oldest first; `None` when the user has no such key.
+    pub async fn key_usage(
+        &self,
+        key_id: &KeyId,
+        since: Hour,
+    ) -> Result<Option<Vec<(Hour, UsageCounts)>>, ApiError> {
+        let s = &self.stores;
+        Ok(s.key_admin
+            .key_usage(&self.principal.user_id, key_id, since)
+            .await?)
+    }
+
+    /// The hourly usage of all the acting user's keys from `since` on, by
+    /// key (one query, for the keys page).
+    pub async fn all_key_usage(
+        &self,
+        since: Hour,
+    ) -> Result<HashMap<KeyId, Vec<(Hour, UsageCounts)>>, ApiError> {
+        let s = &self.stores;
+        let rows = s
+            .key_admin
+            .user_key_usage(&self.principal.user_id, since)
+            .await?;
+        let mut by_key: HashMap<KeyId, Vec<(Hour, UsageCounts)>> = HashMap::new();
+        for r in rows {
+            by_key.entry(r.key_id).or_default().push((r.hour, r.counts));
+        }
+        Ok(by_key)
+    }
+
+    /// Calls accepted in the retention window (30 days), per key of the
+    /// acting user's that has any.
+    pub async fn key_requests(&self) -> Result<HashMap<KeyId, u64>, ApiError> {
+        let s = &self.stores;
+        let since = retained_since(s.clock.now());
+        let rows = s
+            .key_admin
+            .key_requests(&self.principal.user_id, since)
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The current time, for records this handle creates.

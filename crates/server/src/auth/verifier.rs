@@ -1,16 +1,18 @@
 //! [`Verifier`]: an `Authorization` header to a [`Principal`], through a
-//! bounded cache of key records (never secrets), with `last_used_at`
-//! batched in memory, so that a cached verification is one keyed hash and
-//! no database work.
+//! bounded cache of key records (never secrets), with `last_used_at` and
+//! each key's hourly usage counts batched in memory, so that a cached
+//! verification is one keyed hash and no database work.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fal_core::header::{AuthHeader, parse_authorization};
+use fal_core::usage::{Outcome, retained_since};
 use fal_core::verify::verify;
 use fal_core::{
-    Clock, Credentials, HeaderError, KeyId, KeyRecord, Principal, SecretHasher, Timestamp, UserId,
+    Clock, Credentials, HeaderError, KeyId, KeyRecord, Principal, Refusal, SecretHasher, Timestamp,
+    UserId,
 };
 use fal_store::{KeyLookup, StoreError};
 
@@ -22,6 +24,9 @@ use fal_core::AppTokenKey;
 use fal_core::app_token::looks_like_jwt;
 
 pub mod tokens;
+mod usage;
+
+use usage::UsageCounter;
 
 /// A cached key record, when it was read, and its latest use.
 struct Cached {
@@ -90,9 +95,12 @@ pub struct Verifier {
     /// Entries used since the last write-back of `last_used_at`.
     pending: Mutex<Vec<Arc<Cached>>>,
     /// Wakes the write-back task early when `pending` grows past
-    /// [`PENDING_SOFT_LIMIT`], so memory stays bounded however many keys
-    /// are used between two periodic flushes.
+    /// [`PENDING_SOFT_LIMIT`] (or `usage` holds as many keys' hours), so
+    /// memory stays bounded however many keys are used between two
+    /// periodic flushes.
     flush_soon: tokio::sync::Notify,
+    /// Calls per key and hour, by outcome, since the last write-back.
+    usage: UsageCounter,
 }
 
 impl Verifier {
@@ -117,6 +125,7 @@ impl Verifier {
             limiter: Arc::new(RateLimiter::local(capacity)),
             pending: Mutex::new(Vec::new()),
             flush_soon: tokio::sync::Notify::new(),
+            usage: UsageCounter::new(PENDING_SOFT_LIMIT),
         }
     }
 
@@ -302,10 +311,19 @@ impl Verifier {
         let mut principal = match verify(&self.hasher, creds, cached.map(|c| &c.record), now) {
             Ok(p) => p,
             Err(e) => {
-                if cached.is_some() {
+                if let Some(entry) = cached {
+                    // Only a record of this id refuses other than Invalid;
+                    // Invalid with it at hand is a wrong secret.
+                    if entry.record.key_id == creds.key_id {
+                        self.count(entry.record.key_id, now, Outcome::Refused(Refusal::of(e)));
+                    }
                     // A made-up id costs a tag check too: so does this
                     // refusal, so the two take the same time.
                     std::hint::black_box(self.hasher.minted_here(&creds.key_id));
+                } else {
+                    // And a known id's refusal is counted: so a made-up
+                    // id looks its count up, to take the same time.
+                    std::hint::black_box(self.usage.probe(creds.key_id, now));
                 }
                 // Revoked, expired or rolled only with the right secret.
                 return Err(e.into());
@@ -319,7 +337,8 @@ impl Verifier {
 
     /// Records a use of the key of `entry` by `principal` (a key's caller,
     /// or a token's minted with that key) and takes the call from the
-    /// key's rate limit, if it has one.
+    /// key's rate limit, if it has one; counts the call accepted, or
+    /// refused for the rate limit.
     fn charge(
         &self,
         entry: &Arc<Cached>,
@@ -327,11 +346,32 @@ impl Verifier {
         now: Timestamp,
     ) -> Result<(), AuthFailure> {
         self.note_use(entry, now);
+        let key_id = entry.record.key_id;
         if let Some(limit) = entry.record.rate_limit {
-            let taken = self.limiter.take(&entry.record.key_id, limit, now);
-            principal.quota = Some(taken.map_err(AuthFailure::RateLimited)?);
+            match self.limiter.take(&key_id, limit, now) {
+                Ok(quota) => principal.quota = Some(quota),
+                Err(refusal) => {
+                    self.count(key_id, now, Outcome::Refused(Refusal::RateLimited));
+                    return Err(AuthFailure::RateLimited(refusal));
+                }
+            }
         }
+        self.count(key_id, now, Outcome::Accepted);
         Ok(())
+    }
+
+    /// Counts a call made with `key_id` in its usage (written back with
+    /// `last_used_at`, see [`Verifier::flush_usage`]).
+    pub fn count(&self, key_id: KeyId, now: Timestamp, outcome: Outcome) {
+        if self.usage.count(key_id, now, outcome) {
+            self.flush_soon.notify_one();
+        }
+    }
+
+    /// Deletes usage counts older than the retention (30 days) at `now`;
+    /// returns how many hours were deleted.
+    pub async fn prune_usage(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.lookup.prune_key_usage(retained_since(now)).await
     }
 
     /// Records a use: an atomic store, and the pending list's lock only for
@@ -384,8 +424,23 @@ impl Verifier {
         self.cache.len()
     }
 
-    /// Writes pending `last_used_at` values in one batch.
+    /// Writes pending `last_used_at` values in one batch, then the usage
+    /// counted since the last write-back in another (put back, to be
+    /// retried with the next, when it cannot be written).
     pub async fn flush_usage(&self) {
+        self.flush_last_use().await;
+        let counted = self.usage.drain();
+        if counted.is_empty() {
+            return;
+        }
+        if let Err(e) = self.lookup.add_key_usage(&counted).await {
+            tracing::warn!(error = %e, rows = counted.len(), "could not record key usage; will retry");
+            self.usage.restore(counted);
+        }
+    }
+
+    /// Writes pending `last_used_at` values in one batch.
+    async fn flush_last_use(&self) {
         let entries: Vec<Arc<Cached>> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if entries.is_empty() {

@@ -1,4 +1,5 @@
-//! The keys page and its forms: list, generate (with an optional rate
+//! The keys page and its forms: list (with each key's calls over the last
+//! 30 days, drawn by [`super::chart`]), generate (with an optional rate
 //! limit and expiry), change a key's rate limit, roll, and revoke.
 
 use axum::Form;
@@ -6,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fal_core::token::SessionToken;
+use fal_core::usage::{DAY_MS, Hour, by_day};
 use fal_core::{Alias, ExpiryError, ExpiryPolicy, Grace, KeyId, RateLimit, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -19,6 +21,9 @@ use crate::auth::CreatedKey;
 use crate::auth::sessions::CsrfChecked;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How many days the keys page's usage charts show.
+const CHART_DAYS: usize = 30;
 
 /// Every key of the acting user, newest first, following cursors.
 async fn all_keys(admin: &crate::auth::Admin) -> Result<Vec<fal_store::KeySummary>, ApiError> {
@@ -52,9 +57,20 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
         .ok_or_else(|| ApiError::Internal("csrf".into()))?;
     // Only reads: nothing is recorded, so no origin is needed.
     let admin = state.dashboard_admin(s.principal.clone(), &proof, Origin::default())?;
+    let now = admin.now();
+    let since = Hour::of(now.plus_millis(-(CHART_DAYS as i64 - 1) * DAY_MS));
+    let usage = admin.all_key_usage(since).await?;
     let mut rows = String::new();
     for k in &all_keys(&admin).await? {
         {
+            let hours = usage.get(&k.key_id).map(Vec::as_slice).unwrap_or_default();
+            let days = by_day(hours, now, CHART_DAYS);
+            let label = if k.alias.is_empty() {
+                k.key_id.to_string()
+            } else {
+                k.alias.clone()
+            };
+            let chart = super::chart::usage_chart(&days, &label);
             let limit = k.rate_limit.map(|r| r.to_string());
             rows.push_str(&render(
                 KEY_ROW,
@@ -73,6 +89,7 @@ async fn render_keys(state: &AppState, s: &Signed, notice: &str) -> Result<Respo
                     ("rate_limit_value", limit.as_deref().unwrap_or_default()),
                     ("expires", &expires_cell(k)),
                     ("csrf", &csrf),
+                    ("chart", &chart),
                 ],
             ));
         }

@@ -31,6 +31,7 @@ use crate::extract::ClientIp;
 use crate::state::AppState;
 
 mod activity;
+mod chart;
 mod keys;
 mod templates;
 

@@ -94,6 +94,12 @@ impl KeyLookup for Counting {
         self.uses_written.fetch_add(uses.len(), Ordering::Relaxed);
         self.inner.record_key_use(uses).await
     }
+    async fn add_key_usage(&self, rows: &[fal_store::HourlyUsage]) -> Result<(), StoreError> {
+        self.inner.add_key_usage(rows).await
+    }
+    async fn prune_key_usage(&self, before: fal_core::Hour) -> Result<u64, StoreError> {
+        self.inner.prune_key_usage(before).await
+    }
 }
 
 #[tokio::test]

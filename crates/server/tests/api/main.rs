@@ -41,4 +41,5 @@ mod ssrf;
 mod throttling;
 mod tokens;
 mod upstream;
+mod usage;
 mod users_admin;

@@ -7,7 +7,10 @@
 use fal_core::app_token::looks_like_jwt;
 use fal_core::header::{AuthHeader, parse_authorization};
 use fal_core::random::RandomError;
-use fal_core::{AllowedApps, AppToken, AppTokenClaims, AppTokenError, Principal, RandomSource};
+use fal_core::usage::Outcome;
+use fal_core::{
+    AllowedApps, AppToken, AppTokenClaims, AppTokenError, Principal, RandomSource, Refusal,
+};
 
 use super::Verifier;
 use crate::auth::AuthFailure;
@@ -104,6 +107,7 @@ impl Verifier {
             // The token proves its minter held the secret: it may learn
             // why the key stopped working.
             if let Some(why) = entry.record.refusal(now) {
+                self.count(key_id, now, Outcome::Refused(Refusal::of(why)));
                 return Err(why.into());
             }
             self.charge(&entry, &mut principal, now)?;
