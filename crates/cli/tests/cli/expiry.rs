@@ -7,15 +7,19 @@ use serde_json::Value;
 
 use crate::harness::{Pair, Server, parse_pair, stderr};
 
-/// The EXPIRES cell (the last column) of `key_id`'s row in `fal key list`.
+/// The EXPIRES cell (before REQUESTS, the last) of `key_id`'s row in
+/// `fal key list`.
 fn listed_expiry(server: &Server, admin: &Pair, key_id: &str) -> String {
     let table = server.ok(admin, &["key", "list"]);
-    assert!(
-        table.lines().next().unwrap().ends_with("EXPIRES"),
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header[header.len() - 2..],
+        ["EXPIRES", "REQUESTS"],
         "{table}"
     );
     let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
-    row.split_whitespace().last().unwrap().to_owned()
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    cells[cells.len() - 2].to_owned()
 }
 
 fn env(p: &Pair) -> [(&'static str, &str); 2] {

@@ -127,7 +127,7 @@ async fn a_signed_report_of_a_real_secret_revokes_its_key_on_both_paths() {
                 None,
             )
             .await;
-        assert_eq!(me["code"], "invalid_credentials");
+        assert_eq!(me["code"], "key_revoked", "its own secret learns why");
         // Only that key: the other one and the admin key still work.
         assert_eq!(run_status(&app, &other).await, 200);
         let listed = app.admin().list_all_keys().await.unwrap();
