@@ -166,7 +166,11 @@ run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s|fal CPU µs p
       [ "$n" = 0 ] && break
       sleep 0.1
     done
-    [ "$n" = 0 ] || { echo "the queue did not drain ($n left)" >&2; exit 1; }
+    [ "$n" = 0 ] || {
+      echo "the queue did not drain ($n left); the servers' last log lines:" >&2
+      tail -n 20 "$WORK"/*.err >&2
+      exit 1
+    }
     drained=$(awk -v t=$(( $(now_ms) - start )) -v n="$total" 'BEGIN { printf "%.0f", n * 1000 / t }')
   fi
   local cpu_us=$(( ($(fal_cpu) - cpu0) * TICK_US / total ))
