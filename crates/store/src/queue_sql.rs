@@ -104,7 +104,7 @@ impl QueueStore for SqlStore {
         }
         let mut positions = None;
         {
-            let mut turn = self.queue_submit_turn().await;
+            let mut turn = self.queue_write_turn().await;
             if let Some(counts) = turn.as_deref_mut()
                 && counts.is_none()
             {

@@ -29,8 +29,11 @@ pub struct SqlStore {
     /// The URL it was opened with, for the notification listener's own
     /// connection. May hold a password: never printed.
     url: std::sync::Arc<str>,
-    /// SQLite: the queue's writers take turns here (see [`QueueTurns`]).
-    queue_writes: Option<std::sync::Arc<QueueTurns>>,
+    /// SQLite: the queue's writers take turns here, in order, rather than
+    /// in SQLite's busy handler, which sleeps (up to 100 ms at a time)
+    /// while another connection holds the one write lock. The turn also
+    /// holds the count of waiting requests (see [`WaitingCounts`]).
+    queue_writes: Option<std::sync::Arc<tokio::sync::Mutex<Option<WaitingCounts>>>>,
     /// Where the queue writes: on SQLite a pool of its own (one connection,
     /// synced as `queue_sync` says); on PostgreSQL the main pool.
     queue_pool: AnyPool,
@@ -47,21 +50,6 @@ impl std::fmt::Debug for SqlStore {
 }
 
 static DRIVERS: Once = Once::new();
-
-/// SQLite: the queue's writers take turns in the server, in order, rather
-/// than in SQLite's busy handler, which sleeps (up to 100 ms at a time)
-/// while another connection holds the one write lock. A client waits for
-/// its submit's commit, the workers' claims, renewals and completions wait
-/// for no one: so the workers queue on `others` first, and only one of them
-/// at a time waits on `turn`, where a batch of submits queues directly. The
-/// turn also holds the count of waiting requests ([`WaitingCounts`]).
-#[derive(Default)]
-pub(crate) struct QueueTurns {
-    /// Where the workers' writes wait their turn to wait for `turn`.
-    others: tokio::sync::Mutex<()>,
-    /// The turn to write, and the counts.
-    turn: tokio::sync::Mutex<Option<WaitingCounts>>,
-}
 
 /// SQLite: how many requests wait, per app (owner, name) and priority.
 /// Every write of the queue goes through this store in its turn (one server
@@ -179,27 +167,12 @@ impl SqlStore {
     }
 
     /// A turn to write the queue (SQLite; on PostgreSQL writers need none),
-    /// with the waiting counts (`None` until first loaded), behind the
-    /// submits waiting (see [`QueueTurns`]).
+    /// with the waiting counts (`None` until first loaded).
     pub(crate) async fn queue_write_turn(
         &self,
     ) -> Option<tokio::sync::MutexGuard<'_, Option<WaitingCounts>>> {
         match &self.queue_writes {
-            Some(t) => {
-                let _in_line = t.others.lock().await;
-                Some(t.turn.lock().await)
-            }
-            None => None,
-        }
-    }
-
-    /// [`SqlStore::queue_write_turn`] for a batch of submits: it waits
-    /// behind the writer holding the turn and at most one other.
-    pub(crate) async fn queue_submit_turn(
-        &self,
-    ) -> Option<tokio::sync::MutexGuard<'_, Option<WaitingCounts>>> {
-        match &self.queue_writes {
-            Some(t) => Some(t.turn.lock().await),
+            Some(m) => Some(m.lock().await),
             None => None,
         }
     }
@@ -393,41 +366,6 @@ mod tests {
     async fn sqlite_queue_writes_have_their_own_sync_mode() {
         assert_eq!(sqlite_modes(CommitSync::Normal).await, (2, 1));
         assert_eq!(sqlite_modes(CommitSync::Full).await, (2, 2));
-    }
-
-    /// With three workers' writes waiting and the turn held, a batch of
-    /// submits goes second at the latest, not fourth.
-    #[tokio::test]
-    async fn a_submit_waits_behind_at_most_one_other_queue_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("fal.db").display());
-        let store = SqlStore::open(&url, Timestamp(0)).await.unwrap();
-        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let held = store.queue_write_turn().await;
-        let pause = || tokio::time::sleep(std::time::Duration::from_millis(20));
-        let mut tasks = Vec::new();
-        for _ in 0..3 {
-            let (store, order) = (store.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                let _turn = store.queue_write_turn().await;
-                order.lock().unwrap().push("worker");
-            }));
-            pause().await;
-        }
-        let (s, o) = (store.clone(), order.clone());
-        tasks.push(tokio::spawn(async move {
-            let _turn = s.queue_submit_turn().await;
-            o.lock().unwrap().push("submit");
-        }));
-        pause().await;
-        drop(held);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let order = order.lock().unwrap().clone();
-        let at = order.iter().position(|w| *w == "submit").unwrap();
-        assert!(at <= 1, "{order:?}");
-        store.close().await;
     }
 
     #[tokio::test]
