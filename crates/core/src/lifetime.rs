@@ -95,76 +95,6 @@ impl fmt::Display for Span {
     }
 }
 
-/// Reads an RFC 3339 date and time (`2026-12-31T23:59:00Z`, with optional
-/// fractional seconds and a `+hh:mm`/`-hh:mm` offset) as a [`Timestamp`].
-pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let b = s.trim().as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = b.get(from..from + len)?;
-        part.iter().all(u8::is_ascii_digit).then_some(())?;
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    let sep = |at: usize, c: &[u8]| b.get(at).is_some_and(|x| c.contains(x));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
-        return None;
-    }
-    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59
-    {
-        return None;
-    }
-    let mut at = 19;
-    let mut frac_ms = 0;
-    if sep(at, b".") {
-        let digits = b[at + 1..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 {
-            return None;
-        }
-        let first3 = std::str::from_utf8(&b[at + 1..at + 1 + digits.min(3)]).ok()?;
-        frac_ms = first3.parse::<i64>().ok()? * 10_i64.pow(3 - digits.min(3) as u32);
-        at += 1 + digits;
-    }
-    let offset_min = match b.get(at..)? {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), ..] if b.len() == at + 6 && sep(at + 3, b":") => {
-            let (oh, om) = (num(at + 1, 2)?, num(at + 4, 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let m = oh * 60 + om;
-            if *sign == b'+' { m } else { -m }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
-    Some(Timestamp(secs * 1000 + frac_ms))
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Howard Hinnant's days-from-civil (the inverse of `time`'s).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// When a key stops working, as its owner asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryPolicy {
@@ -208,7 +138,7 @@ impl ExpiryPolicy {
         match (expires_at, expires_in) {
             (Some(_), Some(_)) => Err(ExpiryError::Both),
             (Some(at), None) => {
-                let t = parse_rfc3339(at).ok_or(ExpiryError::BadDate)?;
+                let t = Timestamp::parse_rfc3339(at).ok_or(ExpiryError::BadDate)?;
                 if t <= now {
                     return Err(ExpiryError::InPast(at.trim().to_owned()));
                 }

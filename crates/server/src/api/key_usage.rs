@@ -75,9 +75,9 @@ fn first_hour(since: Option<&str>, now: Timestamp) -> Result<Hour, ApiError> {
     let Some(raw) = since else {
         return Ok(kept);
     };
-    let at = Timestamp::parse_rfc3339(raw).ok_or_else(|| {
+    let at = Timestamp::parse_day_or_rfc3339(raw).ok_or_else(|| {
         ApiError::BadRequest(format!(
-            "since must be a date (2026-11-28) or an RFC 3339 instant in UTC \
+            "since must be a date (2026-11-28) or an RFC 3339 instant \
              (2026-11-28T10:00:00Z), not {raw:?}"
         ))
     })?;
