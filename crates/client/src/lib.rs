@@ -21,12 +21,14 @@ mod keys;
 mod queue;
 pub mod session;
 mod stream;
+mod unreachable;
 mod usage;
 
 pub use audit::{AuditActor, AuditEvent, AuditList};
 pub use keys::{CreatedKey, Expiry, KeyInfo, KeyList};
 pub use queue::{Cancelled, LogLine, QueueStatus, StatusStream, Submitted};
 pub use stream::EventStream;
+pub use unreachable::{ConnectFailure, chain_text};
 pub use usage::{KeyUsage, UsageCounts, UsageHour};
 
 use std::time::Duration;
@@ -55,14 +57,15 @@ pub enum ClientError {
         /// The server's `code`, when it sent one.
         code: Option<String>,
     },
-    /// No server answered.
-    #[error(
-        "cannot reach the fal server at {host}: {cause}. Is `fal serve` running? (set --host or FAL_HOST)"
-    )]
+    /// No server answered; `failure` names why, in words that say what to
+    /// do (see [`ConnectFailure::explain`]).
+    #[error("cannot reach the fal server at {host}: {}", failure.explain(cause))]
     Unreachable {
         /// The address tried.
         host: String,
-        /// Why.
+        /// Why, as far as the error chain tells.
+        failure: ConnectFailure,
+        /// The whole error chain's text.
         cause: String,
     },
     /// The call needs credentials and none were found.
@@ -329,11 +332,18 @@ impl Client {
     }
 
     async fn send_raw(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            host: self.base.clone(),
-            cause: e.without_url().to_string(),
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         self.check(resp).await
+    }
+
+    /// [`ClientError::Unreachable`] for a request that got no answer.
+    pub(crate) fn unreachable(&self, err: reqwest::Error) -> ClientError {
+        let err = err.without_url();
+        ClientError::Unreachable {
+            host: self.base.clone(),
+            failure: ConnectFailure::of_request(&err),
+            cause: chain_text(&err),
+        }
     }
 
     /// The response when it is a success, else [`ClientError::Api`] with

@@ -165,10 +165,7 @@ impl Client {
     pub async fn cancel(&self, app: &str, id: &str) -> Result<Cancelled, ClientError> {
         let path = format!("{}/cancel", requests_path(app, id)?);
         let req = self.request(Method::PUT, &path).await?;
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            host: self.base.clone(),
-            cause: e.without_url().to_string(),
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         if resp.status() == StatusCode::BAD_REQUEST {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             if body["status"] == "ALREADY_COMPLETED" {

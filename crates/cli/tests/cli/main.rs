@@ -20,6 +20,7 @@ mod models;
 mod python_client;
 mod queue;
 mod queue_restart;
+mod reach;
 mod secret_scanning;
 mod server;
 mod users;

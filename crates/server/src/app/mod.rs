@@ -16,6 +16,7 @@ use crate::gateway::{AppDirectory, UpstreamClient};
 use crate::quota::RateLimiter;
 use crate::state::{AppState, StateParts};
 
+mod listen;
 mod serve;
 use crate::pepper::{self, PepperError};
 #[cfg(feature = "testing")]
@@ -65,13 +66,24 @@ pub enum StartError {
     #[error("{0}")]
     Io(String),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {}", describe_bind(.source))]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Why an address could not be bound, in words that say what to do.
+fn describe_bind(source: &std::io::Error) -> String {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        "address already in use: another `fal serve` or another program is serving it \
+         (stop it, or choose another address with --listen)"
+            .to_owned()
+    } else {
+        source.to_string()
+    }
 }
 
 /// An ADMIN key printed once: at the first start, or by recovery.

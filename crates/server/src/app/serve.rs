@@ -43,7 +43,8 @@ impl App {
     }
 
     /// Serves with `workers` threads, each running its own single-threaded
-    /// runtime with its own listener on `addr` (SO_REUSEPORT) and its own
+    /// runtime with its own listener on `addr` (SO_REUSEPORT among its own workers only: a
+    /// second server on the address fails, see `listen.rs`) and its own
     /// upstream connections, as nginx runs worker processes: a request is
     /// handled start to finish on one thread, with no cross-thread wake-ups.
     /// `on_listening` is told the bound address. Stops like [`App::serve`].
@@ -54,26 +55,9 @@ impl App {
         on_listening: impl FnOnce(SocketAddr),
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let bind = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
-            let socket = if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()?
-            } else {
-                tokio::net::TcpSocket::new_v6()?
-            };
-            socket.set_reuseaddr(true)?;
-            #[cfg(unix)]
-            socket.set_reuseport(true)?;
-            socket.set_nodelay(true)?;
-            socket.bind(addr)?;
-            socket.listen(4096)?.into_std()
-        };
         let bind_err = |source| StartError::Bind { addr, source };
-        let first = bind(addr).map_err(bind_err)?;
-        let local = first.local_addr().map_err(bind_err)?;
-        let mut listeners = vec![first];
-        for _ in 1..workers.max(1) {
-            listeners.push(bind(local).map_err(bind_err)?);
-        }
+        let listeners = super::listen::bind_workers(addr, workers).map_err(bind_err)?;
+        let local = listeners[0].local_addr().map_err(bind_err)?;
         on_listening(local);
 
         let tls = self.tls_acceptor()?;
