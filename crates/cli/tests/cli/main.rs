@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod backup;
 mod browser;
 mod commands;
 mod dashboard_tls;
@@ -22,4 +23,5 @@ mod queue;
 mod queue_restart;
 mod secret_scanning;
 mod server;
+mod systemd;
 mod users;
