@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod backup;
 mod browser;
 mod commands;
 mod dashboard_tls;
@@ -23,4 +24,5 @@ mod queue_restart;
 mod reach;
 mod secret_scanning;
 mod server;
+mod systemd;
 mod users;
