@@ -26,6 +26,8 @@ use crate::state::AppState;
 /// The REST API's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/audit", get(audit::list))
