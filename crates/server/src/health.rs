@@ -5,19 +5,12 @@
 //! follower is subscribed (without it cached keys could outlive a
 //! revocation on another server by the staleness bound). Neither needs
 //! credentials; a failing check is named, never explained with internal
-//! error text (that goes to the log).
+//! error text (that goes to the log). The handlers are in `api::health`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use fal_store::{Backend, SqlStore};
-use serde_json::json;
-
-use crate::state::AppState;
 
 /// How long the database check may take before it counts as failing.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -86,25 +79,5 @@ impl Health {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-/// `GET /healthz`: the process is alive.
-pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
-}
-
-/// `GET /readyz`: 200 `{"status":"ready"}`, or 503
-/// `{"status":"not_ready","failing":[…]}`.
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    let failing = state.health().failing().await;
-    if failing.is_empty() {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "failing": failing})),
-        )
-            .into_response()
     }
 }
