@@ -182,6 +182,12 @@ pub struct ServeArgs {
     /// Keys and everything else are always written as `full`.
     #[arg(long, env = "FAL_QUEUE_SYNC", value_parser = fal_store::CommitSync::parse, default_value = "normal")]
     pub queue_sync: fal_store::CommitSync,
+    /// Log lines as `text` or `json` (default: text on a terminal, else json).
+    #[arg(long, env = "FAL_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// One `fal::access` line per request (`on`) or none (`off`).
+    #[arg(long, env = "FAL_ACCESS_LOG", value_parser = ["on", "off"], default_value = "on")]
+    pub access_log: String,
     /// Worker threads (default: one per core).
     #[arg(long, env = "FAL_WORKERS")]
     pub workers: Option<usize>,

@@ -33,19 +33,30 @@ fn config_from(data: DataArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logging() {
-    // Logs go to stderr; RUST_LOG picks the level (default: info).
+/// Logs go to stderr, as text or one JSON object a line; RUST_LOG picks
+/// the levels (default: info). `access_log` false silences the
+/// `fal::access` target whatever RUST_LOG says.
+fn init_logging(format: Option<&str>, access_log: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let filter = match "fal::access=off".parse() {
+        Ok(off) if !access_log => filter.add_directive(off),
+        _ => filter,
+    };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        Some("json") => builder.json().flatten_event(true).try_init(),
+        Some(_) => builder.with_ansi(terminal).try_init(),
+        None if terminal => builder.with_ansi(true).try_init(),
+        None => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log_format.as_deref(), args.access_log == "on");
     let mut config = config_from(args.data)?;
     config.listen = args.listen;
     config.demo = args.demo;

@@ -139,6 +139,9 @@ async fn principal_of(
     } else {
         verifier.authenticate(header).await
     };
+    if let Ok(p) = &found {
+        crate::request_log::note_key(p.key_id);
+    }
     found.map_err(|f| {
         if matches!(f, AuthFailure::KeyExpired(_)) {
             state.note_expired_use(header, Origin::from_headers(client, &parts.headers));

@@ -73,6 +73,7 @@ pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod h1;
+pub mod health;
 pub mod limits;
 pub mod operators;
 pub mod pepper;

@@ -35,12 +35,26 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("No route for {method} {}", uri.path()))
 }
 
-/// The router's request log line ([`crate::request_log`]).
+/// The router's access line ([`crate::request_log`]).
 async fn log_request(req: Request, next: Next) -> Response {
+    if !crate::request_log::enabled() {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let response = next.run(req).await;
-    crate::request_log::request(method.as_str(), &path, response.status().as_u16(), started);
+    let (response, key_id) = crate::request_log::with_key(next.run(req)).await;
+    let request_id = response
+        .headers()
+        .get(crate::h1::headers::X_FAL_REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    crate::request_log::request(crate::request_log::Access {
+        method: method.as_str(),
+        path: &path,
+        status: response.status().as_u16(),
+        started,
+        request_id,
+        key_id,
+    });
     response
 }

@@ -64,6 +64,8 @@ struct Shared {
     scanning: Arc<ScanningKeys>,
     /// The audit log.
     audit: Arc<AuditLog>,
+    /// Readiness (`/readyz`).
+    health: Arc<crate::health::Health>,
 }
 
 /// Everything [`AppState`] is assembled from.
@@ -104,6 +106,8 @@ pub struct StateParts {
     pub scanning: Arc<ScanningKeys>,
     /// The audit log.
     pub audit: Arc<AuditLog>,
+    /// Readiness.
+    pub health: Arc<crate::health::Health>,
 }
 
 impl AppState {
@@ -143,6 +147,7 @@ impl AppState {
                 queue: p.queue,
                 scanning: p.scanning,
                 audit: p.audit,
+                health: p.health,
             }),
         })
     }
@@ -170,6 +175,7 @@ impl AppState {
                 queue: s.queue.clone(),
                 scanning: s.scanning.clone(),
                 audit: s.audit.clone(),
+                health: s.health.clone(),
             }),
         }
     }
@@ -311,6 +317,11 @@ impl AppState {
     /// The audit log, shared (for its pruning task).
     pub fn audit_handle(&self) -> Arc<AuditLog> {
         self.inner.audit.clone()
+    }
+
+    /// Readiness, shared (its flag is set by the change follower).
+    pub fn health(&self) -> &Arc<crate::health::Health> {
+        &self.inner.health
     }
 
     /// Who the operators are.

@@ -155,6 +155,16 @@ pub fn latest_version(backend: Backend) -> i64 {
     migrations(backend).last().map(|m| m.version).unwrap_or(0)
 }
 
+/// Whether the schema is exactly the one this binary knows: one cheap
+/// query, for readiness checks. An error means the database cannot be read.
+pub async fn is_current(pool: &AnyPool, backend: Backend) -> Result<bool, StoreError> {
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM fal_schema_version")
+        .fetch_one(pool)
+        .await?
+        .try_get("v")?;
+    Ok(current == latest_version(backend))
+}
+
 /// Brings the schema up to date, or refuses a schema newer than this binary.
 pub async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;

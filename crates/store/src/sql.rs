@@ -267,6 +267,12 @@ impl SqlStore {
         }
     }
 
+    /// Whether the database answers and its schema is the one this binary
+    /// knows (readiness checks): `Err` when it cannot be reached.
+    pub async fn schema_is_current(&self) -> Result<bool, StoreError> {
+        crate::migrate::is_current(&self.pool, self.backend).await
+    }
+
     /// Closes every connection, waiting for queries under way.
     pub async fn close(&self) {
         self.queue_pool.close().await;

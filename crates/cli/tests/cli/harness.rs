@@ -23,6 +23,8 @@ const FAL_VARS: &[&str] = &[
     "FAL_ALLOW_METADATA_UPSTREAMS",
     "FAL_PUBLIC_URL",
     "FAL_SECRET_SCANNING_KEYS_URL",
+    "FAL_LOG_FORMAT",
+    "FAL_ACCESS_LOG",
     "RUST_LOG",
 ];
 
@@ -103,6 +105,9 @@ impl Server {
             .stdout(Stdio::piped())
             .args(extra)
             .stderr(Stdio::from(log));
+        // Logs as a person reads them unless a test asks for JSON (stderr
+        // is a file here, which would make JSON the default).
+        cmd.env("FAL_LOG_FORMAT", "text");
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -3,6 +3,7 @@
 //! commands run against it exactly as a user would type them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access_log;
 mod audit;
 mod backup;
 mod browser;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apps;
 pub mod audit;
 pub mod github;
+pub mod health;
 pub mod key_usage;
 pub mod keys;
 pub mod queue;
@@ -26,6 +27,8 @@ use crate::state::AppState;
 /// The REST API's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/audit", get(audit::list))

@@ -345,6 +345,7 @@ impl App {
             queue: Some(queue),
             scanning,
             audit,
+            health: Arc::new(crate::health::Health::new(store.clone())),
         })?;
         Ok(App {
             config,

@@ -62,7 +62,11 @@ impl App {
 
         let tls = self.tls_acceptor()?;
         let limits = self.front_limits();
-        let background = self.start_background();
+        let mut background = self.start_background();
+        let health = self.state.health().clone();
+        background.push(tokio::spawn(async move {
+            health.log_at_start(Duration::from_secs(5)).await;
+        }));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -140,6 +144,7 @@ impl App {
             verifier.clone(),
             self.state.apps().clone(),
             queue.clone(),
+            self.state.health().clone(),
         ));
         let pruner = tokio::spawn(prune_usage(verifier.clone()));
         let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
@@ -235,6 +240,7 @@ async fn follow_changes(
     verifier: Arc<Verifier>,
     apps: Arc<AppDirectory>,
     queue: Option<Arc<crate::queue::Queue>>,
+    health: Arc<crate::health::Health>,
 ) {
     use fal_store::changes::Change;
     let mut backoff = std::time::Duration::from_millis(100);
@@ -256,6 +262,7 @@ async fn follow_changes(
         first = false;
         verifier.invalidate_all();
         apps.invalidate_all();
+        health.set_subscribed(true);
         backoff = std::time::Duration::from_millis(100);
         loop {
             match changes.next().await {
@@ -267,6 +274,7 @@ async fn follow_changes(
                     }
                 }
                 Err(e) => {
+                    health.set_subscribed(false);
                     tracing::warn!(error = %e, "change notifications interrupted; resubscribing");
                     break;
                 }

@@ -105,7 +105,7 @@ impl Conn {
                     {
                         return;
                     }
-                    log_request(&log, status);
+                    log_request(&log, status, None);
                     if let Some(n) = skip {
                         bufs.read.drain(..head_len + n);
                     }

@@ -94,10 +94,11 @@ impl Conn {
             }
             Head::Run(run) => run,
         };
-        let log = tracing::enabled!(tracing::Level::INFO).then(|| LogLine {
+        let mut log = crate::request_log::enabled().then(|| LogLine {
             method: run.method.to_owned(),
             path: run.path.to_owned(),
             started: Instant::now(),
+            key_id: None,
         });
         let answer = |e: ApiError, log| {
             Some(Prepared::Answer {
@@ -114,6 +115,9 @@ impl Conn {
             Ok(p) => p,
             Err(e) => return answer(e, log),
         };
+        if let Some(l) = &mut log {
+            l.key_id = principal.key_id;
+        }
         // Answers from here on carry the key's rate-limit headers, as the
         // router's do.
         let quota = principal.quota;
@@ -341,7 +345,7 @@ impl Conn {
         let finished = send_response_body(io, &mut up, head.framing, resp_out).await;
         match finished {
             Ok(()) => {
-                log_request(&f.log, head.status);
+                log_request(&f.log, head.status, Some(&f.request_id));
                 if head.reusable && up.buf.is_empty() {
                     pool.put_back(upstream.authority, up);
                 }
@@ -354,7 +358,7 @@ impl Conn {
                 self.answer_failure(io, resp_out, response, &f, true).await
             }
             Err(BodyFailure::Sent) => {
-                log_request(&f.log, head.status);
+                log_request(&f.log, head.status, Some(&f.request_id));
                 false
             }
         }
@@ -381,7 +385,7 @@ impl Conn {
         let status = response.status().as_u16();
         let close = close || f.close || *self.stop.borrow();
         let written = write_response(io, out, response, close, f.head_method).await;
-        log_request(&f.log, status);
+        log_request(&f.log, status, Some(&f.request_id));
         written.is_ok() && !close
     }
 }
@@ -399,7 +403,7 @@ fn refusal(e: ApiError, head_len: usize) -> Prepared {
     }
 }
 
-/// What a request's log line needs, kept only when it will be written.
+/// What a request's access line needs, kept only when it will be written.
 pub(super) struct LogLine {
     /// The method.
     method: String,
@@ -407,12 +411,21 @@ pub(super) struct LogLine {
     path: String,
     /// When its head had been read.
     started: Instant,
+    /// The key that authenticated it.
+    key_id: Option<fal_core::KeyId>,
 }
 
-/// The request log line, as the router's requests get
-/// ([`crate::request_log`]).
-pub(super) fn log_request(log: &Option<LogLine>, status: u16) {
+/// The access line, as the router's requests get
+/// ([`crate::request_log`]); `request_id` once one was given.
+pub(super) fn log_request(log: &Option<LogLine>, status: u16, request_id: Option<&[u8; 36]>) {
     if let Some(l) = log {
-        crate::request_log::request(&l.method, &l.path, status, l.started);
+        crate::request_log::request(crate::request_log::Access {
+            method: &l.method,
+            path: &l.path,
+            status,
+            started: l.started,
+            request_id: request_id.and_then(|id| std::str::from_utf8(id).ok()),
+            key_id: l.key_id,
+        });
     }
 }

@@ -21,6 +21,7 @@ mod front;
 mod gateway;
 mod github_web;
 mod headers;
+mod health;
 mod helpers;
 mod idle;
 mod key_feed;

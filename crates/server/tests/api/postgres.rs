@@ -18,7 +18,7 @@ use crate::helpers::creds;
 
 /// A database for one test, dropped at the end.
 pub(crate) struct Db {
-    base: String,
+    pub(crate) base: String,
     pub(crate) url: String,
     /// Shared by every server of the test: the deployment's pepper.
     dir: tempfile::TempDir,
@@ -48,7 +48,7 @@ impl Db {
         c
     }
 
-    async fn server(
+    pub(crate) async fn server(
         &self,
         name: &str,
         url: &str,
