@@ -65,7 +65,7 @@ pub(crate) async fn run(app: &TestApp, auth: &str) -> (u16, Value) {
     (status, v)
 }
 
-async fn roll(app: &TestApp, id: &str, body: Option<&str>) -> (u16, Value) {
+pub(crate) async fn roll(app: &TestApp, id: &str, body: Option<&str>) -> (u16, Value) {
     let auth = app.admin_auth();
     let (status, _, v) = app
         .call(Method::POST, &format!("/keys/{id}/roll"), Some(&auth), body)

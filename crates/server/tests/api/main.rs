@@ -27,6 +27,7 @@ mod idle;
 mod key_feed;
 mod keys;
 mod lifecycle;
+mod lifecycle_pg;
 mod limits;
 mod postgres;
 mod queue;
