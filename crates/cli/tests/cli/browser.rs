@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{Server, parse_pair};
+use crate::harness::Server;
 
 /// Where playwright-core is, when the browser tools are installed.
 fn browser_tools() -> Option<PathBuf> {
@@ -96,26 +96,8 @@ fn the_keys_page_charts_the_calls_of_a_key_in_chromium() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let server = Server::start(&data, None);
-    let admin = server.bootstrap();
-    let out = server.ok(
-        &admin,
-        &["key", "generate", "--scope", "API", "--alias", "charted"],
-    );
-    let key = parse_pair(&out).unwrap();
-    for _ in 0..4 {
-        server.ok(&key, &["auth", "whoami"]);
-    }
-    // A wrong secret for the key (another key's) is a refusal it counts.
-    let denied = server.run(
-        &["auth", "whoami"],
-        &[("FAL_KEY_ID", &key.id), ("FAL_KEY_SECRET", &admin.secret)],
-    );
-    assert!(!denied.status.success());
-    // Stopping writes the counts back; the page reads them after a restart.
-    server.stop();
-    let server = Server::start(&data, None);
+    let (server, admin, key) =
+        crate::harness::server_with_counted_key(&dir.path().join("data"), "charted", 4);
     let env = [
         ("FAL_URL", server.url.as_str()),
         ("ADMIN_ID", admin.id.as_str()),

@@ -222,16 +222,8 @@ fn a_disguising_alias_is_refused_before_anything_is_sent() {
 /// The `RATE LIMIT` cell (before `EXPIRES` and `REQUESTS`, the last) of
 /// `key_id`'s row in `fal key list`.
 fn listed_limit(server: &Server, admin: &crate::harness::Pair, key_id: &str) -> String {
-    let table = server.ok(admin, &["key", "list"]);
-    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(
-        header[header.len() - 4..],
-        ["RATE", "LIMIT", "EXPIRES", "REQUESTS"],
-        "{table}"
-    );
-    let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
-    let cells: Vec<&str> = row.split_whitespace().collect();
-    cells[cells.len() - 3].to_owned()
+    let tail = ["RATE", "LIMIT", "EXPIRES", "REQUESTS"];
+    crate::harness::listed_cell(server, admin, key_id, &tail, 3)
 }
 
 #[test]

@@ -10,16 +10,7 @@ use crate::harness::{Pair, Server, parse_pair, stderr};
 /// The EXPIRES cell (before REQUESTS, the last) of `key_id`'s row in
 /// `fal key list`.
 fn listed_expiry(server: &Server, admin: &Pair, key_id: &str) -> String {
-    let table = server.ok(admin, &["key", "list"]);
-    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(
-        header[header.len() - 2..],
-        ["EXPIRES", "REQUESTS"],
-        "{table}"
-    );
-    let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
-    let cells: Vec<&str> = row.split_whitespace().collect();
-    cells[cells.len() - 2].to_owned()
+    crate::harness::listed_cell(server, admin, key_id, &["EXPIRES", "REQUESTS"], 2)
 }
 
 fn env(p: &Pair) -> [(&'static str, &str); 2] {

@@ -227,3 +227,45 @@ pub fn user_with_admin_key(data: &Path, login: &str, github_id: Option<i64>) -> 
         }
     })
 }
+
+/// The cell of `key_id`'s row in `fal key list` that is `from_end` columns
+/// from the right (1: the last), after checking that the header's last
+/// words are `tail` (a header cell such as `RATE LIMIT` is two words).
+pub fn listed_cell(
+    server: &Server,
+    admin: &Pair,
+    key_id: &str,
+    tail: &[&str],
+    from_end: usize,
+) -> String {
+    let table = server.ok(admin, &["key", "list"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[header.len() - tail.len()..], *tail, "{table}");
+    let row = table.lines().find(|l| l.starts_with(key_id)).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    cells[cells.len() - from_end].to_owned()
+}
+
+/// A server on `data` whose API key `alias` made `accepted` calls and had
+/// one refused (a wrong, well-formed secret: the admin's), restarted once,
+/// so the counts written back when it stopped are read from storage.
+/// Returns the server, the admin pair and the key's pair.
+pub fn server_with_counted_key(data: &Path, alias: &str, accepted: usize) -> (Server, Pair, Pair) {
+    let server = Server::start(data, None);
+    let admin = server.bootstrap();
+    let out = server.ok(
+        &admin,
+        &["key", "generate", "--scope", "API", "--alias", alias],
+    );
+    let key = parse_pair(&out).unwrap();
+    for _ in 0..accepted {
+        server.ok(&key, &["auth", "whoami"]);
+    }
+    let denied = server.run(
+        &["auth", "whoami"],
+        &[("FAL_KEY_ID", &key.id), ("FAL_KEY_SECRET", &admin.secret)],
+    );
+    assert!(!denied.status.success());
+    server.stop();
+    (Server::start(data, None), admin, key)
+}

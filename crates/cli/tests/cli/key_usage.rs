@@ -2,31 +2,12 @@
 //! column of `fal key list`, against a real `fal serve` whose counts are
 //! written back when it stops (SIGTERM) and read after a restart.
 
-use crate::harness::{Server, parse_pair};
+use crate::harness::server_with_counted_key;
 
 #[test]
 fn usage_shows_accepted_and_refused_calls_per_day_hour_and_as_json() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let server = Server::start(&data, None);
-    let admin = server.bootstrap();
-    let out = server.ok(
-        &admin,
-        &["key", "generate", "--scope", "API", "--alias", "ci"],
-    );
-    let pair = parse_pair(&out).unwrap();
-    for _ in 0..3 {
-        server.ok(&pair, &["auth", "whoami"]);
-    }
-    // A wrong, well-formed secret for the key: another key's.
-    let denied = server.run(
-        &["auth", "whoami"],
-        &[("FAL_KEY_ID", &pair.id), ("FAL_KEY_SECRET", &admin.secret)],
-    );
-    assert!(!denied.status.success());
-    // Stopping writes the counts back; a restart reads them.
-    server.stop();
-    let server = Server::start(&data, None);
+    let (server, admin, pair) = server_with_counted_key(&dir.path().join("data"), "ci", 3);
 
     let table = server.ok(&admin, &["key", "usage", &pair.id]);
     let lines: Vec<&str> = table.lines().collect();
