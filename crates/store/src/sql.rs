@@ -222,24 +222,25 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         payload: &str,
     ) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANGES_CHANNEL)
-                .bind(payload)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        self.notify(&mut **tx, payload).await
     }
 
     /// Announces a change at once, outside any transaction (PostgreSQL
     /// only, as [`SqlStore::announce`]).
     pub(crate) async fn announce_now(&self, payload: &str) -> Result<(), StoreError> {
+        self.notify(&self.queue_pool, payload).await
+    }
+
+    /// `pg_notify` on the change channel through `e` (nothing on SQLite).
+    async fn notify<'e, E>(&self, e: E, payload: &str) -> Result<(), StoreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANGES_CHANNEL)
                 .bind(payload)
-                .execute(&self.queue_pool)
+                .execute(e)
                 .await?;
         }
         Ok(())
