@@ -31,6 +31,7 @@ mod leaks;
 mod meta;
 pub mod migrate;
 pub mod queue;
+mod queue_claim;
 mod queue_sql;
 mod queue_waiting;
 mod rate_counts;

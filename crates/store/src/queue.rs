@@ -92,6 +92,38 @@ pub struct Claimed {
     pub attempts: i64,
 }
 
+/// What a worker asks [`QueueStore::claim_many`] for.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimAsk<'a> {
+    /// The app, as `(owner, name)`.
+    pub app: (&'a str, &'a str),
+    /// The claimer, as claims name it.
+    pub worker: &'a str,
+    /// Now: leases that ended before it are dead.
+    pub now: Timestamp,
+    /// Until when the claims hold unrenewed.
+    pub lease_until: Timestamp,
+    /// The most of the app's requests running at once, across servers.
+    pub running: i64,
+    /// The most requests to claim (the worker's free slots).
+    pub want: u32,
+    /// Also take over requests whose claimer's lease ran out (and complete
+    /// as cancelled those a cancel was asked for): the periodic sweep does,
+    /// a wake-up for a new request need not look.
+    pub take_over: bool,
+}
+
+/// What [`QueueStore::claim_many`] got.
+#[derive(Debug, Clone, Default)]
+pub struct Claims {
+    /// The requests now held, those taken over first, then in queue order.
+    pub requests: Vec<Claimed>,
+    /// No waiting request was left behind: fewer were claimed than the
+    /// app's running limit and `want` allowed. `false` when the limit or
+    /// `want` stopped the claim (more may wait).
+    pub exhausted: bool,
+}
+
 /// What a status answer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueView {
@@ -181,11 +213,15 @@ pub trait QueueStore: Send + Sync {
     /// The apps with waiting requests, or running ones whose lease ran out
     /// before `now`.
     async fn apps_with_work(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError>;
+    /// Claims up to `ask.want` requests of an app for a worker (see
+    /// [`ClaimAsk`]): the oldest waiting ones (normal before low) and, when
+    /// `ask.take_over`, first those whose claimer's lease ran out; never
+    /// more than leave `ask.running` of the app's requests under live
+    /// claims across every server. At most one worker ever holds a request.
+    async fn claim_many(&self, ask: ClaimAsk<'_>) -> Result<Claims, StoreError>;
     /// Claims the next request of `owner/name` for `worker` until
-    /// `lease_until`: the oldest waiting one (normal before low), or one
-    /// whose claimer's lease ran out before `now`; none while `running`
-    /// of the app's requests already run under live claims, across every
-    /// server. At most one worker ever holds a request.
+    /// `lease_until` (one [`QueueStore::claim_many`] that also takes over
+    /// requests whose lease ran out before `now`).
     async fn claim(
         &self,
         app: (&str, &str),
@@ -193,7 +229,18 @@ pub trait QueueStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
         running: i64,
-    ) -> Result<Option<Claimed>, StoreError>;
+    ) -> Result<Option<Claimed>, StoreError> {
+        let ask = ClaimAsk {
+            app,
+            worker,
+            now,
+            lease_until,
+            running,
+            want: 1,
+            take_over: true,
+        };
+        Ok(self.claim_many(ask).await?.requests.pop())
+    }
     /// Extends `worker`'s lease; `None` when it no longer holds the
     /// request, else whether a cancel was asked for.
     async fn renew_claim(

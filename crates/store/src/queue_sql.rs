@@ -9,18 +9,18 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::queue::{
-    CANCELLED, CancelOutcome, Claimed, NewQueued, QueueResult, QueueStatus, QueueStore, QueueView,
-    WebhookDue,
+    CANCELLED, CancelOutcome, ClaimAsk, Claims, NewQueued, QueueResult, QueueStatus, QueueStore,
+    QueueView, WebhookDue,
 };
 use crate::queue_waiting;
 use crate::sql::corrupt;
-use crate::{Backend, SqlStore, StoreError};
+use crate::{SqlStore, StoreError};
 
 fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp))
 }
 
-fn request_of(row: &AnyRow) -> Result<NewQueued, StoreError> {
+pub(crate) fn request_of(row: &AnyRow) -> Result<NewQueued, StoreError> {
     let key_id: Option<String> = row.try_get("key_id")?;
     Ok(NewQueued {
         request_id: row.try_get("request_id")?,
@@ -88,7 +88,7 @@ async fn insert_all(
 }
 
 /// The columns [`request_of`] reads.
-const REQUEST: &str = "request_id, user_id, key_id, owner, name, path, method, content_type, \
+pub(crate) const REQUEST: &str = "request_id, user_id, key_id, owner, name, path, method, content_type, \
                        body, priority, webhook, timeout_ms, created_at, attempts";
 
 #[async_trait]
@@ -205,93 +205,8 @@ impl QueueStore for SqlStore {
             .collect()
     }
 
-    async fn claim(
-        &self,
-        (owner, name): (&str, &str),
-        worker: &str,
-        now: Timestamp,
-        lease_until: Timestamp,
-        running: i64,
-    ) -> Result<Option<Claimed>, StoreError> {
-        let mut turn = self.queue_write_turn().await;
-        // A cancelled request whose claimer died is completed as cancelled
-        // (looked for first: on SQLite an UPDATE takes the one write lock
-        // even when it changes nothing).
-        let dead_cancelled = sqlx::query(
-            "SELECT 1 FROM queue_requests
-             WHERE owner = $1 AND name = $2 AND status = 'IN_PROGRESS'
-               AND cancel_requested = 1 AND lease_until < $3 LIMIT 1",
-        )
-        .bind(owner)
-        .bind(name)
-        .bind(now.millis())
-        .fetch_optional(self.pool())
-        .await?;
-        if dead_cancelled.is_some() {
-            self.complete_dead_cancelled(owner, name, now).await?;
-        }
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // The first request whose claimer died (its lease ran out), else
-        // the first waiting one in queue order: each an index range's first
-        // entry (queue_requests_status, queue_requests_waiting).
-        let query = format!(
-            "UPDATE queue_requests SET status = 'IN_PROGRESS', claimed_by = $1, lease_until = $2,
-                 started_at = $3, attempts = attempts + 1
-             WHERE request_id = COALESCE(
-                 (SELECT request_id FROM queue_requests
-                  WHERE status = 'IN_PROGRESS' AND lease_until < $3
-                    AND owner = $4 AND name = $5 AND cancel_requested = 0
-                  ORDER BY lease_until LIMIT 1 {lock}),
-                 (SELECT request_id FROM queue_requests
-                  WHERE owner = $4 AND name = $5 AND status = 'IN_QUEUE'
-                  ORDER BY priority, created_at, request_id LIMIT 1 {lock}))
-               AND (SELECT COUNT(*) FROM queue_requests r
-                    WHERE r.owner = $4 AND r.name = $5 AND r.status = 'IN_PROGRESS'
-                      AND r.lease_until >= $3) < $6
-             RETURNING {REQUEST}"
-        );
-        // On PostgreSQL the claim's commit does not wait for its WAL to
-        // reach the disk (an fsync, some milliseconds, between a submit and
-        // the app's call): a claim lost in a database crash leaves the
-        // request waiting or with an old lease, so it runs again, as after
-        // any claimer's death. Visibility and atomicity are unchanged.
-        let mut tx = self.begin_queue_write(true).await?;
-        if self.backend() == Backend::Postgres {
-            // Claims of one app take turns across servers, so that the
-            // count of its running requests above is not raced.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("fal queue {owner}/{name}"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let row = sqlx::query(sqlx::AssertSqlSafe(query))
-            .bind(worker)
-            .bind(lease_until.millis())
-            .bind(now.millis())
-            .bind(owner)
-            .bind(name)
-            .bind(running)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let claimed = row
-            .map(|r| {
-                Ok::<_, StoreError>(Claimed {
-                    request: request_of(&r)?,
-                    attempts: r.try_get::<i64, _>("attempts")? - 1,
-                })
-            })
-            .transpose()?;
-        if let (Some(c), Some(Some(counts))) = (&claimed, turn.as_deref_mut())
-            && c.attempts == 0
-        {
-            // Never claimed before: it was waiting.
-            queue_waiting::left(counts, owner, name, c.request.priority);
-        }
-        Ok(claimed)
+    async fn claim_many(&self, ask: ClaimAsk<'_>) -> Result<Claims, StoreError> {
+        self.claim_batch(ask).await
     }
 
     async fn renew_claim(
@@ -474,7 +389,7 @@ impl QueueStore for SqlStore {
 impl SqlStore {
     /// Completes as cancelled the app's requests that were cancelled while
     /// running on a server that died (their lease ran out).
-    async fn complete_dead_cancelled(
+    pub(crate) async fn complete_dead_cancelled(
         &self,
         owner: &str,
         name: &str,

@@ -18,6 +18,8 @@ mod leaks;
 mod lifecycle;
 #[path = "conformance/queue.rs"]
 mod queue;
+#[path = "conformance/queue_batches.rs"]
+mod queue_batches;
 #[path = "conformance/rate_limits.rs"]
 mod rate_limits;
 #[path = "conformance/sessions.rs"]
@@ -32,6 +34,7 @@ use key_changes::*;
 use leaks::*;
 use lifecycle::*;
 use queue::*;
+use queue_batches::*;
 use rate_limits::*;
 use sessions::*;
 use usage::*;
@@ -138,6 +141,9 @@ conformance!(
     cancels_depend_on_where_the_request_is,
     concurrent_claimers_each_get_a_different_request,
     an_apps_running_requests_are_capped_across_claimers,
+    a_batch_claim_takes_requests_in_queue_order_up_to_its_room,
+    dead_leases_are_taken_over_only_when_asked,
+    concurrent_batch_claimers_share_the_limit_and_the_requests,
     keys_are_found_by_their_secret_hash_only,
     audit_events_are_listed_newest_first_in_pages,
     audit_events_filter_by_kind_and_key,

@@ -88,8 +88,8 @@ pub struct Queue {
     sweep: std::sync::atomic::AtomicBool,
     /// Webhooks may be due.
     webhooks_due: Notify,
-    /// Requests of each app running here.
-    running: Mutex<std::collections::HashMap<(String, String), usize>>,
+    /// Each app's requests running here, and whether more may wait.
+    slots: Mutex<std::collections::HashMap<(String, String), Slots>>,
     /// Submitted requests waiting for the next commit (see [`Queue::submit`]).
     pending: Mutex<Vec<Pending>>,
     /// Held by the one commit under way.
@@ -97,6 +97,21 @@ pub struct Queue {
     /// Where a request's key is looked up before it runs: a request of a
     /// key revoked since it was queued does not run.
     keys: Option<Arc<dyn fal_store::KeyLookup>>,
+}
+
+/// One app's share of this server's workers.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Requests running here, and slots held by a claim under way.
+    running: usize,
+    /// Requests may be waiting: the last claim was stopped by the limit on
+    /// running ones, not by an empty queue. A request that ends then
+    /// wakes the workers for the app; otherwise only a new request does.
+    backlog: bool,
+    /// A claim is under way (see [`Slots::freed_while_claiming`]).
+    claiming: bool,
+    /// Requests that ended while the claim ran.
+    freed_while_claiming: usize,
 }
 
 /// A submitted request, and who to tell once it is stored.
@@ -125,7 +140,7 @@ impl Queue {
             hints: Mutex::new(Vec::new()),
             sweep: std::sync::atomic::AtomicBool::new(true),
             webhooks_due: Notify::new(),
-            running: Mutex::new(Default::default()),
+            slots: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
             committing: Arc::new(tokio::sync::Mutex::new(())),
             keys: None,

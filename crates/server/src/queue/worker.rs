@@ -13,7 +13,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use fal_core::{Principal, Scope, Timestamp};
 use fal_store::AppRecord;
-use fal_store::queue::{Claimed, NewQueued, QueueResult};
+use fal_store::queue::{ClaimAsk, Claimed, NewQueued, QueueResult};
 
 use super::Queue;
 use crate::error::ApiError;
@@ -51,7 +51,8 @@ impl Queue {
     /// Claims what this server has room for.
     async fn dispatch(self: &Arc<Self>) {
         let mut apps = std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()));
-        if self.sweep.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        let sweeping = self.sweep.swap(false, std::sync::atomic::Ordering::AcqRel);
+        if sweeping {
             match self.store.apps_with_work(self.clock.now()).await {
                 Ok(all) => {
                     for app in all {
@@ -75,34 +76,42 @@ impl Queue {
             }
             .unwrap_or(self.config.concurrency)
             .max(1);
-            let running = i64::try_from(limit).unwrap_or(i64::MAX);
-            while self.take_slot(&owner, &name, limit) {
-                let lease_until = self.lease_from(self.clock.now());
-                let now = self.clock.now();
-                let claimed = self
-                    .store
-                    .claim((&owner, &name), &self.worker_id, now, lease_until, running)
-                    .await;
-                match claimed {
-                    Ok(Some(c)) => {
-                        let queue = self.clone();
-                        tokio::spawn(async move {
-                            let (owner, name) = (c.request.owner.clone(), c.request.name.clone());
-                            queue.run_one(c).await;
-                            queue.free_slot(&owner, &name);
-                            queue.wake_app(&owner, &name);
-                        });
-                    }
-                    Ok(None) => {
-                        self.free_slot(&owner, &name);
-                        break;
-                    }
-                    Err(e) => {
-                        self.free_slot(&owner, &name);
-                        tracing::warn!(error = %e, "could not claim a queued request");
-                        break;
-                    }
+            let want = self.take_slots(&owner, &name, limit);
+            if want == 0 {
+                continue;
+            }
+            let now = self.clock.now();
+            let ask = ClaimAsk {
+                app: (&owner, &name),
+                worker: &self.worker_id,
+                now,
+                lease_until: self.lease_from(now),
+                running: i64::try_from(limit).unwrap_or(i64::MAX),
+                want: u32::try_from(want).unwrap_or(u32::MAX),
+                take_over: sweeping,
+            };
+            let claims = match self.store.claim_many(ask).await {
+                Ok(claims) => claims,
+                Err(e) => {
+                    // Tried again when a slot frees, or at the next sweep.
+                    self.settle_slots(&owner, &name, want, true);
+                    tracing::warn!(error = %e, "could not claim queued requests");
+                    continue;
                 }
+            };
+            let unused = want.saturating_sub(claims.requests.len());
+            if self.settle_slots(&owner, &name, unused, !claims.exhausted) {
+                self.wake_app(&owner, &name);
+            }
+            for c in claims.requests {
+                let queue = self.clone();
+                tokio::spawn(async move {
+                    let (owner, name) = (c.request.owner.clone(), c.request.name.clone());
+                    queue.run_one(c).await;
+                    if queue.finished(&owner, &name) {
+                        queue.wake_app(&owner, &name);
+                    }
+                });
             }
         }
     }
@@ -111,23 +120,51 @@ impl Queue {
         now.plus_millis(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX))
     }
 
-    fn take_slot(&self, owner: &str, name: &str, limit: usize) -> bool {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let n = running
+    /// Takes the app's free slots (up to `limit` running here) for a
+    /// claim; none left marks it as having a backlog.
+    fn take_slots(&self, owner: &str, name: &str, limit: usize) -> usize {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let app = slots
             .entry((owner.to_owned(), name.to_owned()))
             .or_default();
-        if *n >= limit {
-            return false;
+        let free = limit.saturating_sub(app.running);
+        if free == 0 {
+            app.backlog = true;
+            return 0;
         }
-        *n += 1;
-        true
+        app.running += free;
+        app.claiming = true;
+        app.freed_while_claiming = 0;
+        free
     }
 
-    fn free_slot(&self, owner: &str, name: &str) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = running.get_mut(&(owner.to_owned(), name.to_owned())) {
-            *n = n.saturating_sub(1);
+    /// Ends a claim of the app: gives back its `unused` slots, and notes
+    /// whether requests may still wait (`backlog`). Returns whether the
+    /// app should be looked at again at once: it has a backlog and a slot
+    /// was freed while the claim ran (that request's end did not wake it).
+    fn settle_slots(&self, owner: &str, name: &str, unused: usize, backlog: bool) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(app) = slots.get_mut(&(owner.to_owned(), name.to_owned())) else {
+            return false;
+        };
+        app.running = app.running.saturating_sub(unused);
+        app.backlog = backlog;
+        app.claiming = false;
+        backlog && app.freed_while_claiming > 0
+    }
+
+    /// A request of the app ended here: frees its slot. Returns whether
+    /// requests may wait for it.
+    fn finished(&self, owner: &str, name: &str) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(app) = slots.get_mut(&(owner.to_owned(), name.to_owned())) else {
+            return false;
+        };
+        app.running = app.running.saturating_sub(1);
+        if app.claiming {
+            app.freed_while_claiming += 1;
         }
+        app.backlog
     }
 
     /// Runs one claimed request to its end, and stores the answer.
@@ -175,7 +212,9 @@ impl Queue {
             .complete(&r.request_id, &self.worker_id, &result, self.clock.now())
             .await;
         match done {
-            Ok(true) => self.webhooks_due.notify_one(),
+            // Only a request with a webhook has one to deliver.
+            Ok(true) if r.webhook.is_some() => self.webhooks_due.notify_one(),
+            Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(request_id = %r.request_id, "a queued request was completed elsewhere")
             }

@@ -273,6 +273,30 @@ async fn an_app_token_queues_for_its_apps_only() {
 }
 
 #[tokio::test]
+async fn a_freed_slot_runs_the_next_waiting_request_without_waiting_for_a_sweep() {
+    // One at a time: each request that ends must start the next itself.
+    // Were ends not to wake the workers, only the sweep (every 2 s) would
+    // find the waiting ones, and three hand-offs could not fit in 1.5 s.
+    let (app, u, auth) = held_app().await;
+    for n in 0..4 {
+        submit(&app, &auth, "/queue/acme/hold", json!({ "n": n })).await;
+    }
+    wait_for("the first to run", || u.hits.load(Ordering::SeqCst) == 1).await;
+    let started = Instant::now();
+    for next in 2..=4 {
+        u.release_held.add_permits(1);
+        while u.hits.load(Ordering::SeqCst) < next {
+            assert!(
+                started.elapsed() < Duration::from_millis(1_500),
+                "request {next} did not start after the one before it ended"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    u.release_held.add_permits(1);
+}
+
+#[tokio::test]
 async fn an_apps_concurrency_caps_how_many_of_its_requests_run() {
     let (app, u, auth) = held_app().await;
     let base = app.admin().list_apps().await.unwrap();
