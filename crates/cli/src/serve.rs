@@ -57,6 +57,9 @@ fn init_logging(format: Option<&str>, access_log: bool) {
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format.as_deref(), args.access_log == "on");
+    for warning in &args.warnings {
+        tracing::warn!("{warning}");
+    }
     let mut config = config_from(args.data)?;
     config.listen = args.listen;
     config.demo = args.demo;
