@@ -279,3 +279,34 @@ fn the_database_url_comes_from_a_file_on_postgres() {
     rt.block_on(fal_store::testing::drop_database(&base, &url))
         .unwrap();
 }
+
+#[test]
+fn the_example_config_file_holds_only_keys_and_values_fal_takes() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/fal.toml.example");
+    let text = std::fs::read_to_string(&example).unwrap();
+    // The commented-out settings too: uncommented, with the credentials
+    // they name made here.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = s(dir.path());
+    let mut keys = 0;
+    let all: String = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(setting) if setting.contains(" = ") && !setting.starts_with(' ') => {
+                setting.to_owned()
+            }
+            _ => l.to_owned(),
+        })
+        .inspect(|l| keys += usize::from(l.contains(" = ")))
+        .map(|l| l.replace("/run/credentials/fal.service", &creds) + "\n")
+        .collect();
+    assert!(keys >= 15, "{keys} keys in the example");
+    for name in ["database-url", "github-client-secret"] {
+        write(dir.path(), name, "not-a-real-secret\n", 0o600);
+    }
+    for text in [text, all] {
+        let config = write(dir.path(), "fal.toml", &text, 0o600);
+        let out = serve_output(&["--config", &s(&config), "--print-config"], &[]);
+        assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    }
+}
