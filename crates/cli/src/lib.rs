@@ -111,8 +111,8 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
-/// Where a server keeps its data.
-#[derive(Debug, Clone, Args)]
+/// Where a server keeps its data. (`Debug` masks the database URL.)
+#[derive(Clone, Args)]
 pub struct DataArgs {
     /// Data directory (SQLite database and pepper file).
     /// Default: $XDG_DATA_HOME/fal, else ~/.local/share/fal.
@@ -248,8 +248,8 @@ pub struct ServeArgs {
     pub warnings: Vec<String>,
 }
 
-/// GitHub sign-in settings of `fal serve`.
-#[derive(Debug, Clone, Args)]
+/// GitHub sign-in settings of `fal serve`. (`Debug` masks the secret.)
+#[derive(Clone, Args)]
 pub struct GithubArgs {
     /// The GitHub OAuth app's client id (enables GitHub sign-in).
     #[arg(long, env = "FAL_GITHUB_CLIENT_ID", requires = "github_client_secret")]

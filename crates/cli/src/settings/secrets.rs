@@ -116,3 +116,32 @@ pub(super) fn read_secrets(
     }
     Ok(())
 }
+
+/// What `Debug` shows of a secret that is set.
+fn masked(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "********")
+}
+
+impl std::fmt::Debug for crate::DataArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataArgs")
+            .field("data_dir", &self.data_dir)
+            .field("pepper_file", &self.pepper_file)
+            .field("database_url", &masked(&self.database_url))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for crate::GithubArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubArgs")
+            .field("github_client_id", &self.github_client_id)
+            .field("github_client_secret", &masked(&self.github_client_secret))
+            .field("github_url", &self.github_url)
+            .field("github_api_url", &self.github_api_url)
+            .field("github_allow_users", &self.github_allow_users)
+            .field("github_allow_user_ids", &self.github_allow_user_ids)
+            .field("github_allow_orgs", &self.github_allow_orgs)
+            .finish()
+    }
+}

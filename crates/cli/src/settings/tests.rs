@@ -204,6 +204,7 @@ fn a_secret_read_from_a_file_loses_its_trailing_newline_only() {
         args.github.github_client_secret.as_deref(),
         Some(" s3cret ")
     );
+    assert!(!format!("{args:?}").contains("s3cret"), "{args:?}");
     assert!(args.warnings.is_empty());
     // The same from the config file, for the database URL.
     let files = Mem::default()
@@ -214,6 +215,7 @@ fn a_secret_read_from_a_file_loses_its_trailing_newline_only() {
         args.data.database_url.as_deref(),
         Some("postgres://fal:pw@db/fal")
     );
+    assert!(!format!("{args:?}").contains("pw@"), "{args:?}");
 }
 
 #[test]
