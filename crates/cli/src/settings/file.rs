@@ -11,9 +11,11 @@ use super::{Origin, Plan, SettingsError, file_keys, given_there, is_secret, key_
 use crate::config_file::{self, Entry, FileValue};
 
 /// Checks every entry of the file and plans those that no flag or
-/// variable overrides.
+/// variable overrides. Keys of `elsewhere` that `cmd` lacks are passed
+/// over.
 pub(super) fn apply_file(
     cmd: &Command,
+    elsewhere: Option<&Command>,
     given: &ArgMatches,
     path: &Path,
     text: &str,
@@ -25,6 +27,9 @@ pub(super) fn apply_file(
     })?;
     for entry in entries {
         let Some(arg) = file_keys(cmd).find(|a| key_of(a) == entry.key) else {
+            if elsewhere.is_some_and(|c| file_keys(c).any(|a| key_of(a) == entry.key)) {
+                continue;
+            }
             return Err(SettingsError::UnknownKey {
                 path: path.to_owned(),
                 line: entry.line,

@@ -35,8 +35,12 @@ use crate::config_file;
 const CONFIG: &str = "config";
 /// The id of `--print-config`.
 const PRINT_CONFIG: &str = "print_config";
-/// The commands that take `--config`, as their subcommand paths.
-const WITH_CONFIG: &[&[&str]] = &[&["serve"]];
+/// The command whose keys the config file holds, and which prints them.
+const SERVE: &[&str] = &["serve"];
+/// The commands that take `--config`, as their subcommand paths: `fal
+/// serve`, and `fal admin recover-key`, which takes the keys of its own
+/// flags from the server's file and passes over the others.
+const WITH_CONFIG: &[&[&str]] = &[SERVE, &["admin", "recover-key"]];
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -148,8 +152,8 @@ impl Files for RealFiles {
     }
 }
 
-/// The `fal` command with what this module adds: `--config` and
-/// `--print-config` on `fal serve`, a `--NAME-file` flag beside every
+/// The `fal` command with what this module adds: `--config` (and
+/// `--print-config` on `fal serve`), a `--NAME-file` flag beside every
 /// secret.
 pub fn command() -> Command {
     let mut cmd = secrets::with_secret_files(Cli::command());
@@ -166,18 +170,19 @@ pub fn command() -> Command {
                          queue_concurrency); flags and variables win over it",
                     ),
             )
-            .arg(
-                Arg::new(PRINT_CONFIG)
-                    .long("print-config")
-                    .action(ArgAction::SetTrue)
-                    .help(
-                        "Print every setting, its value and where it came from (secrets \
-                         masked), then exit",
-                    ),
-            )
         });
     }
-    cmd
+    at(cmd, SERVE, &|c: Command| {
+        c.arg(
+            Arg::new(PRINT_CONFIG)
+                .long("print-config")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Print every setting, its value and where it came from (secrets \
+                     masked), then exit",
+                ),
+        )
+    })
 }
 
 /// Applies `f` to the subcommand at `path`.
@@ -258,7 +263,10 @@ where
             source,
         })?;
         plan.config = Some(config.clone());
-        file::apply_file(leaf_cmd, given, config, &text, &mut plan)?;
+        // Keys of `fal serve` that this command has no flag for are
+        // passed over (`fal admin recover-key` reads the server's file).
+        let serve = find_path(&cmd, SERVE).filter(|s| !std::ptr::eq(*s, leaf_cmd));
+        file::apply_file(leaf_cmd, serve, given, config, &text, &mut plan)?;
     }
     secrets::read_secrets(leaf_cmd, given, files, &mut plan)?;
     finish(&cmd, &argv, plan)
@@ -273,6 +281,10 @@ fn leaf(m: &ArgMatches) -> (Vec<String>, &ArgMatches) {
         m = sub;
     }
     (path, m)
+}
+
+fn find_path<'c>(cmd: &'c Command, path: &[&str]) -> Option<&'c Command> {
+    path.iter().try_fold(cmd, |c, name| c.find_subcommand(name))
 }
 
 fn find<'c>(cmd: &'c Command, path: &[String]) -> Option<&'c Command> {

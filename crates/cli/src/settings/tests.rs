@@ -358,3 +358,35 @@ fn print_config_shows_each_value_and_source_and_masks_secrets() {
         "{text}"
     );
 }
+
+#[test]
+fn recover_key_takes_its_own_keys_from_the_servers_file() {
+    let files = Mem::default()
+        .with(
+            C,
+            "listen = \"0.0.0.0:8420\"\ndata_dir = \"/var/lib/fal\"\nqueue_concurrency = 3\n\
+             database_url_file = \"/run/db\"\n",
+        )
+        .with("/run/db", "postgres://fal:pw@db/fal\n");
+    let Parsed::Run(cli) = parse(["fal", "admin", "recover-key", "--config", C], &files).unwrap()
+    else {
+        panic!("printed");
+    };
+    let Command::Admin(crate::AdminCommand::RecoverKey { data }) = cli.command else {
+        panic!("{:?}", cli.command);
+    };
+    assert_eq!(data.data_dir.as_deref(), Some(Path::new("/var/lib/fal")));
+    assert_eq!(
+        data.database_url.as_deref(),
+        Some("postgres://fal:pw@db/fal")
+    );
+    // A key of no command is still an error; --print-config is serve's.
+    let files = Mem::default().with(C, "data_dir = \"/x\"\nlisten_on = 1\n");
+    let err = parse(["fal", "admin", "recover-key", "--config", C], &files).unwrap_err();
+    assert!(
+        matches!(err, SettingsError::UnknownKey { line: 2, .. }),
+        "{err:?}"
+    );
+    let err = parse(["fal", "admin", "recover-key", "--print-config"], &files).unwrap_err();
+    assert!(matches!(err, SettingsError::Usage { .. }), "{err:?}");
+}
