@@ -1,5 +1,6 @@
 //! Secrets in files: `--NAME-file`, `FAL_NAME_FILE` and `name_file` beside
-//! every secret `--NAME`, read here into the secret's own flag.
+//! every secret `--NAME`, read here into the secret's own flag. And the
+//! `Debug` of the argument structs that hold secrets, which masks them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use clap::{Arg, ArgMatches, Command};
 
 use super::{Files, Origin, Plan, SettingsError, given_there, is_secret, key_of};
 
+/// Adds the `--NAME-file` flag of every secret of `cmd` and of its
+/// subcommands.
 pub(super) fn with_secret_files(mut cmd: Command) -> Command {
     let files: Vec<Arg> = cmd
         .get_arguments()
