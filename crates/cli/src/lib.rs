@@ -130,6 +130,9 @@ pub struct DataArgs {
 /// `fal serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// What reading the settings found worth a warning, logged at start.
+    #[arg(skip)]
+    pub warnings: Vec<String>,
     /// Address to listen on.
     #[arg(long, env = "FAL_LISTEN", default_value = fal_server::config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -243,9 +246,6 @@ pub struct ServeArgs {
         default_value = fal_server::secret_scanning::DEFAULT_KEYS_URL
     )]
     pub secret_scanning_keys_url: String,
-    /// What reading the settings found worth a warning, logged at start.
-    #[arg(skip)]
-    pub warnings: Vec<String>,
 }
 
 /// GitHub sign-in settings of `fal serve`. (`Debug` masks the secret.)
