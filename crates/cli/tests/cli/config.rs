@@ -310,3 +310,72 @@ fn the_example_config_file_holds_only_keys_and_values_fal_takes() {
         assert!(out.status.success(), "{text}\n{}", stderr(&out));
     }
 }
+
+/// The `key = value` lines of `--print-config`, without their sources.
+fn settings(printed: &str) -> Vec<String> {
+    printed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            l.rsplit_once("  # ")
+                .map_or(l, |(setting, _)| setting)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn what_print_config_prints_is_a_config_file_with_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve_output(
+        &[
+            "--print-config",
+            "--workers",
+            "3",
+            "--operators",
+            "alice,1234",
+            "--demo",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = String::from_utf8(out.stdout).unwrap();
+    // Every flag of `fal serve --help` is a key (set or not).
+    let help = fal().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let mut flags = 0;
+    for word in help.split_whitespace() {
+        let Some(flag) = word.strip_prefix("--") else {
+            continue;
+        };
+        let flag = flag.trim_end_matches([',', '.', ')']);
+        if !flag.starts_with(|c: char| c.is_ascii_lowercase())
+            // `fal`'s own flags (the client's --host and --key) are not
+            // the server's settings.
+            || ["help", "config", "print-config", "host", "key"].contains(&flag)
+        {
+            continue;
+        }
+        let key = flag.replace('-', "_");
+        flags += 1;
+        assert!(
+            first
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = ")) || l == format!("# {key}: not set")),
+            "--{flag} is not a key:\n{first}"
+        );
+    }
+    assert!(flags >= 30, "{flags} flags in fal serve --help");
+    // Fed back as the config file, it gives the same settings, each from
+    // the file.
+    let config = write(dir.path(), "fal.toml", &first, 0o600);
+    let out = serve_output(&["--config", &s(&config), "--print-config"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(settings(&first), settings(&second));
+    for line in second.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.contains(&format!("# {}:", s(&config))), "{line}");
+    }
+}
