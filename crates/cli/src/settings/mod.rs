@@ -62,10 +62,12 @@ pub enum SettingsError {
         notes: Vec<String>,
     },
     /// The config file or a secret's file cannot be read.
-    #[error("cannot read {what} {}: {source}", path.display())]
+    #[error("cannot read {what} {}{via}: {source}", path.display())]
     Read {
-        what: String,
+        what: &'static str,
         path: PathBuf,
+        /// What named the file, in brackets, if not `--config`.
+        via: String,
         source: std::io::Error,
     },
     /// The config file is not TOML of top-level keys.
@@ -258,8 +260,9 @@ where
     let mut plan = Plan::default();
     if let Ok(Some(config)) = given.try_get_one::<PathBuf>(CONFIG) {
         let text = files.read(config).map_err(|source| SettingsError::Read {
-            what: "the config file".into(),
+            what: "the config file",
             path: config.clone(),
+            via: String::new(),
             source,
         })?;
         plan.config = Some(config.clone());

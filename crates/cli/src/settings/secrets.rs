@@ -87,8 +87,9 @@ pub(super) fn read_secrets(
             _ => plan.paths.get(&id).cloned().unwrap_or_default(),
         };
         let text = files.read(&path).map_err(|source| SettingsError::Read {
-            what: format!("the secret file ({path_from})"),
+            what: "the secret file",
             path: path.clone(),
+            via: format!(" ({path_from})"),
             source,
         })?;
         let value = text
