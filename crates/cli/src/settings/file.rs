@@ -43,6 +43,9 @@ pub(super) fn apply_file(
             key: entry.key.clone(),
             why,
         })?;
+        if is_secret(arg) {
+            plan.secret_keys.push(entry.key.clone());
+        }
         if given_there(given, arg).is_some() {
             continue;
         }

@@ -236,6 +236,8 @@ struct Plan {
     origins: HashMap<String, Origin>,
     /// The paths the file gives (`*_file` keys), by flag id.
     paths: HashMap<String, PathBuf>,
+    /// The file's keys that hold a secret itself.
+    secret_keys: Vec<String>,
     warnings: Vec<String>,
 }
 
@@ -270,6 +272,15 @@ where
         // passed over (`fal admin recover-key` reads the server's file).
         let serve = find_path(&cmd, SERVE).filter(|s| !std::ptr::eq(*s, leaf_cmd));
         file::apply_file(leaf_cmd, serve, given, config, &text, &mut plan)?;
+        if !plan.secret_keys.is_empty() && files.world_readable(config) {
+            plan.warnings.push(format!(
+                "the config file {} holds secrets ({}) and is readable by every user of this \
+                 machine: chmod 0600 it, or name files holding them ({}_file)",
+                config.display(),
+                plan.secret_keys.join(", "),
+                plan.secret_keys[0],
+            ));
+        }
     }
     secrets::read_secrets(leaf_cmd, given, files, &mut plan)?;
     finish(&cmd, &argv, plan)

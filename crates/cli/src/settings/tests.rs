@@ -390,3 +390,22 @@ fn recover_key_takes_its_own_keys_from_the_servers_file() {
     let err = parse(["fal", "admin", "recover-key", "--print-config"], &files).unwrap_err();
     assert!(matches!(err, SettingsError::Usage { .. }), "{err:?}");
 }
+
+#[test]
+fn a_config_file_with_a_secret_that_every_user_may_read_is_warned_about() {
+    let text = "demo = true\ndatabase_url = \"postgres://fal:pw@db/fal\"\n";
+    let files = Mem::default().world_readable(C, text);
+    let args = serve(&["--config", C], &files).unwrap();
+    assert_eq!(args.warnings.len(), 1, "{:?}", args.warnings);
+    assert!(
+        args.warnings[0].contains(C) && args.warnings[0].contains("database_url"),
+        "{:?}",
+        args.warnings
+    );
+    assert!(!args.warnings[0].contains("pw@"));
+    // Without a secret in it, or readable only by its owner: no warning.
+    let files = Mem::default().world_readable(C, "demo = true\n");
+    assert!(serve(&["--config", C], &files).unwrap().warnings.is_empty());
+    let files = Mem::default().with(C, text);
+    assert!(serve(&["--config", C], &files).unwrap().warnings.is_empty());
+}
