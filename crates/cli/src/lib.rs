@@ -133,6 +133,9 @@ pub struct ServeArgs {
     /// What reading the settings found worth a warning, logged at start.
     #[arg(skip)]
     pub warnings: Vec<String>,
+    /// The config file read (`--config`), printed at start.
+    #[arg(skip)]
+    pub config_file: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "FAL_LISTEN", default_value = fal_server::config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,

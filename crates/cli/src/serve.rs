@@ -110,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.secret_scanning_keys_url = args.secret_scanning_keys_url;
     let tls = config.tls.is_some();
     let workers = args.workers;
+    let config_file = args.config_file;
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
     app.check_tls()?;
     if let Some(key) = app.take_bootstrap_key() {
@@ -122,6 +123,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGTERM right after start still stops gracefully.
     let shutdown = shutdown_signal()?;
     let listen = app.config().listen;
+    if let Some(path) = &config_file {
+        println!("config: {}", path.display());
+    }
     println!("data: {}", app.config().describe_storage());
     println!("pepper: {}", app.config().pepper_path().display());
     if app.config().demo {

@@ -341,7 +341,10 @@ fn finish(cmd: &Command, argv: &[OsString], plan: Plan) -> Result<Parsed, Settin
     }
     let mut cli = Cli::from_arg_matches(&matches)?;
     match &mut cli.command {
-        crate::Command::Serve(args) => args.warnings = plan.warnings,
+        crate::Command::Serve(args) => {
+            args.warnings = plan.warnings;
+            args.config_file = plan.config;
+        }
         _ => {
             for w in plan.warnings {
                 eprintln!("warning: {w}");

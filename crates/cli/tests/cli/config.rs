@@ -63,6 +63,11 @@ fn a_config_file_sets_what_the_server_runs_with() {
     );
     let server = serve(dir.path(), &["--config", &s(&config)], &[]);
     assert!(server.banner.contains(&s(&data)), "{}", server.banner);
+    assert!(
+        server.banner.contains(&format!("config: {}\n", s(&config))),
+        "{}",
+        server.banner
+    );
     assert!(server.banner.contains("demo app: fal-ai/echo"));
     let admin = server.bootstrap();
     let out = server.ok(&admin, &["run", "fal-ai/echo", "-d", "{\"from\":\"file\"}"]);
