@@ -218,6 +218,7 @@ fn secrets_come_from_files_never_reach_the_log_and_come_once() {
     );
     let admin = server.bootstrap();
     server.ok(&admin, &["auth", "whoami"]);
+    assert!(!server.banner.contains("gh-s3cret"), "{}", server.banner);
     let log = server.stop();
     assert!(!log.contains("gh-s3cret"), "the secret is in the log");
     #[cfg(unix)]
