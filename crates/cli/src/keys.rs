@@ -1,11 +1,97 @@
-//! `fal key …` and `fal auth whoami`.
+//! `fal key …` (its grammar and what it does) and `fal auth whoami`.
 
+use clap::Subcommand;
 use fal_client::{Client, Expiry, credentials};
 use fal_core::{Alias, ExpiryPolicy, Grace, RateLimit, Timestamp};
 use serde_json::json;
 
-use crate::KeyCommand;
 use crate::output::generated_key_message;
+
+/// `fal key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key pair; the secret is printed once (`fal keys create` is the same).
+    #[command(visible_alias = "create")]
+    Generate {
+        /// ADMIN (everything) or API (ready-to-use models only).
+        #[arg(long, value_parser = ["ADMIN", "API"], ignore_case = true)]
+        scope: String,
+        /// A label for the key.
+        #[arg(long, alias = "desc", default_value = "")]
+        alias: String,
+        /// Calls allowed per second, minute or hour: 100/s, 100/min or
+        /// 100/h (unlimited when left out).
+        #[arg(long, value_name = "CALLS/PERIOD")]
+        rate_limit: Option<String>,
+        /// The key stops working this long after it is made: 90s, 15m,
+        /// 12h, 30d or 2w (a roll gives the new key as long again).
+        #[arg(long, value_name = "SPAN", conflicts_with = "expires_at")]
+        expires_in: Option<String>,
+        /// The key stops working at this instant (RFC 3339, e.g.
+        /// 2026-12-31T23:59:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires_at: Option<String>,
+        /// Print the server's JSON instead of the message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll a key: a new key pair with the same alias, scope, expiry
+    /// policy and rate limit (the secret is printed once); the old pair
+    /// stops working when the grace ends.
+    Roll {
+        /// The key id to roll.
+        key_id: String,
+        /// How long the old pair keeps working: 0 (the default: at once)
+        /// to 7d, e.g. 1h.
+        #[arg(long, value_name = "SPAN")]
+        grace: Option<String>,
+        /// Print the server's JSON instead of the message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your keys.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a key's rate limit: set it with --rate-limit, or lift it
+    /// with --no-rate-limit.
+    #[command(group(clap::ArgGroup::new("limit").required(true).args(["rate_limit", "no_rate_limit"])))]
+    Update {
+        /// The key id to change.
+        key_id: String,
+        /// The new limit: 100/s, 100/min or 100/h.
+        #[arg(long, value_name = "CALLS/PERIOD")]
+        rate_limit: Option<String>,
+        /// Lift the key's rate limit (unlimited).
+        #[arg(long)]
+        no_rate_limit: bool,
+        /// Print the key as the server lists it, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A key's calls over the last 30 days: accepted, and refused by
+    /// reason (wrong secret, revoked, rate-limited, expired), per day.
+    Usage {
+        /// The key id.
+        key_id: String,
+        /// One row per hour instead of per day.
+        #[arg(long)]
+        hourly: bool,
+        /// Start at this day (2026-11-28) or instant (2026-11-28T10:00:00Z), UTC.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print the server's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; it is refused from the next request on.
+    Revoke {
+        /// The key id to revoke.
+        key_id: String,
+    },
+}
 
 /// A client with the first credentials found: `--key`, `FAL_KEY`,
 /// `FAL_KEY_ID`+`FAL_KEY_SECRET`, then the GitHub login (for this host).

@@ -4,7 +4,9 @@
 //! # Layout
 //! - this file: the argument grammar (clap) and dispatch;
 //! - [`serve`]: `fal serve` and `fal admin recover-key`;
-//! - [`keys`]: `fal key …` and `fal auth whoami`; [`key_usage`]: `fal key usage`;
+//! - [`settings`]: where their settings come from (flags, environment,
+//!   `--config` file, secrets' files); [`config_file`]: that file's text;
+//! - [`keys`]: `fal key …` (its grammar too) and `fal auth whoami`; [`key_usage`]: `fal key usage`;
 //! - [`audit`]: `fal audit`;
 //! - [`apps`]: `fal apps …` and `fal run`;
 //! - [`queue`]: `fal run --queue`;
@@ -14,13 +16,17 @@
 
 pub mod apps;
 pub mod audit;
+pub mod config_file;
 pub mod key_usage;
 pub mod keys;
 pub mod login;
 pub mod output;
 pub mod queue;
 pub mod serve;
+pub mod settings;
 pub mod users;
+
+pub use keys::KeyCommand;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,8 +111,8 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
-/// Where a server keeps its data.
-#[derive(Debug, Clone, Args)]
+/// Where a server keeps its data. (`Debug` masks the database URL.)
+#[derive(Clone, Args)]
 pub struct DataArgs {
     /// Data directory (SQLite database and pepper file).
     /// Default: $XDG_DATA_HOME/fal, else ~/.local/share/fal.
@@ -124,6 +130,12 @@ pub struct DataArgs {
 /// `fal serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// What reading the settings found worth a warning, logged at start.
+    #[arg(skip)]
+    pub warnings: Vec<String>,
+    /// The config file read (`--config`), printed at start.
+    #[arg(skip)]
+    pub config_file: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "FAL_LISTEN", default_value = fal_server::config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -239,8 +251,8 @@ pub struct ServeArgs {
     pub secret_scanning_keys_url: String,
 }
 
-/// GitHub sign-in settings of `fal serve`.
-#[derive(Debug, Clone, Args)]
+/// GitHub sign-in settings of `fal serve`. (`Debug` masks the secret.)
+#[derive(Clone, Args)]
 pub struct GithubArgs {
     /// The GitHub OAuth app's client id (enables GitHub sign-in).
     #[arg(long, env = "FAL_GITHUB_CLIENT_ID", requires = "github_client_secret")]
@@ -303,92 +315,6 @@ pub enum AppsCommand {
     },
 }
 
-/// `fal key …`.
-#[derive(Debug, Subcommand)]
-pub enum KeyCommand {
-    /// Generate a key pair; the secret is printed once (`fal keys create` is the same).
-    #[command(visible_alias = "create")]
-    Generate {
-        /// ADMIN (everything) or API (ready-to-use models only).
-        #[arg(long, value_parser = ["ADMIN", "API"], ignore_case = true)]
-        scope: String,
-        /// A label for the key.
-        #[arg(long, alias = "desc", default_value = "")]
-        alias: String,
-        /// Calls allowed per second, minute or hour: 100/s, 100/min or
-        /// 100/h (unlimited when left out).
-        #[arg(long, value_name = "CALLS/PERIOD")]
-        rate_limit: Option<String>,
-        /// The key stops working this long after it is made: 90s, 15m,
-        /// 12h, 30d or 2w (a roll gives the new key as long again).
-        #[arg(long, value_name = "SPAN", conflicts_with = "expires_at")]
-        expires_in: Option<String>,
-        /// The key stops working at this instant (RFC 3339, e.g.
-        /// 2026-12-31T23:59:00Z).
-        #[arg(long, value_name = "RFC3339")]
-        expires_at: Option<String>,
-        /// Print the server's JSON instead of the message.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Roll a key: a new key pair with the same alias, scope, expiry
-    /// policy and rate limit (the secret is printed once); the old pair
-    /// stops working when the grace ends.
-    Roll {
-        /// The key id to roll.
-        key_id: String,
-        /// How long the old pair keeps working: 0 (the default: at once)
-        /// to 7d, e.g. 1h.
-        #[arg(long, value_name = "SPAN")]
-        grace: Option<String>,
-        /// Print the server's JSON instead of the message.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List your keys.
-    List {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change a key's rate limit: set it with --rate-limit, or lift it
-    /// with --no-rate-limit.
-    #[command(group(clap::ArgGroup::new("limit").required(true).args(["rate_limit", "no_rate_limit"])))]
-    Update {
-        /// The key id to change.
-        key_id: String,
-        /// The new limit: 100/s, 100/min or 100/h.
-        #[arg(long, value_name = "CALLS/PERIOD")]
-        rate_limit: Option<String>,
-        /// Lift the key's rate limit (unlimited).
-        #[arg(long)]
-        no_rate_limit: bool,
-        /// Print the key as the server lists it, as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// A key's calls over the last 30 days: accepted, and refused by
-    /// reason (wrong secret, revoked, rate-limited, expired), per day.
-    Usage {
-        /// The key id.
-        key_id: String,
-        /// One row per hour instead of per day.
-        #[arg(long)]
-        hourly: bool,
-        /// Start at this day (2026-11-28) or instant (2026-11-28T10:00:00Z), UTC.
-        #[arg(long)]
-        since: Option<String>,
-        /// Print the server's JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a key; it is refused from the next request on.
-    Revoke {
-        /// The key id to revoke.
-        key_id: String,
-    },
-}
-
 /// `fal auth …`.
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
@@ -441,7 +367,22 @@ pub enum UsersCommand {
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match settings::parse(std::env::args_os(), &settings::RealFiles) {
+        Ok(settings::Parsed::Run(cli)) => *cli,
+        Ok(settings::Parsed::Printed(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(settings::SettingsError::Usage { error, notes }) if notes.is_empty() => error.exit(),
+        Err(e @ settings::SettingsError::Usage { .. }) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -57,6 +57,9 @@ fn init_logging(format: Option<&str>, access_log: bool) {
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format.as_deref(), args.access_log == "on");
+    for warning in &args.warnings {
+        tracing::warn!("{warning}");
+    }
     let mut config = config_from(args.data)?;
     config.listen = args.listen;
     config.demo = args.demo;
@@ -107,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.secret_scanning_keys_url = args.secret_scanning_keys_url;
     let tls = config.tls.is_some();
     let workers = args.workers;
+    let config_file = args.config_file;
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
     app.check_tls()?;
     if let Some(key) = app.take_bootstrap_key() {
@@ -119,6 +123,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGTERM right after start still stops gracefully.
     let shutdown = shutdown_signal()?;
     let listen = app.config().listen;
+    if let Some(path) = &config_file {
+        println!("config: {}", path.display());
+    }
     println!("data: {}", app.config().describe_storage());
     println!("pepper: {}", app.config().pepper_path().display());
     if app.config().demo {

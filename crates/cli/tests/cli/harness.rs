@@ -25,6 +25,12 @@ const FAL_VARS: &[&str] = &[
     "FAL_SECRET_SCANNING_KEYS_URL",
     "FAL_LOG_FORMAT",
     "FAL_ACCESS_LOG",
+    "FAL_CONFIG",
+    "FAL_DATABASE_URL",
+    "FAL_DATABASE_URL_FILE",
+    "FAL_GITHUB_CLIENT_ID",
+    "FAL_GITHUB_CLIENT_SECRET",
+    "FAL_GITHUB_CLIENT_SECRET_FILE",
     "RUST_LOG",
 ];
 
@@ -98,13 +104,10 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = fal();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .stdout(Stdio::piped())
-            .args(extra)
-            .stderr(Stdio::from(log));
+            .args(extra);
         // Logs as a person reads them unless a test asks for JSON (stderr
         // is a file here, which would make JSON the default).
         cmd.env("FAL_LOG_FORMAT", "text");
@@ -116,6 +119,15 @@ impl Server {
         if let Some(level) = rust_log {
             cmd.env("RUST_LOG", level);
         }
+        Server::spawn(cmd, log_path, env)
+    }
+
+    /// Runs `cmd`, a `fal serve` command line, with its log (stderr) in
+    /// `log_path`, and waits until it listens; `env` is used for every
+    /// command run against it.
+    pub fn spawn(mut cmd: Command, log_path: PathBuf, env: Vec<(String, String)>) -> Server {
+        let log = std::fs::File::create(&log_path).unwrap();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::from(log));
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut reader = BufReader::new(stdout);

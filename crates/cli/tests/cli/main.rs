@@ -8,6 +8,7 @@ mod audit;
 mod backup;
 mod browser;
 mod commands;
+mod config;
 mod dashboard_tls;
 mod expiry;
 #[path = "../../../server/tests/api/fake_github.rs"]
