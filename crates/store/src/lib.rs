@@ -32,6 +32,7 @@ mod meta;
 pub mod migrate;
 pub mod queue;
 mod queue_claim;
+mod queue_done;
 mod queue_sql;
 mod queue_waiting;
 mod rate_counts;

@@ -249,15 +249,28 @@ pub trait QueueStore: Send + Sync {
         worker: &str,
         lease_until: Timestamp,
     ) -> Result<Option<bool>, StoreError>;
-    /// Completes a request `worker` holds; false when it no longer does
-    /// (another took it over), so a request completes exactly once.
+    /// Completes requests `worker` holds, each with its answer, in one
+    /// write; for each, false when the worker no longer holds it (another
+    /// took it over), so a request completes exactly once.
+    async fn complete_many(
+        &self,
+        worker: &str,
+        done: &[(&str, &QueueResult)],
+        at: Timestamp,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Completes one request (see [`QueueStore::complete_many`]).
     async fn complete(
         &self,
         request_id: &str,
         worker: &str,
         result: &QueueResult,
         at: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .complete_many(worker, &[(request_id, result)], at)
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
     /// Cancels a request.
     async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError>;
     /// A completed request's answer.

@@ -51,21 +51,11 @@ async fn insert_all(
     conn: &mut sqlx::AnyConnection,
     requests: &[NewQueued],
 ) -> Result<(), StoreError> {
-    let mut sql = String::from(
+    let sql = format!(
         "INSERT INTO queue_requests (request_id, user_id, key_id, owner, name, path, method,
-             content_type, body, priority, timeout_ms, webhook, created_at, status) VALUES ",
+             content_type, body, priority, timeout_ms, webhook, created_at, status) VALUES {}",
+        crate::queue_done::placeholders(1, requests.len(), 13, ", 'IN_QUEUE'")
     );
-    for i in 0..requests.len() {
-        let n = i * 13;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for p in 1..=13 {
-            sql.push_str(&format!("${}, ", n + p));
-        }
-        sql.push_str("'IN_QUEUE')");
-    }
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in requests {
         query = query
@@ -230,34 +220,13 @@ impl QueueStore for SqlStore {
             .transpose()
     }
 
-    async fn complete(
+    async fn complete_many(
         &self,
-        request_id: &str,
         worker: &str,
-        r: &QueueResult,
+        done: &[(&str, &QueueResult)],
         at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let _turn = self.queue_write_turn().await;
-        let done = sqlx::query(
-            "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
-                 lease_until = NULL, result_status = $2, result_content_type = $3,
-                 result_body = $4, result_file = $5, error = $6, error_type = $7,
-                 webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
-                 webhook_next_at = $1
-             WHERE request_id = $8 AND claimed_by = $9 AND status = 'IN_PROGRESS'",
-        )
-        .bind(at.millis())
-        .bind(r.status_code)
-        .bind(r.content_type.as_deref())
-        .bind(r.body.clone())
-        .bind(r.file.as_deref())
-        .bind(r.error.as_deref())
-        .bind(r.error_type.as_deref())
-        .bind(request_id)
-        .bind(worker)
-        .execute(self.queue_pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Vec<bool>, StoreError> {
+        self.complete_batch(worker, done, at).await
     }
 
     async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError> {

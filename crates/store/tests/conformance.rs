@@ -144,6 +144,7 @@ conformance!(
     a_batch_claim_takes_requests_in_queue_order_up_to_its_room,
     dead_leases_are_taken_over_only_when_asked,
     concurrent_batch_claimers_share_the_limit_and_the_requests,
+    a_batch_of_answers_completes_only_what_the_worker_holds,
     keys_are_found_by_their_secret_hash_only,
     audit_events_are_listed_newest_first_in_pages,
     audit_events_filter_by_kind_and_key,

@@ -7,6 +7,7 @@
 //! On SQLite one server runs the queue; on PostgreSQL every server does,
 //! each request claimed by exactly one of them under a lease.
 
+mod batch;
 pub mod webhooks;
 pub mod worker;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use fal_core::{Clock, Principal, RandomSource, Timestamp};
 use fal_store::StoreError;
 use fal_store::queue::{CancelOutcome, NewQueued, QueueResult, QueueStore, QueueView};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::gateway::{AppDirectory, UpstreamClient};
 
@@ -90,10 +91,10 @@ pub struct Queue {
     webhooks_due: Notify,
     /// Each app's requests running here, and whether more may wait.
     slots: Mutex<std::collections::HashMap<(String, String), Slots>>,
-    /// Submitted requests waiting for the next commit (see [`Queue::submit`]).
-    pending: Mutex<Vec<Pending>>,
-    /// Held by the one commit under way.
-    committing: Arc<tokio::sync::Mutex<()>>,
+    /// Submitted requests, stored together (see [`Queue::submit`]).
+    submits: batch::GroupCommit<NewQueued, u64>,
+    /// Answers of requests run here, stored together.
+    answers: batch::GroupCommit<(String, QueueResult), bool>,
     /// Where a request's key is looked up before it runs: a request of a
     /// key revoked since it was queued does not run.
     keys: Option<Arc<dyn fal_store::KeyLookup>>,
@@ -113,9 +114,6 @@ struct Slots {
     /// Requests that ended while the claim ran.
     freed_while_claiming: usize,
 }
-
-/// A submitted request, and who to tell once it is stored.
-type Pending = (NewQueued, oneshot::Sender<Result<u64, StoreError>>);
 
 impl Queue {
     /// A queue over `store`, running requests through `upstream` (a client
@@ -141,8 +139,8 @@ impl Queue {
             sweep: std::sync::atomic::AtomicBool::new(true),
             webhooks_due: Notify::new(),
             slots: Mutex::new(Default::default()),
-            pending: Mutex::new(Vec::new()),
-            committing: Arc::new(tokio::sync::Mutex::new(())),
+            submits: batch::GroupCommit::new(),
+            answers: batch::GroupCommit::new(),
             keys: None,
         })
     }
@@ -165,55 +163,21 @@ impl Queue {
 
     /// Stores a request; once this returns, it will run. Requests
     /// submitted while a commit is under way go together in the next one
-    /// (group commit: on SQLite every commit is a sync to disk, so one
-    /// per request would bound the submits per second by the disk), each
-    /// answered only once its commit is done. The commit runs in a task of
-    /// its own, so a caller that goes away cannot cut it short for the
-    /// others.
+    /// ([`batch::GroupCommit`]), each answered only once its commit is
+    /// done.
     ///
     /// Returns the request's queue position as it was stored (see
     /// [`QueueStore::enqueue_many`]).
     pub async fn submit(&self, request: &NewQueued) -> Result<u64, QueueError> {
-        let (tx, mut rx) = oneshot::channel();
-        self.pending_list().push((request.clone(), tx));
-        let turn = self.committing.clone().lock_owned().await;
-        // The commit that held the lock may have carried this request;
-        // if not, it is still pending, and goes in this one.
-        let stored = match rx.try_recv() {
-            Ok(stored) => {
-                drop(turn);
-                stored
-            }
-            Err(_) => {
-                let batch = std::mem::take(&mut *self.pending_list());
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    match store.enqueue_many(&requests).await {
-                        Ok(positions) => {
-                            for (w, p) in waiters.into_iter().zip(positions) {
-                                let _ = w.send(Ok(p));
-                            }
-                        }
-                        Err(e) => {
-                            for w in waiters {
-                                let _ = w.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                    drop(turn);
-                });
-                rx.await
-                    .unwrap_or_else(|_| Err(StoreError::Other("the commit was lost".into())))
-            }
-        };
-        let position = stored?;
+        let store = self.store.clone();
+        let position = self
+            .submits
+            .commit(request.clone(), move |batch| async move {
+                store.enqueue_many(&batch).await
+            })
+            .await?;
         self.wake_app(&request.owner, &request.name);
         Ok(position)
-    }
-
-    fn pending_list(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new request id (a random UUID).

@@ -207,9 +207,15 @@ impl Queue {
                 failed(500, "The answer could not be kept".into(), "internal")
             }
         };
+        // Answers ready while another is being stored go in one write.
+        let (store, worker, at) = (self.store.clone(), self.worker_id.clone(), self.clock.now());
         let done = self
-            .store
-            .complete(&r.request_id, &self.worker_id, &result, self.clock.now())
+            .answers
+            .commit((r.request_id.clone(), result), move |answers| async move {
+                let done: Vec<(&str, &QueueResult)> =
+                    answers.iter().map(|(id, a)| (id.as_str(), a)).collect();
+                store.complete_many(&worker, &done, at).await
+            })
             .await;
         match done {
             // Only a request with a webhook has one to deliver.

@@ -159,3 +159,62 @@ pub(crate) async fn concurrent_batch_claimers_share_the_limit_and_the_requests(s
     let expected: Vec<String> = (0..10).map(|i| format!("c{i:02}")).collect();
     assert_eq!(all, expected, "the first ten, each claimed once");
 }
+
+pub(crate) async fn a_batch_of_answers_completes_only_what_the_worker_holds(s: SqlStore) {
+    let u = user("eve");
+    s.create_user(&u).await.unwrap();
+    for i in 0..4 {
+        s.enqueue(&waiting(&format!("e{i}"), &u.user_id, 0, i))
+            .await
+            .unwrap();
+    }
+    let mine = s.claim_many(ask("w1", 100, 100, 3, false)).await.unwrap();
+    assert_eq!(ids(&mine), ["e0", "e1", "e2"]);
+    let answer = |n: i64, body: &[u8]| fal_store::queue::QueueResult {
+        status_code: n,
+        content_type: Some("text/plain".into()),
+        body: Some(body.to_vec()),
+        file: None,
+        error: (n >= 400).then(|| "no".to_owned()),
+        error_type: (n >= 400).then(|| "upstream_error".to_owned()),
+    };
+    let (a, b, c) = (
+        answer(200, b"zero"),
+        answer(500, b"one"),
+        answer(200, b"three"),
+    );
+    // e3 is still waiting (not held): not completed; the others are.
+    let done = s
+        .complete_many("w1", &[("e0", &a), ("e1", &b), ("e3", &c)], Timestamp(150))
+        .await
+        .unwrap();
+    assert_eq!(done, [true, true, false]);
+    let r0 = s.queue_result("e0").await.unwrap().unwrap();
+    assert_eq!(
+        (r0.status_code, r0.body.as_deref()),
+        (200, Some(&b"zero"[..]))
+    );
+    let r1 = s.queue_result("e1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r1.status_code,
+            r1.error.as_deref(),
+            r1.error_type.as_deref()
+        ),
+        (500, Some("no"), Some("upstream_error"))
+    );
+    assert!(s.queue_result("e3").await.unwrap().is_none());
+    // Once only; another worker cannot complete what w1 holds.
+    let again = s
+        .complete_many("w1", &[("e0", &c), ("e2", &c)], Timestamp(160))
+        .await
+        .unwrap();
+    assert_eq!(again, [false, true]);
+    assert!(!s.complete("e2", "w9", &a, Timestamp(170)).await.unwrap());
+    let r0 = s.queue_result("e0").await.unwrap().unwrap();
+    assert_eq!(
+        r0.body.as_deref(),
+        Some(&b"zero"[..]),
+        "the first answer stays"
+    );
+}
