@@ -155,10 +155,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen,
         workers,
         |local, metrics| {
-            println!("fal is listening on {scheme}://{local} ({workers} worker threads)");
             if let Some(m) = metrics {
                 println!("metrics: http://{m}/metrics (no credentials: keep this address private)");
             }
+            println!("fal is listening on {scheme}://{local} ({workers} worker threads)");
             let _ = std::io::Write::flush(&mut std::io::stdout());
         },
         shutdown,

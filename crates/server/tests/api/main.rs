@@ -30,6 +30,7 @@ mod lifecycle;
 mod lifecycle_pg;
 mod limits;
 mod metrics;
+mod metrics_pg;
 mod postgres;
 mod queue;
 mod queue_cluster;

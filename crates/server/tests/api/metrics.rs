@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app_with};
 
 /// The virtualenv's Python, or `None` (outside CI) after a loud skip.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("FAL_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }
@@ -44,14 +44,14 @@ fn python() -> Option<PathBuf> {
 }
 
 /// Every sample of a scrape, as Prometheus' parser read it.
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     samples: Vec<Value>,
 }
 
 /// Reads `text` with `prometheus_client.parser` (which raises on anything
 /// it cannot parse).
-fn parse(python: &Path, text: &str) -> Scrape {
+pub(crate) fn parse(python: &Path, text: &str) -> Scrape {
     const SCRIPT: &str = "import sys, json\n\
         from prometheus_client.parser import text_string_to_metric_families\n\
         out = []\n\
@@ -86,7 +86,7 @@ fn parse(python: &Path, text: &str) -> Scrape {
 
 impl Scrape {
     /// The value of the sample `name` whose labels are exactly `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.samples.iter().find_map(|s| {
             let l = s["labels"].as_object()?;
             let same = s["name"] == name
@@ -97,7 +97,7 @@ impl Scrape {
     }
 
     /// [`Scrape::get`], 0 when absent (a series not yet made).
-    fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels).unwrap_or(0.0)
     }
 
