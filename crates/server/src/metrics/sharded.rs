@@ -164,7 +164,7 @@ impl Histogram {
     pub fn new(bounds: Bounds) -> Histogram {
         let bounds = &bounds[..bounds.len().min(MAX_BUCKETS - 1)];
         Histogram {
-            bounds_nanos: bounds.iter().map(|b| (b * 1e9) as u64).collect(),
+            bounds_nanos: bounds.iter().map(|b| (b * 1e9).round() as u64).collect(),
             bounds,
             parts: Arc::new(std::array::from_fn(|_| HistogramPart::default())),
         }
@@ -246,6 +246,10 @@ mod tests {
 
     #[test]
     fn a_duration_lands_in_the_first_bucket_that_holds_it() {
+        // 15.7 µs times 1e9 is 15699.999…: the bound is rounded, not cut.
+        let fine = Histogram::new(&[0.0000157]);
+        fine.observe(Duration::from_nanos(15_700));
+        assert_eq!(fine.totals().0[0], (0.0000157, 1));
         let h = Histogram::new(&[0.001, 0.01]);
         h.observe(Duration::from_micros(500));
         h.observe(Duration::from_millis(1));
