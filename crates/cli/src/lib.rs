@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - this file: the argument grammar (clap) and dispatch;
-//! - [`serve`]: `fal serve` and `fal admin recover-key`;
+//! - [`serve`]: `fal serve` (its GitHub settings too) and `fal admin recover-key`;
 //! - [`settings`]: where their settings come from (flags, environment,
 //!   `--config` file, secrets' files); [`config_file`]: that file's text;
 //! - [`keys`]: `fal key …` (its grammar too) and `fal auth whoami`; [`key_usage`]: `fal key usage`;
@@ -139,6 +139,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "FAL_LISTEN", default_value = fal_server::config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Also serve GET /metrics here, without credentials (on --listen it
+    /// needs an ADMIN key). Give a private address only the scraper
+    /// reaches (e.g. 127.0.0.1:9420).
+    #[arg(long, env = "FAL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Data location.
     #[command(flatten)]
     pub data: DataArgs,
@@ -168,7 +173,7 @@ pub struct ServeArgs {
     pub max_staleness: u64,
     /// GitHub sign-in.
     #[command(flatten)]
-    pub github: GithubArgs,
+    pub github: serve::GithubArgs,
     /// Lifetime of access tokens issued after GitHub sign-in (e.g. 15m).
     #[arg(long, env = "FAL_ACCESS_TOKEN_TTL", value_parser = apps::parse_duration_ms, default_value = "15m")]
     pub access_token_ttl: u64,
@@ -249,38 +254,6 @@ pub struct ServeArgs {
         default_value = fal_server::secret_scanning::DEFAULT_KEYS_URL
     )]
     pub secret_scanning_keys_url: String,
-}
-
-/// GitHub sign-in settings of `fal serve`. (`Debug` masks the secret.)
-#[derive(Clone, Args)]
-pub struct GithubArgs {
-    /// The GitHub OAuth app's client id (enables GitHub sign-in).
-    #[arg(long, env = "FAL_GITHUB_CLIENT_ID", requires = "github_client_secret")]
-    pub github_client_id: Option<String>,
-    /// The GitHub OAuth app's client secret.
-    #[arg(long, env = "FAL_GITHUB_CLIENT_SECRET", hide_env_values = true)]
-    pub github_client_secret: Option<String>,
-    /// GitHub's web URL (GitHub Enterprise Server: https://HOST).
-    #[arg(long, env = "FAL_GITHUB_URL", default_value = "https://github.com")]
-    pub github_url: String,
-    /// GitHub's API URL (GitHub Enterprise Server: https://HOST/api/v3).
-    #[arg(
-        long,
-        env = "FAL_GITHUB_API_URL",
-        default_value = "https://api.github.com"
-    )]
-    pub github_api_url: String,
-    /// GitHub logins allowed to sign in (comma-separated). A login given up
-    /// on GitHub can be taken by someone else: prefer --github-allow-user-ids.
-    #[arg(long, env = "FAL_GITHUB_ALLOW_USERS", value_delimiter = ',')]
-    pub github_allow_users: Vec<String>,
-    /// GitHub numeric user ids allowed to sign in (comma-separated); an id
-    /// never passes to another account.
-    #[arg(long, env = "FAL_GITHUB_ALLOW_USER_IDS", value_delimiter = ',')]
-    pub github_allow_user_ids: Vec<i64>,
-    /// GitHub organisations whose members may sign in (comma-separated).
-    #[arg(long, env = "FAL_GITHUB_ALLOW_ORGS", value_delimiter = ',')]
-    pub github_allow_orgs: Vec<String>,
 }
 
 /// `fal apps …`.

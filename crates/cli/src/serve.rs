@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Args;
 use fal_core::{OsRandom, SystemClock};
 use fal_server::{App, Config};
 use tracing_subscriber::EnvFilter;
@@ -62,6 +63,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut config = config_from(args.data)?;
     config.listen = args.listen;
+    config.metrics_listen = args.metrics_listen;
     config.demo = args.demo;
     config.max_staleness = std::time::Duration::from_millis(args.max_staleness);
     config.cache_capacity = args.key_cache;
@@ -159,7 +161,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.serve_per_core(
         listen,
         workers,
-        |local| {
+        |local, metrics| {
+            if let Some(m) = metrics {
+                println!("metrics: http://{m}/metrics (no credentials: keep this address private)");
+            }
             println!("fal is listening on {scheme}://{local} ({workers} worker threads)");
             let _ = std::io::Write::flush(&mut std::io::stdout());
         },
@@ -204,4 +209,36 @@ pub async fn recover_key(data: DataArgs) -> anyhow::Result<()> {
         generated_key_message(&key.key_id.to_string(), key.secret.expose())
     );
     Ok(())
+}
+
+/// GitHub sign-in settings of `fal serve`. (`Debug` masks the secret.)
+#[derive(Clone, Args)]
+pub struct GithubArgs {
+    /// The GitHub OAuth app's client id (enables GitHub sign-in).
+    #[arg(long, env = "FAL_GITHUB_CLIENT_ID", requires = "github_client_secret")]
+    pub github_client_id: Option<String>,
+    /// The GitHub OAuth app's client secret.
+    #[arg(long, env = "FAL_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<String>,
+    /// GitHub's web URL (GitHub Enterprise Server: https://HOST).
+    #[arg(long, env = "FAL_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: String,
+    /// GitHub's API URL (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "FAL_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// GitHub logins allowed to sign in (comma-separated). A login given up
+    /// on GitHub can be taken by someone else: prefer --github-allow-user-ids.
+    #[arg(long, env = "FAL_GITHUB_ALLOW_USERS", value_delimiter = ',')]
+    pub github_allow_users: Vec<String>,
+    /// GitHub numeric user ids allowed to sign in (comma-separated); an id
+    /// never passes to another account.
+    #[arg(long, env = "FAL_GITHUB_ALLOW_USER_IDS", value_delimiter = ',')]
+    pub github_allow_user_ids: Vec<i64>,
+    /// GitHub organisations whose members may sign in (comma-separated).
+    #[arg(long, env = "FAL_GITHUB_ALLOW_ORGS", value_delimiter = ',')]
+    pub github_allow_orgs: Vec<String>,
 }

@@ -12,6 +12,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
 pub struct Config {
     /// Where to accept connections; port 0 picks a free port (tests).
     pub listen: SocketAddr,
+    /// Where to serve `/metrics` without credentials (`--metrics-listen`;
+    /// a private address). `None`: only on `listen`, to ADMIN callers.
+    pub metrics_listen: Option<SocketAddr>,
     /// Holds the SQLite database and, by default, the pepper file.
     pub data_dir: PathBuf,
     /// A pepper file elsewhere than the data directory (shared by several
@@ -104,6 +107,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8420)),
+            metrics_listen: None,
             data_dir,
             pepper_file: None,
             database_url: None,

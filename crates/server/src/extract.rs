@@ -141,6 +141,7 @@ async fn principal_of(
     };
     if let Ok(p) = &found {
         crate::request_log::note_key(p.key_id);
+        crate::metrics::note_scope(p.scope);
     }
     found.map_err(|f| {
         if matches!(f, AuthFailure::KeyExpired(_)) {

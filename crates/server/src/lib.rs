@@ -42,6 +42,9 @@
 //!   open-file limit.
 //! - [`throttle`]: failed-auth throttling per client address, and who the
 //!   client is behind `--trusted-proxies`.
+//! - [`metrics`]: what `GET /metrics` shows (Prometheus' text format):
+//!   counters and histograms split per thread, read at scrape time what
+//!   can be read; held by the state, handed to the features that record.
 //! - [`quota`]: per-key rate limits: each key's budget on this server,
 //!   leased from the count servers share, and the `RateLimit-*` headers.
 //! - [`operators`]: who the operators are (the bootstrap user,
@@ -75,6 +78,7 @@ pub mod github;
 pub mod h1;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod operators;
 pub mod pepper;
 pub mod queue;

@@ -1,8 +1,8 @@
 //! [`AppState`]: what every handler and the front door share, at the root
 //! of what uses it (as kanidm's `https/mod.rs` holds its `ServerState`).
 //! Features never hold it; they import it. Its parts come from the
-//! features below it (`auth`, `gateway`, `github`, `flashes`, `queue`), which never
-//! import it back.
+//! features below it (`auth`, `gateway`, `github`, `flashes`, `queue`,
+//! `metrics`), which never import it back.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use crate::error::ApiError;
 use crate::flashes::Flashes;
 use crate::gateway::{AppDirectory, RequestIds, UpstreamClient};
 use crate::github::Github;
+use crate::metrics::requests::AppRequests;
+use crate::metrics::{CallerScope, Metrics, RequestCounter, Route};
 use crate::operators::Operators;
 use crate::queue::Queue;
 use crate::secret_scanning::ScanningKeys;
@@ -66,6 +68,10 @@ struct Shared {
     audit: Arc<AuditLog>,
     /// Readiness (`/readyz`).
     health: Arc<crate::health::Health>,
+    /// What `/metrics` shows.
+    metrics: Arc<Metrics>,
+    /// Counts requests (one per worker: see [`RequestCounter`]).
+    requests: RequestCounter,
 }
 
 /// Everything [`AppState`] is assembled from.
@@ -108,6 +114,8 @@ pub struct StateParts {
     pub audit: Arc<AuditLog>,
     /// Readiness.
     pub health: Arc<crate::health::Health>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -148,6 +156,8 @@ impl AppState {
                 scanning: p.scanning,
                 audit: p.audit,
                 health: p.health,
+                requests: p.metrics.request_counter(),
+                metrics: p.metrics,
             }),
         })
     }
@@ -176,6 +186,8 @@ impl AppState {
                 scanning: s.scanning.clone(),
                 audit: s.audit.clone(),
                 health: s.health.clone(),
+                metrics: s.metrics.clone(),
+                requests: s.metrics.request_counter(),
             }),
         }
     }
@@ -248,6 +260,7 @@ impl AppState {
     pub async fn refuse_if_blocked(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
         match client.map(|c| self.inner.throttle.check(c)) {
             Some(Err(b)) => {
+                self.inner.metrics.refused("too_many_failed_attempts");
                 tokio::time::sleep(crate::throttle::BLOCKED_ANSWER_DELAY).await;
                 Err(ApiError::TooManyFailedAttempts {
                     retry_after_secs: b.retry_after_secs,
@@ -261,6 +274,7 @@ impl AppState {
     /// credentials (see [`AuthFailure::is_refusal`]); returns it as the
     /// answer.
     pub fn note_failure(&self, client: Option<IpAddr>, failure: AuthFailure) -> ApiError {
+        self.inner.metrics.refused(failure.code());
         if let Some(c) = client.filter(|_| failure.is_refusal()) {
             self.inner.throttle.failed(c);
         }
@@ -332,5 +346,22 @@ impl AppState {
     /// The keys secret scanning reports are signed with.
     pub fn scanning_keys(&self) -> &ScanningKeys {
         &self.inner.scanning
+    }
+
+    /// What `/metrics` shows.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Counts an answered request: `app` (`owner/name`) only once its
+    /// handler found it.
+    pub fn count_request(&self, route: Route, app: Option<&str>, status: u16, scope: CallerScope) {
+        self.inner.requests.count(route, app, status, scope);
+    }
+
+    /// This worker's request counters of the app `owner/name`, which
+    /// exists.
+    pub fn app_requests(&self, app: &str) -> Arc<AppRequests> {
+        self.inner.requests.app(app)
     }
 }

@@ -19,6 +19,8 @@
 //!   benchmarks; not part of the production API.
 //! - [`changes`]: PostgreSQL LISTEN/NOTIFY, so every server drops a cached
 //!   record as soon as any server changes it.
+//! - [`stats`]: what metrics read: pool use, database errors by kind,
+//!   the queue's depth per app.
 #![forbid(unsafe_code)]
 
 mod apps;
@@ -40,6 +42,7 @@ mod roll;
 pub use rate_counts::RateCounts;
 mod sessions;
 pub mod sql;
+pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod usage;
@@ -53,6 +56,7 @@ pub use audit::{AuditCursor, AuditFilter, AuditPage, AuditStore, StoredAuditEven
 pub use key_types::{Cursor, KeyChange, KeyPage, KeySummary, NewKey, RollOutcome};
 pub use leaks::LeakedKeys;
 pub use sql::{CommitSync, SqlStore};
+pub use stats::{PoolStats, QueueDepth, QueueStats};
 pub use usage::HourlyUsage;
 
 /// Which database engine a store talks to.
@@ -97,6 +101,16 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let mapped = StoreError::from_driver(e);
+        stats::count_error(&mapped);
+        mapped
+    }
+}
+
+impl StoreError {
+    /// The driver's error, by kind (see `From<sqlx::Error>`, which also
+    /// counts it for metrics).
+    fn from_driver(e: sqlx::Error) -> StoreError {
         match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)

@@ -203,6 +203,12 @@ impl SqlStore {
         &self.queue_pool
     }
 
+    /// Whether the queue writes through a pool of its own (SQLite, and
+    /// PostgreSQL with `queue_sync` `Normal`), not the main one.
+    pub(crate) fn has_own_queue_pool(&self) -> bool {
+        self.backend == Backend::Sqlite || self.queue_sync != CommitSync::Full
+    }
+
     /// Which engine this store uses.
     pub fn backend(&self) -> Backend {
         self.backend

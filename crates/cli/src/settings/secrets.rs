@@ -136,7 +136,7 @@ impl std::fmt::Debug for crate::DataArgs {
     }
 }
 
-impl std::fmt::Debug for crate::GithubArgs {
+impl std::fmt::Debug for crate::serve::GithubArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GithubArgs")
             .field("github_client_id", &self.github_client_id)

@@ -19,6 +19,7 @@ mod github;
 mod harness;
 mod js_client;
 mod key_usage;
+mod metrics;
 mod models;
 mod python_client;
 mod queue;

@@ -8,6 +8,7 @@ pub mod github;
 pub mod health;
 pub mod key_usage;
 pub mod keys;
+pub mod metrics;
 pub mod queue;
 pub mod run;
 pub mod secret_scanning;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::show))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/audit", get(audit::list))

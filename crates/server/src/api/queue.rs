@@ -176,6 +176,7 @@ async fn submit_request(
         .find(s.owner, s.name)
         .await?
         .ok_or_else(|| GatewayError::UnknownApp(format!("{}/{}", s.owner, s.name)))?;
+    crate::metrics::note_app(&app.owner, &app.name);
     let header = |name: &str| s.headers.get(name).and_then(|v| v.to_str().ok());
     let priority = match header("x-fal-queue-priority") {
         None | Some("normal") => 0,
@@ -292,6 +293,7 @@ async fn visible(queue: &Queue, principal: &Principal, id: &str) -> Result<Queue
         .await?
         .ok_or_else(|| not_found(id))?;
     may_call(principal, &view.owner, &view.name)?;
+    crate::metrics::note_app(&view.owner, &view.name);
     Ok(view)
 }
 

@@ -28,13 +28,15 @@ pub async fn run(
         .find_keyed(run.app, run.owner, run.name)
         .await?
         .ok_or_else(|| GatewayError::UnknownApp(run.app.to_owned()))?;
+    crate::metrics::note_app(&app.owner, &app.name);
     // A token in the query stays here, as the Authorization header does.
     let query = query_without_token(req.uri().query());
     let target = target(&app.upstream, run.tail, query.as_deref()).ok_or_else(|| {
         ApiError::Internal(format!("bad upstream URL for {}/{}", app.owner, app.name))
     })?;
     let request_id = state.request_ids().next();
-    forward(
+    let started = std::time::Instant::now();
+    let answer = forward(
         state.upstream(),
         &app,
         &principal,
@@ -42,5 +44,7 @@ pub async fn run(
         &target,
         &request_id,
     )
-    .await
+    .await;
+    crate::metrics::note_upstream(started.elapsed());
+    answer
 }

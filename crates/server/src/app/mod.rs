@@ -17,6 +17,7 @@ use crate::quota::RateLimiter;
 use crate::state::{AppState, StateParts};
 
 mod listen;
+mod metrics_listener;
 mod serve;
 use crate::pepper::{self, PepperError};
 #[cfg(feature = "testing")]
@@ -112,8 +113,11 @@ pub struct App {
 }
 
 /// An upstream client, or the start-up error that says why there is none.
-fn new_upstream_client(policy: ReachPolicy) -> Result<UpstreamClient, StartError> {
-    UpstreamClient::new(policy)
+fn new_upstream_client(
+    policy: ReachPolicy,
+    metrics: &crate::metrics::Metrics,
+) -> Result<UpstreamClient, StartError> {
+    UpstreamClient::new(policy, metrics.pool().clone())
         .map_err(|e| StartError::Io(format!("cannot set up the upstream client: {e}")))
 }
 
@@ -231,6 +235,7 @@ impl App {
         }
 
         let shared = Arc::new(store.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new().with_store(store.clone()));
         let sessions = Arc::new(crate::auth::sessions::Sessions::new(
             shared.clone(),
             hasher.clone(),
@@ -256,7 +261,8 @@ impl App {
                 config.max_staleness,
             )
             .with_sessions(sessions.clone())
-            .with_rate_limiter(Arc::new(limiter)),
+            .with_rate_limiter(Arc::new(limiter))
+            .with_metrics(metrics.clone()),
         );
         let github = config.github.clone().map(|g| {
             Arc::new(crate::github::Github::new(g).with_public_base(config.public_base()))
@@ -287,10 +293,10 @@ impl App {
             clock.clone(),
             config.max_staleness,
         ));
-        let upstream = new_upstream_client(ReachPolicy::new(
-            operators.clone(),
-            config.allow_metadata_upstreams,
-        ))?;
+        let upstream = new_upstream_client(
+            ReachPolicy::new(operators.clone(), config.allow_metadata_upstreams),
+            &metrics,
+        )?;
         let queue = {
             let mut q = crate::queue::QueueConfig::new(&config.data_dir);
             q.retention = config.queue_retention;
@@ -299,7 +305,7 @@ impl App {
                 .queue_lease
                 .max(std::time::Duration::from_millis(300));
             q.public_base = config.public_url.clone();
-            let client = new_upstream_client(upstream.policy().clone())?;
+            let client = new_upstream_client(upstream.policy().clone(), &metrics)?;
             let store: Arc<dyn fal_store::queue::QueueStore> = shared.clone();
             let queue = crate::queue::Queue::new(
                 store,
@@ -346,6 +352,7 @@ impl App {
             scanning,
             audit,
             health: Arc::new(crate::health::Health::new(store.clone())),
+            metrics,
         })?;
         Ok(App {
             config,

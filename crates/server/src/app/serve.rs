@@ -31,12 +31,15 @@ impl App {
         let local = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let metrics = self.bind_metrics().await?;
+        let metrics_addr = super::metrics_listener::local(&metrics);
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(self.serve(listener, async {
+        let task = tokio::spawn(self.serve_with(listener, metrics, async {
             let _ = rx.await;
         }));
         Ok(RunningServer {
             addr: local,
+            metrics_addr,
             shutdown: Some(tx),
             task,
         })
@@ -47,22 +50,27 @@ impl App {
     /// second server on the address fails, see `listen.rs`) and its own
     /// upstream connections, as nginx runs worker processes: a request is
     /// handled start to finish on one thread, with no cross-thread wake-ups.
-    /// `on_listening` is told the bound address. Stops like [`App::serve`].
+    /// `on_listening` is told the bound address, and the metrics listener's
+    /// (`--metrics-listen`). Stops like [`App::serve`].
     pub async fn serve_per_core(
         self,
         addr: SocketAddr,
         workers: usize,
-        on_listening: impl FnOnce(SocketAddr),
+        on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let bind_err = |source| StartError::Bind { addr, source };
         let listeners = super::listen::bind_workers(addr, workers).map_err(bind_err)?;
         let local = listeners[0].local_addr().map_err(bind_err)?;
-        on_listening(local);
+        let metrics = self.bind_metrics().await?;
+        on_listening(local, super::metrics_listener::local(&metrics));
 
         let tls = self.tls_acceptor()?;
         let limits = self.front_limits();
         let mut background = self.start_background();
+        if let Some(listener) = metrics {
+            background.push(self.serve_metrics(listener));
+        }
         let health = self.state.health().clone();
         background.push(tokio::spawn(async move {
             health.log_at_start(Duration::from_secs(5)).await;
@@ -70,7 +78,8 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let upstream = new_upstream_client(self.state.upstream().policy().clone())?;
+            let policy = self.state.upstream().policy().clone();
+            let upstream = new_upstream_client(policy, self.state.metrics())?;
             let limits = limits.clone();
             let state = self.state.for_worker(upstream);
             let router = crate::router::router(state.clone(), self.body_limits());
@@ -145,6 +154,7 @@ impl App {
             self.state.apps().clone(),
             queue.clone(),
             self.state.health().clone(),
+            self.state.metrics().clone(),
         ));
         let pruner = tokio::spawn(prune_usage(verifier.clone()));
         let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
@@ -207,10 +217,27 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let metrics = self
+            .bind_metrics()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.serve_with(listener, metrics, shutdown).await
+    }
+
+    /// [`App::serve`], with the metrics listener bound.
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let tls = self
             .tls_acceptor()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let background = self.start_background();
+        let mut background = self.start_background();
+        if let Some(listener) = metrics {
+            background.push(self.serve_metrics(listener));
+        }
         let result = crate::front::serve(
             listener,
             self.state.clone(),
@@ -241,7 +268,9 @@ async fn follow_changes(
     apps: Arc<AppDirectory>,
     queue: Option<Arc<crate::queue::Queue>>,
     health: Arc<crate::health::Health>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
+    use crate::metrics::Change as Counted;
     use fal_store::changes::Change;
     let mut backoff = std::time::Duration::from_millis(100);
     let mut first = true;
@@ -266,14 +295,22 @@ async fn follow_changes(
         backoff = std::time::Duration::from_millis(100);
         loop {
             match changes.next().await {
-                Ok(Change::Key(id)) => verifier.invalidate(&id),
-                Ok(Change::App { owner, name }) => apps.invalidate(&owner, &name),
+                Ok(Change::Key(id)) => {
+                    metrics.change_received(Counted::Key);
+                    verifier.invalidate(&id);
+                }
+                Ok(Change::App { owner, name }) => {
+                    metrics.change_received(Counted::App);
+                    apps.invalidate(&owner, &name);
+                }
                 Ok(Change::Queued { owner, name }) => {
+                    metrics.change_received(Counted::Queued);
                     if let Some(q) = &queue {
                         q.wake_app(&owner, &name);
                     }
                 }
                 Err(e) => {
+                    metrics.changes_interrupted();
                     health.set_subscribed(false);
                     tracing::warn!(error = %e, "change notifications interrupted; resubscribing");
                     break;
@@ -347,6 +384,8 @@ async fn prune_usage(verifier: Arc<Verifier>) {
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `--metrics-listen` serves `/metrics`, when given.
+    pub metrics_addr: Option<SocketAddr>,
     /// Dropping or sending stops it gracefully.
     shutdown: Option<oneshot::Sender<()>>,
     /// The serving task.

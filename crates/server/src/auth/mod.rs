@@ -89,6 +89,27 @@ impl AuthFailure {
     }
 }
 
+impl AuthFailure {
+    /// The error code the caller gets, and the `reason` metrics count it
+    /// under (see [`crate::metrics::REFUSALS`]).
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing_credentials",
+            AuthFailure::UnsupportedScheme => "unsupported_scheme",
+            AuthFailure::Malformed => "malformed_authorization",
+            AuthFailure::Invalid => "invalid_credentials",
+            AuthFailure::KeyRevoked => "key_revoked",
+            AuthFailure::KeyExpired(_) => "key_expired",
+            AuthFailure::KeyRolled(_) => "key_rolled",
+            AuthFailure::Unavailable => "unavailable",
+            AuthFailure::InvalidSession => "invalid_session",
+            AuthFailure::TokenExpired => "token_expired",
+            AuthFailure::TokenNotAccepted => "token_not_accepted",
+            AuthFailure::RateLimited(_) => "rate_limited",
+        }
+    }
+}
+
 impl From<fal_core::VerifyError> for AuthFailure {
     fn from(e: fal_core::VerifyError) -> AuthFailure {
         match e {
@@ -150,5 +171,37 @@ impl From<AuthFailure> for ApiError {
                     .into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_counted_under_the_code_its_caller_gets() {
+        let at = fal_core::Timestamp(0);
+        // (RateLimited carries a refusal of the quota module; its code is
+        // `rate_limited` in both places too.)
+        for f in [
+            AuthFailure::Missing,
+            AuthFailure::UnsupportedScheme,
+            AuthFailure::Malformed,
+            AuthFailure::Invalid,
+            AuthFailure::KeyRevoked,
+            AuthFailure::KeyExpired(at),
+            AuthFailure::KeyRolled(at),
+            AuthFailure::Unavailable,
+            AuthFailure::InvalidSession,
+            AuthFailure::TokenExpired,
+            AuthFailure::TokenNotAccepted,
+        ] {
+            assert_eq!(f.code(), ApiError::from(f).code(), "{f:?}");
+            assert!(crate::metrics::REFUSALS.contains(&f.code()), "{f:?}");
+        }
+        let blocked = ApiError::TooManyFailedAttempts {
+            retry_after_secs: 1,
+        };
+        assert!(crate::metrics::REFUSALS.contains(&blocked.code()));
     }
 }

@@ -101,6 +101,8 @@ pub struct Verifier {
     flush_soon: tokio::sync::Notify,
     /// Calls per key and hour, by outcome, since the last write-back.
     usage: UsageCounter,
+    /// Verification's time, cached or not (`/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Verifier {
@@ -126,7 +128,14 @@ impl Verifier {
             pending: Mutex::new(Vec::new()),
             flush_soon: tokio::sync::Notify::new(),
             usage: UsageCounter::new(PENDING_SOFT_LIMIT),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records verification's time in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Verifier {
+        self.metrics = metrics;
+        self
     }
 
     /// Also accepts session tokens (`Authorization: Bearer`).
@@ -255,16 +264,24 @@ impl Verifier {
 
     /// Verifies `creds`, reading storage on a cache miss.
     pub async fn verify(&self, creds: &Credentials) -> Result<Principal, AuthFailure> {
+        let started = std::time::Instant::now();
         if let Some(result) = self.verify_cached(creds) {
+            self.metrics.verified(true, started.elapsed());
             return result;
         }
-        if !self.hasher.minted_here(&creds.key_id) && !self.legacy.may_exist(&creds.key_id) {
-            // A made-up id: refused without reading storage, after the
-            // same work as a wrong secret for a known id (see `finish`).
-            return self.finish(creds, None, self.clock.now());
-        }
-        let cached = self.read(&creds.key_id).await?;
-        self.finish(creds, cached.as_ref(), self.clock.now())
+        let result =
+            if !self.hasher.minted_here(&creds.key_id) && !self.legacy.may_exist(&creds.key_id) {
+                // A made-up id: refused without reading storage, after the
+                // same work as a wrong secret for a known id (see `finish`).
+                self.finish(creds, None, self.clock.now())
+            } else {
+                match self.read(&creds.key_id).await {
+                    Ok(cached) => self.finish(creds, cached.as_ref(), self.clock.now()),
+                    Err(e) => Err(e),
+                }
+            };
+        self.metrics.verified(false, started.elapsed());
+        result
     }
 
     /// The owner of the key `key_id`, revoked or not, when there is such a
@@ -422,6 +439,11 @@ impl Verifier {
     /// How many records are cached (bounded by the configured capacity).
     pub fn cached_records(&self) -> usize {
         self.cache.len()
+    }
+
+    /// The most records the cache holds.
+    pub fn cache_capacity(&self) -> u64 {
+        self.cache.capacity()
     }
 
     /// Writes pending `last_used_at` values in one batch, then the usage

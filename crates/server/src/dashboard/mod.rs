@@ -106,6 +106,7 @@ struct Signed {
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Signed> {
     let token = cookies::read(headers, OurCookie::Session, state.tls())?;
     let principal = state.verifier().authenticate_cookie(&token).await.ok()?;
+    crate::metrics::note_scope(principal.scope);
     let nickname = state
         .users()
         .user(&principal.user_id)

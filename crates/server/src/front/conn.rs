@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::idle::{Bufs, ClientIo, GRACE};
 
 use super::body::write_response;
-use super::forward::{Prepared, log_request};
+use super::forward::Prepared;
 use super::rewind::Rewind;
 use super::{Conn, ConnTimer, READ_ROOM};
 use crate::h1::MAX_HEAD;
@@ -91,7 +91,7 @@ impl Conn {
                     response,
                     head_len,
                     body,
-                    log,
+                    seen,
                     close,
                     head_method,
                 } => {
@@ -105,7 +105,7 @@ impl Conn {
                     {
                         return;
                     }
-                    log_request(&log, status, None);
+                    self.done(&seen, status, None);
                     if let Some(n) = skip {
                         bufs.read.drain(..head_len + n);
                     }

@@ -17,13 +17,14 @@ use super::body::{
 use super::{Conn, ConnTimer};
 use crate::auth::AuthFailure;
 use crate::error::ApiError;
-use crate::gateway::pool::UpConn;
 use crate::gateway::reach::refusal_in;
 use crate::gateway::{GatewayError, log_failure, rules};
 use crate::h1::headers::X_FAL_REQUEST_ID;
 use crate::h1::request::{Head, Refusal, RunHead, classify};
 use crate::h1::target::{split_run_path, split_upstream, tail_is_safe};
 use crate::h1::{Chunked, Framing, header_slots, write};
+use crate::metrics::requests::AppRequests;
+use crate::metrics::{CallerScope, Route};
 use crate::throttle::X_FORWARDED_FOR;
 
 /// What [`Conn::prepare`] decided about a request head.
@@ -38,8 +39,8 @@ pub(super) enum Prepared {
         head_len: usize,
         /// The request body's framing (to skip it, or to close).
         body: Framing,
-        /// Method and path, for the log line.
-        log: Option<LogLine>,
+        /// What its count and log line need.
+        seen: Seen,
         /// Close after the answer (the client asked, or the request's
         /// framing cannot be trusted).
         close: bool,
@@ -67,8 +68,8 @@ pub(super) struct Forward {
     idempotent: bool,
     /// The client asked to close after this response.
     close: bool,
-    /// Method and path, for the log line.
-    log: Option<LogLine>,
+    /// What its count and log line need.
+    seen: Seen,
     /// The key's rate limit after this call, when it has one.
     quota: Option<Quota>,
 }
@@ -86,26 +87,31 @@ impl Conn {
             Head::Partial => return None,
             Head::HandOff => return Some(Prepared::HandOff),
             Head::Refuse { why, head_len } => {
-                let e = match why {
-                    Refusal::Connect => rules::connect_refused(),
-                    Refusal::BadLength => rules::bad_length(),
+                let (e, route) = match why {
+                    Refusal::Connect => (rules::connect_refused(), Route::Api),
+                    Refusal::BadLength => (rules::bad_length(), Route::Run),
                 };
-                return Some(refusal(e, head_len));
+                return Some(refusal(e, head_len, route));
             }
             Head::Run(run) => run,
         };
-        let mut log = crate::request_log::enabled().then(|| LogLine {
-            method: run.method.to_owned(),
-            path: run.path.to_owned(),
+        let mut seen = Seen {
+            route: Route::Run,
             started: Instant::now(),
-            key_id: None,
-        });
-        let answer = |e: ApiError, log| {
+            scope: CallerScope::None,
+            app: None,
+            log: crate::request_log::enabled().then(|| LogLine {
+                method: run.method.to_owned(),
+                path: run.path.to_owned(),
+                key_id: None,
+            }),
+        };
+        let answer = |e: ApiError, seen| {
             Some(Prepared::Answer {
                 response: e.into_response(),
                 head_len: run.head_len,
                 body: run.body,
-                log,
+                seen,
                 close: run.close,
                 head_method: run.is_head(),
             })
@@ -113,29 +119,30 @@ impl Conn {
 
         let principal = match self.authenticate(&run).await {
             Ok(p) => p,
-            Err(e) => return answer(e, log),
+            Err(e) => return answer(e, seen),
         };
-        if let Some(l) = &mut log {
+        seen.scope = principal.scope.into();
+        if let Some(l) = &mut seen.log {
             l.key_id = principal.key_id;
         }
         // Answers from here on carry the key's rate-limit headers, as the
         // router's do.
         let quota = principal.quota;
-        let answer = |e: ApiError, log| {
-            let mut prepared = answer(e, log);
+        let answer = |e: ApiError, seen| {
+            let mut prepared = answer(e, seen);
             if let (Some(Prepared::Answer { response, .. }), Some(q)) = (&mut prepared, &quota) {
                 crate::quota::set_headers(response.headers_mut(), q);
             }
             prepared
         };
         let Some(path) = split_run_path(run.path) else {
-            return answer(GatewayError::BadPath.into(), log);
+            return answer(GatewayError::BadPath.into(), seen);
         };
         if !tail_is_safe(path.tail) {
-            return answer(rules::escaping_path(), log);
+            return answer(rules::escaping_path(), seen);
         }
         if let Err(e) = rules::may_call(&principal, path.owner, path.name) {
-            return answer(e, log);
+            return answer(e, seen);
         }
         let found = self
             .state
@@ -143,8 +150,8 @@ impl Conn {
             .find_keyed(path.app, path.owner, path.name);
         let app = match found.await {
             Ok(Some(app)) => app,
-            Ok(None) => return answer(GatewayError::UnknownApp(path.app.to_owned()).into(), log),
-            Err(e) => return answer(e.into(), log),
+            Ok(None) => return answer(GatewayError::UnknownApp(path.app.to_owned()).into(), seen),
+            Err(e) => return answer(e.into(), seen),
         };
         let Some(upstream) = split_upstream(&app.upstream) else {
             // https: hyper's client with rustls. The router authenticates
@@ -156,6 +163,7 @@ impl Conn {
             }
             return Some(Prepared::HandOff);
         };
+        seen.app = Some(self.state.app_requests(path.app));
         let request_id = self.state.request_ids().next_bytes();
         write::upstream_head(out, &run, &upstream, path.tail, &principal, &request_id);
         Some(Prepared::Forward(Forward {
@@ -166,7 +174,7 @@ impl Conn {
             head_method: run.is_head(),
             idempotent: run.is_idempotent(),
             close: run.close,
-            log,
+            seen,
             quota,
         }))
     }
@@ -251,6 +259,7 @@ impl Conn {
         let wait = Duration::from_millis(u64::try_from(f.app.timeout_ms).unwrap_or(0));
         let pool = self.state.upstream().pool();
         let policy = self.state.upstream().policy();
+        let up_started = Instant::now();
         let exchange = async {
             let mut may_reuse = true;
             loop {
@@ -261,7 +270,7 @@ impl Conn {
                 };
                 let (mut up, reused) = match idle {
                     Some(conn) => (conn, true),
-                    None => match UpConn::connect(&upstream, policy, &f.app).await {
+                    None => match pool.connect(&upstream, policy, &f.app).await {
                         Ok(conn) => (conn, false),
                         Err(e) if refusal_in(&e).is_some() => {
                             return Err(Failure::Refused(e.to_string()));
@@ -304,6 +313,18 @@ impl Conn {
             done = exchange => Ok(done),
             () = timer.reached(deadline) => Err(()),
         };
+        // The upstream answered, failed or timed out (not the client).
+        if !matches!(
+            outcome,
+            Ok(Err(Failure::Client
+                | Failure::BadBody
+                | Failure::BodyTimeout))
+        ) {
+            let now = Instant::now();
+            let total = now.duration_since(f.seen.started);
+            let with_upstream = now.duration_since(up_started);
+            self.state.metrics().forwarded(total, with_upstream);
+        }
         let outcome = match outcome {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(Failure::Client)) => return false,
@@ -345,7 +366,7 @@ impl Conn {
         let finished = send_response_body(io, &mut up, head.framing, resp_out).await;
         match finished {
             Ok(()) => {
-                log_request(&f.log, head.status, Some(&f.request_id));
+                self.done(&f.seen, head.status, Some(&f.request_id));
                 if head.reusable && up.buf.is_empty() {
                     pool.put_back(upstream.authority, up);
                 }
@@ -358,7 +379,7 @@ impl Conn {
                 self.answer_failure(io, resp_out, response, &f, true).await
             }
             Err(BodyFailure::Sent) => {
-                log_request(&f.log, head.status, Some(&f.request_id));
+                self.done(&f.seen, head.status, Some(&f.request_id));
                 false
             }
         }
@@ -385,47 +406,74 @@ impl Conn {
         let status = response.status().as_u16();
         let close = close || f.close || *self.stop.borrow();
         let written = write_response(io, out, response, close, f.head_method).await;
-        log_request(&f.log, status, Some(&f.request_id));
+        self.done(&f.seen, status, Some(&f.request_id));
         written.is_ok() && !close
     }
 }
 
 /// An answer to a request whose framing cannot be trusted (or that we do
 /// not serve): the connection closes after it.
-fn refusal(e: ApiError, head_len: usize) -> Prepared {
+fn refusal(e: ApiError, head_len: usize, route: Route) -> Prepared {
     Prepared::Answer {
         response: e.into_response(),
         head_len,
         body: Framing::Empty,
-        log: None,
+        seen: Seen {
+            route,
+            started: Instant::now(),
+            scope: CallerScope::None,
+            app: None,
+            log: None,
+        },
         close: true,
         head_method: false,
     }
 }
 
-/// What a request's access line needs, kept only when it will be written.
+/// What a request's count and access line need.
+pub(super) struct Seen {
+    /// Its route class (`/run`, or `api` for a `CONNECT`).
+    route: Route,
+    /// When its head had been read.
+    started: Instant,
+    /// The scope it was authenticated with.
+    scope: CallerScope,
+    /// Its app's counters, once found.
+    app: Option<Arc<AppRequests>>,
+    /// Its access line, kept only when it will be written.
+    log: Option<LogLine>,
+}
+
+/// What a request's access line needs.
 pub(super) struct LogLine {
     /// The method.
     method: String,
     /// The path, without the query.
     path: String,
-    /// When its head had been read.
-    started: Instant,
     /// The key that authenticated it.
     key_id: Option<fal_core::KeyId>,
 }
 
-/// The access line, as the router's requests get
-/// ([`crate::request_log`]); `request_id` once one was given.
-pub(super) fn log_request(log: &Option<LogLine>, status: u16, request_id: Option<&[u8; 36]>) {
-    if let Some(l) = log {
-        crate::request_log::request(crate::request_log::Access {
-            method: &l.method,
-            path: &l.path,
-            status,
-            started: l.started,
-            request_id: request_id.and_then(|id| std::str::from_utf8(id).ok()),
-            key_id: l.key_id,
-        });
+impl Conn {
+    /// Counts an answered request ([`crate::metrics`]) and writes its
+    /// access line, as the router's requests get ([`crate::request_log`]);
+    /// `request_id` once one was given.
+    pub(super) fn done(&self, seen: &Seen, status: u16, request_id: Option<&[u8; 36]>) {
+        match &seen.app {
+            Some(app) => app.count(seen.route, status, seen.scope),
+            None => self
+                .state
+                .count_request(seen.route, None, status, seen.scope),
+        }
+        if let Some(l) = &seen.log {
+            crate::request_log::request(crate::request_log::Access {
+                method: &l.method,
+                path: &l.path,
+                status,
+                started: seen.started,
+                request_id: request_id.and_then(|id| std::str::from_utf8(id).ok()),
+                key_id: l.key_id,
+            });
+        }
     }
 }

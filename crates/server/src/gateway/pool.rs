@@ -9,6 +9,7 @@ use fal_store::AppRecord;
 use super::reach::ReachPolicy;
 use crate::addresses::{AddressClass, classify};
 use crate::h1::target::UpstreamParts;
+use crate::metrics::PoolMetrics;
 
 /// Idle connections kept per upstream authority.
 pub const MAX_IDLE_PER_UPSTREAM: usize = 1024;
@@ -73,15 +74,39 @@ impl UpConn {
 pub struct Pool {
     /// `host:port` → idle connections.
     idle: std::sync::Mutex<HashMap<String, Vec<UpConn>, foldhash::fast::RandomState>>,
+    /// Connections idle, opened and reused, for `/metrics`.
+    metrics: PoolMetrics,
 }
 
 impl Pool {
+    /// An empty pool that counts into `metrics`.
+    pub fn new(metrics: PoolMetrics) -> Pool {
+        Pool {
+            idle: Default::default(),
+            metrics,
+        }
+    }
+
+    /// A new connection to `upstream` for `app` ([`UpConn::connect`]),
+    /// counted.
+    pub async fn connect(
+        &self,
+        upstream: &UpstreamParts<'_>,
+        policy: &ReachPolicy,
+        app: &AppRecord,
+    ) -> std::io::Result<UpConn> {
+        let conn = UpConn::connect(upstream, policy, app).await?;
+        self.metrics.opened.inc();
+        Ok(conn)
+    }
+
     /// An idle connection to `authority` that still looks usable; closed
     /// ones found on the way are dropped.
     pub fn take(&self, authority: &str) -> Option<UpConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(authority)?;
         while let Some(conn) = list.pop() {
+            self.metrics.idle.add(-1);
             if conn.looks_alive() {
                 return Some(conn);
             }
@@ -102,6 +127,7 @@ impl Pool {
         if conn.internal && !policy.reach_of(app).await.internal {
             return None;
         }
+        self.metrics.reused.inc();
         Some(conn)
     }
 
@@ -112,10 +138,20 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         match idle.get_mut(authority) {
             Some(list) if list.len() < MAX_IDLE_PER_UPSTREAM => list.push(conn),
-            Some(_) => {}
+            Some(_) => return,
             None => {
                 idle.insert(authority.to_owned(), vec![conn]);
             }
         }
+        self.metrics.idle.add(1);
+    }
+}
+
+impl Drop for Pool {
+    /// The idle connections close with the pool (a worker that stops).
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner());
+        let n: usize = idle.values().map(Vec::len).sum();
+        self.metrics.idle.add(-i64::try_from(n).unwrap_or(i64::MAX));
     }
 }

@@ -13,6 +13,7 @@ use super::GatewayError;
 use super::pool::{MAX_IDLE_PER_UPSTREAM, Pool};
 use super::reach::{GuardedResolver, ReachPolicy, refusal_in};
 use crate::addresses::{Reach, check};
+use crate::metrics::PoolMetrics;
 
 /// hyper's pooled client, for the requests the hand-written path in
 /// [`crate::front`] passes on (see there): `https` upstreams and the odd
@@ -58,8 +59,12 @@ fn fallback(reach: Reach) -> Result<Fallback, std::io::Error> {
 }
 
 impl UpstreamClient {
-    /// A client (for one worker) whose connections follow `policy`.
-    pub fn new(policy: ReachPolicy) -> Result<UpstreamClient, std::io::Error> {
+    /// A client (for one worker) whose connections follow `policy`; its
+    /// pool counts into `metrics`.
+    pub fn new(
+        policy: ReachPolicy,
+        metrics: PoolMetrics,
+    ) -> Result<UpstreamClient, std::io::Error> {
         let reach = |internal| Reach {
             internal,
             metadata: policy.allow_metadata(),
@@ -69,7 +74,7 @@ impl UpstreamClient {
                 fallback: fallback(reach(false))?,
                 fallback_internal: fallback(reach(true))?,
                 policy,
-                pool: Pool::default(),
+                pool: Pool::new(metrics),
             }),
         })
     }

@@ -29,6 +29,8 @@ mod keys;
 mod lifecycle;
 mod lifecycle_pg;
 mod limits;
+mod metrics;
+mod metrics_pg;
 mod postgres;
 mod queue;
 mod queue_cluster;
