@@ -29,6 +29,7 @@ mod keys;
 mod lifecycle;
 mod lifecycle_pg;
 mod limits;
+mod openapi;
 mod postgres;
 mod queue;
 mod queue_cluster;
