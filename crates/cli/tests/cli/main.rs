@@ -19,6 +19,7 @@ mod harness;
 mod js_client;
 mod key_usage;
 mod models;
+mod openapi;
 mod python_client;
 mod queue;
 mod queue_restart;
