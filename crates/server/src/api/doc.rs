@@ -123,6 +123,9 @@ pub fn assemble(
             &mut item.post,
             &mut item.delete,
             &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
         ];
         for op in ops.into_iter().flatten() {
             add_error_responses(op);
@@ -137,11 +140,20 @@ pub fn assemble(
 fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     let each = |item: &utoipa::openapi::PathItem| {
-        [&item.get, &item.put, &item.post, &item.delete, &item.patch]
-            .into_iter()
-            .flatten()
-            .filter_map(|op| op.operation_id.clone())
-            .collect::<Vec<_>>()
+        [
+            &item.get,
+            &item.put,
+            &item.post,
+            &item.delete,
+            &item.patch,
+            &item.head,
+            &item.options,
+            &item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|op| op.operation_id.clone())
+        .collect::<Vec<_>>()
     };
     for item in doc.paths.paths.values() {
         for id in each(item) {
@@ -155,6 +167,9 @@ fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
             ("post", &mut item.post),
             ("delete", &mut item.delete),
             ("patch", &mut item.patch),
+            ("head", &mut item.head),
+            ("options", &mut item.options),
+            ("trace", &mut item.trace),
         ];
         for (method, op) in ops {
             if let Some(op) = op

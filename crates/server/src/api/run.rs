@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// The gateway handler.
 #[utoipa::path(
-    method(get, post, put, patch, delete),
+    method(get, post, put, patch, delete, head, options, trace),
     path = "/run/{owner}/{name}",
     tag = "gateway",
     operation_id = "run",

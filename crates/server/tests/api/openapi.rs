@@ -104,7 +104,8 @@ async fn the_server_serves_the_document_without_credentials() {
     assert_eq!(body, doc);
 }
 
-/// What schemathesis found, fixed: a 405 names what is allowed, a logout
+/// What schemathesis found, fixed: a 405 names what is allowed (and a
+/// POST to a request's status is refused, not queued as a new call), a logout
 /// body that is not a refresh token is refused (not answered 204 as if a
 /// session ended), and GitHub sign-in on a server without it is a 4xx.
 #[tokio::test]
@@ -112,16 +113,28 @@ async fn the_answers_schemathesis_found_wrong_are_right() {
     let app = spawn_app().await;
     let auth = app.admin_auth();
     for (method, path, allow) in [
-        (Method::PUT, "/queue/a/b/requests/x/status", "GET, POST"),
-        (Method::DELETE, "/queue/a/b/requests/x", "GET, POST"),
-        (Method::GET, "/queue/a/b/requests/x/cancel", "PUT, POST"),
-        (Method::GET, "/queue/a/b/requests/x/other", "POST"),
+        (Method::PUT, "/queue/a/b/requests/x/status", "GET"),
+        (Method::POST, "/queue/a/b/requests/x/status", "GET"),
+        (Method::POST, "/queue/a/b/requests/x/status/stream", "GET"),
+        (Method::DELETE, "/queue/a/b/requests/x", "GET"),
+        (Method::GET, "/queue/a/b/requests/x/cancel", "PUT"),
+        (Method::GET, "/queue/a/b", "POST"),
+        (Method::PUT, "/queue/a/b/some/path", "POST"),
     ] {
         let (status, headers, body) = app.call(method.clone(), path, Some(&auth), None).await;
         assert_eq!(status, 405, "{method} {path}: {body}");
         assert_eq!(headers["allow"], allow, "{method} {path}");
         assert_eq!(body["code"], "method_not_allowed");
     }
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/queue/a/b/requests/x/other",
+            Some(&auth),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
     let bad = Some(r#"{"refresh_token": 5}"#);
     let (status, _, body) = app
         .call(Method::POST, "/auth/logout", Some(&auth), bad)

@@ -28,8 +28,10 @@ use serde_json::Value;
 mod query;
 mod shapes;
 
-use self::query::{Base, Urls, logs_wanted, split_webhook};
-use self::shapes::{AlreadyCompleted, Cancelled, LogLine, Metrics, StatusBody, Submitted};
+use self::query::{Base, Urls, allowed_on_request, logs_wanted, method_not_allowed, split_webhook};
+use self::shapes::{
+    AlreadyCompleted, Cancelled, LogLine, Metrics, StatusBody, StatusEvent, Submitted,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ModelCaller;
 use crate::gateway::GatewayError;
@@ -96,6 +98,15 @@ pub async fn handle(
         }
         (&Method::GET, [_, _, "requests", id]) => result(queue, &principal, id).await,
         (&Method::PUT, [_, _, "requests", id, "cancel"]) => cancel(queue, &principal, id).await,
+        // A request's own paths: a POST there is a client's mistake (POST
+        // for GET), not a new call to queue and pay for.
+        (_, [_, _, "requests", rest @ ..]) => match allowed_on_request(rest) {
+            Some(allow) => Ok(method_not_allowed(&method, allow)),
+            None => Err(ApiError::NotFound(
+                "A request's paths are …/requests/ID, …/status, …/status/stream and …/cancel"
+                    .into(),
+            )),
+        },
         (&Method::POST, [owner, name, ..]) if !owner.is_empty() && !name.is_empty() => {
             let tail = &path[owner.len() + name.len() + 1..];
             let submit = Submit {
@@ -108,26 +119,8 @@ pub async fn handle(
             };
             submit_request(&state, queue, &principal, &base, submit).await
         }
-        (_, [_, _, "requests", ..]) => {
-            let mut refused = ApiError::Status {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                code: "method_not_allowed",
-                detail: format!("{method} is not served here: GET …/status, GET …, PUT …/cancel"),
-            }
-            .into_response();
-            // RFC 9110: a 405 names what is allowed (POST submits to the
-            // app under this path, as on any queue path).
-            let allow = match parts.as_slice() {
-                [_, _, _, _] | [_, _, _, _, "status"] | [_, _, _, _, "status", "stream"] => {
-                    "GET, POST"
-                }
-                [_, _, _, _, "cancel"] => "PUT, POST",
-                _ => "POST",
-            };
-            refused
-                .headers_mut()
-                .insert(axum::http::header::ALLOW, HeaderValue::from_static(allow));
-            Ok(refused)
+        (_, [owner, name, ..]) if !owner.is_empty() && !name.is_empty() => {
+            Ok(method_not_allowed(&method, "POST"))
         }
         _ => Err(ApiError::NotFound(
             "Queue a call at POST /queue/OWNER/NAME[/PATH]".into(),
@@ -160,7 +153,17 @@ struct Submit<'a> {
     request_body(content = Object, description = "The model's input, passed on as sent (any content type; a path after NAME is passed on too)"),
     security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
     responses(
-        (status = 200, description = "Queued (`x-fal-request-id`)", body = Submitted),
+        (
+            status = 200,
+            description = "Queued (`x-fal-request-id`)",
+            body = Submitted,
+            links(
+                ("Status" = (operation_id = "queue_status", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+                ("Stream" = (operation_id = "queue_status_stream", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+                ("Result" = (operation_id = "queue_result", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+                ("Cancel" = (operation_id = "queue_cancel", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+            )
+        ),
         (status = 400, description = "A bad priority, timeout or path", body = ErrorBody),
         (status = 403, description = "A token of other apps (`app_not_allowed`), or a webhook to an internal address (`webhook_refused`)", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
@@ -359,7 +362,7 @@ async fn status(
     params(("owner" = String, Path), ("name" = String, Path), ("request_id" = String, Path), ("logs" = Option<String>, Query, description = "`1` or `true` for the log lines")),
     security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
     responses(
-        (status = 200, description = "One `data:` event (a status, with only new log lines) per change, closed after `COMPLETED`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "One `data:` event (a status, with only new log lines) per change, closed after `COMPLETED`", content_type = "text/event-stream", body = StatusEvent),
         (status = 404, description = "No such request of the caller's", body = ErrorBody),
     )
 )]

@@ -2,10 +2,12 @@
 //! reach the queue at, `?logs=`, and `?fal_webhook=` taken out of the
 //! query the model gets.
 
-use axum::http::HeaderMap;
-use axum::http::header::HOST;
+use axum::http::header::{ALLOW, HOST};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::error::ApiError;
 use crate::extract::query_without_token;
 use crate::queue::Queue;
 use crate::state::AppState;
@@ -47,6 +49,29 @@ impl Base {
             response_url: at,
         }
     }
+}
+
+/// The method a request's path (after `requests/`) serves, if it is one.
+pub(super) fn allowed_on_request(rest: &[&str]) -> Option<&'static str> {
+    match rest {
+        [_] | [_, "status"] | [_, "status", "stream"] => Some("GET"),
+        [_, "cancel"] => Some("PUT"),
+        _ => None,
+    }
+}
+
+/// A 405 naming, as RFC 9110 wants, the method `allow` that is served.
+pub(super) fn method_not_allowed(method: &Method, allow: &'static str) -> Response {
+    let mut refused = ApiError::Status {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        detail: format!("{method} is not served here: {allow} is"),
+    }
+    .into_response();
+    refused
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    refused
 }
 
 pub(super) fn logs_wanted(query: Option<&str>) -> bool {

@@ -45,6 +45,16 @@ pub struct StatusBody {
     pub(super) error_type: Option<Option<String>>,
 }
 
+/// One server-sent event of the status stream, as OpenAPI 3.1 tools read
+/// `text/event-stream` (axum's `Sse` writes them; this only describes them).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StatusEvent {
+    /// A [`StatusBody`] as JSON, carrying only the log lines not sent before.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
 /// What a completed request took.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Metrics {
