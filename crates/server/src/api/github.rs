@@ -291,13 +291,12 @@ pub async fn logout(
     let refresh = if body.iter().all(u8::is_ascii_whitespace) {
         Ok(None)
     } else {
-        serde_json::from_slice::<RefreshBody>(&body)
-            .map(Some)
-            .map_err(|e| {
-                ApiError::Unprocessable(format!(
-                    "the body is {{\"refresh_token\": \"…\"}} or empty: {e}"
-                ))
-            })
+        // `null` is no token, as no body is.
+        serde_json::from_slice::<Option<RefreshBody>>(&body).map_err(|e| {
+            ApiError::Unprocessable(format!(
+                "the body is {{\"refresh_token\": \"…\"}} or empty: {e}"
+            ))
+        })
     };
     let caller = match (caller, &refresh) {
         (Err(e), Ok(None) | Err(_)) => return Err(e),

@@ -142,6 +142,10 @@ async fn the_answers_schemathesis_found_wrong_are_right() {
     assert_eq!(status, 422, "{body}");
     let (status, _, body) = app.call(Method::POST, "/auth/logout", None, bad).await;
     assert_eq!(status, 401, "without credentials: {body}");
+    let (status, _, body) = app
+        .call(Method::POST, "/auth/logout", Some(&auth), Some("null"))
+        .await;
+    assert_eq!(status, 204, "null is no refresh token: {body}");
     for path in ["/auth/device", "/auth/device/token"] {
         let body = Some(r#"{"device_code": "x"}"#);
         let (status, _, v) = app.call(Method::POST, path, None, body).await;
