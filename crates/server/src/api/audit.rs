@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// Page size, 1 to [`MAX_PAGE`].
+    /// Page size, 1 to 100 (`MAX_PAGE`); 50 by default.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// From a previous page's `next_cursor`.

@@ -221,7 +221,7 @@ pub async fn roll(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Page size, 1 to [`MAX_PAGE`].
+    /// Page size, 1 to 100 (`MAX_PAGE`); 50 by default.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// From a previous page's `next_cursor`.
@@ -326,7 +326,7 @@ pub async fn list(admin: Admin, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Resp
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     /// The new limit (`100/s`, `100/min`, `100/h`), or null to lift it.
-    /// (Outer `None`: the field is absent; inner `None`: `null`.)
+    // Outer `None`: the field is absent; inner `None`: `null`.
     #[serde(default, deserialize_with = "present")]
     #[schema(
         value_type = Option<String>,

@@ -29,8 +29,10 @@ pub struct Feedback {
     label: &'static str,
 }
 
-/// The handler (see the module docs). The body arrives bounded by
-/// `--max-body-size` (the router's [`crate::limits::bound_body`]).
+/// GitHub's secret scanning reports leaked secrets: every key a reported
+/// secret opens is revoked at once.
+// The body arrives bounded by `--max-body-size` (the router's
+// [`crate::limits::bound_body`]).
 #[utoipa::path(
     post,
     path = "/security/secret-scanning",

@@ -28,7 +28,7 @@ pub struct CreateToken {
     #[serde(default)]
     #[schema(min_items = 1, max_items = 100)]
     allowed_apps: Option<Vec<String>>,
-    /// Seconds the token lives (capped at [`MAX_TOKEN_SECONDS`]).
+    /// Seconds the token lives (default 120; longer is cut to 3,600, `MAX_TOKEN_SECONDS`).
     #[serde(default)]
     #[schema(minimum = 1)]
     token_expiration: Option<i64>,

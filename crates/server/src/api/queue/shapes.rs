@@ -50,7 +50,7 @@ pub struct StatusBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct StatusEvent {
-    /// A [`StatusBody`] as JSON, carrying only the log lines not sent before.
+    /// A `StatusBody` as JSON, carrying only the log lines not sent before.
     #[schema(content_media_type = "application/json")]
     data: String,
 }
