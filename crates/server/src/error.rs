@@ -8,7 +8,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fal_core::Scope;
 use fal_store::StoreError;
-use serde_json::json;
+
+/// Every error's body: what went wrong and what to do about it, and a
+/// stable code to match on.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, and what to send instead.
+    pub detail: String,
+    /// A stable, machine-readable code (`invalid_credentials`, `not_found`, …).
+    pub code: String,
+}
 
 /// The detail fal's clients expect for an unknown, wrong or revoked key.
 pub const NO_USER_FOUND: &str = "No user found for Key ID and Secret";
@@ -192,7 +201,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (
             status,
-            Json(json!({"detail": self.to_string(), "code": self.code()})),
+            Json(ErrorBody {
+                detail: self.to_string(),
+                code: self.code().to_owned(),
+            }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {

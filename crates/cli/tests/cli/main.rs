@@ -21,6 +21,7 @@ mod js_client;
 mod key_usage;
 mod metrics;
 mod models;
+mod openapi;
 mod python_client;
 mod queue;
 mod queue_restart;

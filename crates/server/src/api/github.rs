@@ -7,7 +7,7 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fal_core::token::SessionToken;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -16,7 +16,7 @@ use fal_core::AuditKind;
 use super::ApiJson;
 use crate::audit::Origin;
 use crate::cookies::{self, OurCookie};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
 use crate::github::{DevicePoll, Github};
 use crate::response_headers::no_store;
@@ -24,7 +24,9 @@ use crate::state::AppState;
 
 fn github(state: &AppState) -> Result<&Github, ApiError> {
     state.github().ok_or_else(|| ApiError::Status {
-        status: StatusCode::NOT_IMPLEMENTED,
+        // The caller asked for something this server does not offer: a
+        // 4xx, not a server fault for 5xx alerts to count.
+        status: StatusCode::NOT_FOUND,
         code: "github_not_configured",
         detail: "GitHub sign-in is not configured on this server: start fal serve with \
                  --github-client-id and --github-client-secret (or use a key pair: \
@@ -33,22 +35,73 @@ fn github(state: &AppState) -> Result<&Github, ApiError> {
     })
 }
 
+/// `GET /auth/github`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GithubStatus {
+    /// GitHub sign-in is available here.
+    configured: bool,
+}
+
 /// `GET /auth/github`: whether GitHub sign-in is available here.
-pub async fn status(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "configured": state.github().is_some() }))
+#[utoipa::path(
+    get,
+    path = "/auth/github",
+    operation_id = "auth_status",
+    tag = "auth",
+    responses((status = 200, description = "Whether GitHub sign-in is configured", body = GithubStatus))
+)]
+pub async fn status(State(state): State<AppState>) -> Json<GithubStatus> {
+    Json(GithubStatus {
+        configured: state.github().is_some(),
+    })
 }
 
 /// `POST /auth/device`: starts the device flow.
+#[utoipa::path(
+    post,
+    path = "/auth/device",
+    operation_id = "auth_device_start",
+    tag = "auth",
+    responses(
+        (status = 200, description = "GitHub's device code (`Cache-Control: no-store`)", body = crate::github::DeviceCode),
+        (status = 404, description = "GitHub sign-in is not configured here (`github_not_configured`)", body = ErrorBody),
+        (status = 429, description = "Too many sign-ins under way", body = ErrorBody),
+        (status = 503, description = "GitHub cannot be reached (`github_unavailable`)", body = ErrorBody),
+    )
+)]
 pub async fn device_start(State(state): State<AppState>) -> Result<Response, ApiError> {
     let code = github(&state)?.device_code(state.clock().now()).await?;
     // The device code is the attempt's secret: no cache keeps it.
-    Ok(no_store(Json(
-        serde_json::to_value(code).unwrap_or_default(),
-    )))
+    Ok(no_store(Json(code)))
+}
+
+/// `POST /auth/device/token` while the user has not finished.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Pending {
+    /// `authorization_pending` or `slow_down`.
+    status: &'static str,
+    /// With `slow_down`: the seconds to wait between polls from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<u64>,
+}
+
+/// A session's tokens.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Tokens {
+    /// `Authorization: Bearer <access_token>`.
+    access_token: String,
+    /// For `POST /auth/refresh`.
+    refresh_token: String,
+    /// Seconds the access token lives.
+    expires_in: u64,
+    /// Who signed in (`POST /auth/device/token` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    user: Option<Value>,
 }
 
 /// `POST /auth/device/token` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DevicePollBody {
     device_code: String,
 }
@@ -59,6 +112,22 @@ fn user_json(u: &fal_store::User) -> Value {
 
 /// `POST /auth/device/token`: one poll. 202 while pending (with the interval
 /// to use), 200 with tokens when done.
+#[utoipa::path(
+    post,
+    path = "/auth/device/token",
+    operation_id = "auth_device_poll",
+    tag = "auth",
+    request_body = DevicePollBody,
+    responses(
+        (status = 200, description = "Signed in: the session's tokens (`Cache-Control: no-store`)", body = Tokens),
+        (status = 202, description = "Not yet: poll again after the interval", body = Pending),
+        (status = 400, description = "A device code GitHub does not know (`unknown_device_code`)", body = ErrorBody),
+        (status = 403, description = "Denied on GitHub (`access_denied`), or not allowed here", body = ErrorBody),
+        (status = 404, description = "GitHub sign-in is not configured here", body = ErrorBody),
+        (status = 410, description = "The code expired (`expired_token`)", body = ErrorBody),
+        (status = 503, description = "GitHub cannot be reached", body = ErrorBody),
+    )
+)]
 pub async fn device_poll(
     State(state): State<AppState>,
     origin: Origin,
@@ -76,12 +145,18 @@ pub async fn device_poll(
     {
         DevicePoll::Pending => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"status": "authorization_pending"})),
+            Json(Pending {
+                status: "authorization_pending",
+                interval: None,
+            }),
         )
             .into_response()),
         DevicePoll::SlowDown(interval) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"status": "slow_down", "interval": interval})),
+            Json(Pending {
+                status: "slow_down",
+                interval: Some(interval),
+            }),
         )
             .into_response()),
         DevicePoll::Expired => Err(status(
@@ -109,18 +184,18 @@ pub async fn device_poll(
                 .issue_cli(&user.user_id, Some(&token))
                 .await?;
             signed_in(&state, &user.user_id, &issued.session_id, "cli", &origin).await?;
-            Ok(no_store(Json(json!({
-                "access_token": issued.access.expose(),
-                "refresh_token": issued.refresh.expose(),
-                "expires_in": issued.expires_in,
-                "user": user_json(&user),
-            }))))
+            Ok(no_store(Json(Tokens {
+                access_token: issued.access.expose().to_owned(),
+                refresh_token: issued.refresh.expose().to_owned(),
+                expires_in: issued.expires_in,
+                user: Some(user_json(&user)),
+            })))
         }
     }
 }
 
 /// `POST /auth/refresh` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
     refresh_token: String,
 }
@@ -130,6 +205,18 @@ pub struct RefreshBody {
 /// membership, with the GitHub token kept sealed since sign-in). A user no
 /// longer allowed gets 401 and the session ends; when GitHub cannot be
 /// reached the answer is 503 and the session is kept, so a retry may work.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    operation_id = "auth_refresh",
+    tag = "auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new token pair; the old refresh token stops working (`Cache-Control: no-store`)", body = Tokens),
+        (status = 401, description = "An unknown or used refresh token, or a user no longer allowed (`access_withdrawn`)", body = ErrorBody),
+        (status = 503, description = "GitHub cannot be reached (`Retry-After`; the session is kept)", body = ErrorBody),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -167,11 +254,12 @@ pub async fn refresh(
         });
     }
     let issued = state.sessions().finish_refresh(grant).await?;
-    Ok(no_store(Json(json!({
-        "access_token": issued.access.expose(),
-        "refresh_token": issued.refresh.expose(),
-        "expires_in": issued.expires_in,
-    }))))
+    Ok(no_store(Json(Tokens {
+        access_token: issued.access.expose().to_owned(),
+        refresh_token: issued.refresh.expose().to_owned(),
+        expires_in: issued.expires_in,
+        user: None,
+    })))
 }
 
 /// `POST /auth/logout`: ends the caller's session (bearer token), and the
@@ -179,17 +267,45 @@ pub async fn refresh(
 /// (401): the dashboard's cookie is not a credential here (the dashboard
 /// has its own logout form, with its CSRF token), and answering 204 to a
 /// cookie would look like a logout while the session lived on.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "auth_logout",
+    tag = "auth",
+    request_body(content = Option<RefreshBody>, description = "Optional: the session's refresh token"),
+    security(("session" = []), ()),
+    responses(
+        (status = 204, description = "The session ended (both its tokens stop working)"),
+        (status = 401, description = "Neither a session's bearer token nor a refresh token", body = ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     origin: Origin,
     caller: Result<Caller, ApiError>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let refresh = serde_json::from_slice::<RefreshBody>(&body).ok();
+    // No body, or the session's refresh token; anything else is a
+    // mistake to report, not to answer 204 to as if a session had ended.
+    // Without credentials, a refused body is refused as they are.
+    let refresh = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(None)
+    } else {
+        // `null` is no token, as no body is.
+        serde_json::from_slice::<Option<RefreshBody>>(&body).map_err(|e| {
+            ApiError::Unprocessable(format!(
+                "the body is {{\"refresh_token\": \"…\"}} or empty: {e}"
+            ))
+        })
+    };
+    let caller = match (caller, &refresh) {
+        (Err(e), Ok(None) | Err(_)) => return Err(e),
+        (caller, _) => caller.ok(),
+    };
+    let refresh = refresh?;
     match caller {
-        Err(e) if refresh.is_none() => return Err(e),
-        Err(_) => {}
-        Ok(Caller(p)) => {
+        None => {}
+        Some(Caller(p)) => {
             if let Some(id) = &p.session_id {
                 state.sessions().revoke(id).await?;
                 let audit = state.audit();
@@ -236,6 +352,16 @@ pub fn b64url(bytes: &[u8]) -> String {
 }
 
 /// `GET /auth/github/login`: the web flow's first step.
+#[utoipa::path(
+    get,
+    path = "/auth/github/login",
+    operation_id = "auth_web_login",
+    tag = "auth",
+    responses(
+        (status = 303, description = "To GitHub's authorization page (sets the flow's cookie)"),
+        (status = 404, description = "GitHub sign-in is not configured here", body = ErrorBody),
+    )
+)]
 pub async fn web_login(State(state): State<AppState>) -> Result<Response, ApiError> {
     let gh = github(&state)?;
     let callback = gh.callback_url()?;
@@ -258,7 +384,8 @@ pub async fn web_login(State(state): State<AppState>) -> Result<Response, ApiErr
 }
 
 /// Web flow callback query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -267,6 +394,18 @@ pub struct CallbackQuery {
 
 /// `GET /auth/github/callback`: checks `state`, exchanges the code with its
 /// PKCE verifier, signs the user in, and sets a fresh session cookie.
+#[utoipa::path(
+    get,
+    path = "/auth/github/callback",
+    operation_id = "auth_web_callback",
+    tag = "auth",
+    params(CallbackQuery),
+    responses(
+        (status = 303, description = "Signed in: to the dashboard, with a session cookie"),
+        (status = 400, description = "A state or cookie that does not match (`bad_oauth_state`)", body = ErrorBody),
+        (status = 404, description = "GitHub sign-in is not configured here", body = ErrorBody),
+    )
+)]
 pub async fn web_callback(
     State(state): State<AppState>,
     origin: Origin,
@@ -320,6 +459,18 @@ pub async fn web_callback(
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    status,
+    device_start,
+    device_poll,
+    refresh,
+    logout,
+    web_login,
+    web_callback
+))]
+pub(super) struct Doc;
 
 #[cfg(test)]
 mod tests {

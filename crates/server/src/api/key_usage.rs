@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use fal_core::usage::{Hour, retained_since};
 use fal_core::{KeyId, Timestamp, UsageCounts};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ApiQuery;
 use crate::auth::Admin;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// `GET /keys/{key_id}/usage` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// `YYYY-MM-DD` or an RFC 3339 instant in UTC: hours from the one it
@@ -23,8 +25,8 @@ pub struct UsageQuery {
 }
 
 /// Counts as the API shows them.
-#[derive(Debug, Serialize)]
-struct Counts {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Counts {
     accepted: u64,
     /// Every refusal, whatever the reason.
     refused: u64,
@@ -48,8 +50,8 @@ impl From<&UsageCounts> for Counts {
 }
 
 /// One hour with calls.
-#[derive(Debug, Serialize)]
-struct Bucket {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bucket {
     /// Its first instant, RFC 3339.
     hour: String,
     #[serde(flatten)]
@@ -57,8 +59,8 @@ struct Bucket {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
-struct Usage {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
     key_id: String,
     /// The first hour covered, RFC 3339.
     since: String,
@@ -85,6 +87,20 @@ fn first_hour(since: Option<&str>, now: Timestamp) -> Result<Hour, ApiError> {
 }
 
 /// `GET /keys/{key_id}/usage`.
+#[utoipa::path(
+    get,
+    path = "/keys/{key_id}/usage",
+    operation_id = "key_usage_show",
+    tag = "keys",
+    params(("key_id" = String, Path, description = "One of the caller's keys (revoked ones too)"), UsageQuery),
+    security(("key" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Calls per hour (UTC) with calls, oldest first, and totals", body = Usage),
+        (status = 400, description = "A `since` that is not a date", body = ErrorBody),
+        (status = 403, description = "Not an ADMIN key", body = ErrorBody),
+        (status = 404, description = "No such key of the caller's", body = ErrorBody),
+    )
+)]
 pub async fn show(
     admin: Admin,
     Path(key_id): Path<String>,
@@ -112,6 +128,10 @@ pub async fn show(
     };
     Ok(Json(body).into_response())
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(show))]
+pub(super) struct Doc;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -14,9 +14,24 @@ use crate::auth::Admin;
 use crate::state::AppState;
 
 /// `GET /metrics` on the main listener: ADMIN callers only.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    security(("key" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Every metric in Prometheus' text format (version 0.0.4)", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 403, description = "Not an ADMIN key", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn show(_admin: Admin, State(state): State<AppState>) -> Response {
     scrape(&state).await
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(show))]
+pub(super) struct Doc;
 
 /// `GET /metrics` on the metrics listener: no credentials.
 async fn open(State(state): State<AppState>) -> Response {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod apps;
 pub mod audit;
+pub mod doc;
 pub mod github;
 pub mod health;
 pub mod key_usage;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::show))
+        .route("/openapi.json", get(doc::serve))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke).patch(keys::update))
         .route("/audit", get(audit::list))
@@ -75,6 +77,27 @@ pub fn routes() -> Router<AppState> {
 /// [`crate::response_headers::nosniff`]).
 fn gateway_route() -> axum::routing::MethodRouter<AppState> {
     any(run::run)
+}
+
+/// The OpenAPI document: each module's paths, merged as [`routes`] merges
+/// their routes (see [`doc`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    doc::assemble([
+        health::Doc::openapi(),
+        metrics::Doc::openapi(),
+        keys::Doc::openapi(),
+        key_usage::Doc::openapi(),
+        audit::Doc::openapi(),
+        users::Doc::openapi(),
+        admin::Doc::openapi(),
+        apps::Doc::openapi(),
+        tokens::Doc::openapi(),
+        github::Doc::openapi(),
+        secret_scanning::Doc::openapi(),
+        queue::Doc::openapi(),
+        run::Doc::openapi(),
+    ])
 }
 
 /// A JSON body; malformed JSON or wrong fields are a 400/422 in our error shape.

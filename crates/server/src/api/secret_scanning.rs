@@ -8,24 +8,55 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::audit::Origin;
 use crate::auth::leaks::{Label, LeakOutcome};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::secret_scanning::{
     KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER, SignedReport, verify_report,
 };
 use crate::state::AppState;
 
-/// The handler (see the module docs). The body arrives bounded by
-/// `--max-body-size` (the router's [`crate::limits::bound_body`]).
+/// GitHub's feedback on one reported token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Feedback {
+    /// The token as sent.
+    token_raw: String,
+    /// Its type as sent.
+    token_type: String,
+    /// `true_positive` (a key's secret: the key is revoked) or `false_positive`.
+    label: &'static str,
+}
+
+/// GitHub's secret scanning reports leaked secrets: every key a reported
+/// secret opens is revoked at once.
+// The body arrives bounded by `--max-body-size` (the router's
+// [`crate::limits::bound_body`]).
+#[utoipa::path(
+    post,
+    path = "/security/secret-scanning",
+    operation_id = "secret_scanning_report",
+    tag = "security",
+    params(
+        ("Github-Public-Key-Identifier" = String, Header, description = "The published key that signed the body"),
+        ("Github-Public-Key-Signature" = String, Header, description = "Base64 ECDSA P-256 signature over the raw body"),
+    ),
+    request_body(content = Vec<crate::secret_scanning::ReportedMatch>, description = "The matches (at most 1,000)"),
+    responses(
+        (status = 200, description = "One label per match; every key whose secret was reported is revoked", body = Vec<Feedback>),
+        (status = 400, description = "A signed body that is not JSON", body = ErrorBody),
+        (status = 401, description = "Missing, malformed or wrong signature, or an unknown key (`invalid_signature`)", body = ErrorBody),
+        (status = 422, description = "A signed body that is not a list of matches", body = ErrorBody),
+        (status = 503, description = "GitHub's keys cannot be fetched", body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     origin: Origin,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Feedback>>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let report = verify_report(
         state.scanning_keys(),
@@ -75,18 +106,19 @@ fn log_outcome(outcome: &LeakOutcome) {
 }
 
 /// GitHub's feedback: each token as sent, its type, and the label.
-fn answer(report: &SignedReport, outcome: &LeakOutcome) -> Value {
-    let rows: Vec<Value> = report
+fn answer(report: &SignedReport, outcome: &LeakOutcome) -> Vec<Feedback> {
+    report
         .matches()
         .iter()
         .zip(&outcome.labels)
-        .map(|(m, label)| {
-            json!({
-                "token_raw": m.token,
-                "token_type": m.token_type,
-                "label": label.as_str(),
-            })
+        .map(|(m, label)| Feedback {
+            token_raw: m.token.clone(),
+            token_type: m.token_type.clone(),
+            label: label.as_str(),
         })
-        .collect();
-    Value::Array(rows)
+        .collect()
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(report))]
+pub(super) struct Doc;

@@ -10,28 +10,44 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use fal_core::AllowedApps;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::ApiJson;
 use crate::auth::{DEFAULT_TOKEN_SECONDS, MAX_TOKEN_SECONDS};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
 use crate::response_headers::no_store;
 use crate::state::AppState;
 
 /// The body, as fal's clients send it (Python's `fal-client` and
 /// `@fal-ai/client` send exactly these two fields).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// The apps: `NAME` (any owner's) or `OWNER/NAME`.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     allowed_apps: Option<Vec<String>>,
-    /// Seconds the token lives (capped at [`MAX_TOKEN_SECONDS`]).
+    /// Seconds the token lives (default 120; longer is cut to 3,600, `MAX_TOKEN_SECONDS`).
     #[serde(default)]
+    #[schema(minimum = 1)]
     token_expiration: Option<i64>,
 }
 
-/// `POST /tokens/`: answers the token as a JSON string.
+/// `POST /tokens/` (also `POST /tokens`): answers the token as a JSON string.
+#[utoipa::path(
+    post,
+    path = "/tokens/",
+    operation_id = "tokens_create",
+    tag = "tokens",
+    request_body = CreateToken,
+    security(("key" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "The token, a JSON string (an HS256 JWT; `Cache-Control: no-store`)", body = String),
+        (status = 403, description = "A short-lived token cannot mint another (`token_not_accepted`)", body = ErrorBody),
+        (status = 422, description = "No apps, a malformed app, or a `token_expiration` of 0 or less", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -52,3 +68,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::Internal("caller with neither key nor session".into()))?;
     Ok(no_store((StatusCode::CREATED, Json(token.expose()))))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create))]
+pub(super) struct Doc;

@@ -40,7 +40,7 @@ pub struct GithubConfig {
 }
 
 /// GitHub's answer to a device-code request, passed on to the CLI.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct DeviceCode {
     /// Secret of this attempt; the CLI polls with it.
     pub device_code: String,

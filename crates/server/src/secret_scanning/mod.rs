@@ -37,7 +37,7 @@ pub const MAX_MATCHES: usize = 1000;
 
 /// One match as the scanning service sends it. The token is the leaked
 /// secret (or what looked like one): it never reaches a log.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ReportedMatch {
     /// What matched the registered pattern.
     pub token: String,

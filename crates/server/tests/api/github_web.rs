@@ -266,7 +266,7 @@ async fn without_github_configured_sign_in_says_so_and_keys_still_work() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 501);
+    assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "github_not_configured");
     assert!(

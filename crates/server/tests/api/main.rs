@@ -31,6 +31,7 @@ mod lifecycle_pg;
 mod limits;
 mod metrics;
 mod metrics_pg;
+mod openapi;
 mod postgres;
 mod queue;
 mod queue_cluster;

@@ -17,16 +17,23 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use fal_core::Principal;
 use fal_store::queue::{CancelOutcome, NewQueued, QueueStatus, QueueView};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::extract::{ModelCaller, query_without_token};
+mod query;
+mod shapes;
+
+use self::query::{Base, Urls, allowed_on_request, logs_wanted, method_not_allowed, split_webhook};
+use self::shapes::{
+    AlreadyCompleted, Cancelled, LogLine, Metrics, StatusBody, StatusEvent, Submitted,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ModelCaller;
 use crate::gateway::GatewayError;
 use crate::gateway::rules::may_call;
 use crate::h1::headers::X_FAL_REQUEST_ID;
@@ -91,6 +98,15 @@ pub async fn handle(
         }
         (&Method::GET, [_, _, "requests", id]) => result(queue, &principal, id).await,
         (&Method::PUT, [_, _, "requests", id, "cancel"]) => cancel(queue, &principal, id).await,
+        // A request's own paths: a POST there is a client's mistake (POST
+        // for GET), not a new call to queue and pay for.
+        (_, [_, _, "requests", rest @ ..]) => match allowed_on_request(rest) {
+            Some(allow) => Ok(method_not_allowed(&method, allow)),
+            None => Err(ApiError::NotFound(
+                "A request's paths are …/requests/ID, …/status, …/status/stream and …/cancel"
+                    .into(),
+            )),
+        },
         (&Method::POST, [owner, name, ..]) if !owner.is_empty() && !name.is_empty() => {
             let tail = &path[owner.len() + name.len() + 1..];
             let submit = Submit {
@@ -103,51 +119,13 @@ pub async fn handle(
             };
             submit_request(&state, queue, &principal, &base, submit).await
         }
-        (_, [_, _, "requests", ..]) => Err(ApiError::Status {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            code: "method_not_allowed",
-            detail: format!("{method} is not served here: GET …/status, GET …, PUT …/cancel"),
-        }),
+        (_, [owner, name, ..]) if !owner.is_empty() && !name.is_empty() => {
+            Ok(method_not_allowed(&method, "POST"))
+        }
         _ => Err(ApiError::NotFound(
             "Queue a call at POST /queue/OWNER/NAME[/PATH]".into(),
         )),
     }
-}
-
-/// The absolute base clients reach the queue at: `--public-url`, else the
-/// request's `Host` and this server's scheme.
-struct Base(String);
-
-impl Base {
-    fn of(state: &AppState, headers: &HeaderMap, queue: &Queue) -> Base {
-        if let Some(b) = &queue.config().public_base {
-            return Base(b.trim_end_matches('/').to_owned());
-        }
-        let scheme = if state.tls() { "https" } else { "http" };
-        let host = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-            .unwrap_or("localhost");
-        Base(format!("{scheme}://{host}"))
-    }
-
-    fn urls(&self, owner: &str, name: &str, id: &str) -> Value {
-        let at = format!("{}/queue/{owner}/{name}/requests/{id}", self.0);
-        json!({
-            "response_url": at,
-            "status_url": format!("{at}/status"),
-            "cancel_url": format!("{at}/cancel"),
-        })
-    }
-}
-
-fn logs_wanted(query: Option<&str>) -> bool {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .any(|(k, v)| k == "logs" && matches!(v, "1" | "true" | "True"))
 }
 
 /// What a submit carries.
@@ -160,6 +138,37 @@ struct Submit<'a> {
     body: Bytes,
 }
 
+/// Queues a call to the app (answered with where to follow it).
+#[utoipa::path(
+    post,
+    path = "/queue/{owner}/{name}",
+    tag = "gateway",
+    operation_id = "queue_submit",
+    params(
+        ("owner" = String, Path), ("name" = String, Path),
+        ("fal_webhook" = Option<String>, Query, description = "A URL to POST the result to when done"),
+        ("X-Fal-Queue-Priority" = Option<String>, Header, description = "`normal` (default) or `low`"),
+        ("X-Fal-Request-Timeout" = Option<String>, Header, description = "Seconds it may wait to start"),
+    ),
+    request_body(content = Object, description = "The model's input, passed on as sent (any content type; a path after NAME is passed on too)"),
+    security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
+    responses(
+        (
+            status = 200,
+            description = "Queued (`x-fal-request-id`)",
+            body = Submitted,
+            links(
+                ("Status" = (operation_id = "queue_status", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+                ("Stream" = (operation_id = "queue_status_stream", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+                ("Result" = (operation_id = "queue_result", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+                ("Cancel" = (operation_id = "queue_cancel", parameters(("owner" = "$request.path.owner"), ("name" = "$request.path.name"), ("request_id" = "$response.body#/request_id")))),
+            )
+        ),
+        (status = 400, description = "A bad priority, timeout or path", body = ErrorBody),
+        (status = 403, description = "A token of other apps (`app_not_allowed`), or a webhook to an internal address (`webhook_refused`)", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+    )
+)]
 async fn submit_request(
     state: &AppState,
     queue: &Queue,
@@ -223,62 +232,17 @@ async fn submit_request(
         created_at: queue.now(),
     };
     let position = queue.submit(&request).await?;
-    let mut answer = base.urls(&app.owner, &app.name, &request_id);
-    answer["status"] = "IN_QUEUE".into();
-    answer["request_id"] = request_id.clone().into();
-    answer["queue_position"] = position.into();
+    let answer = Submitted {
+        status: "IN_QUEUE",
+        urls: base.urls(&app.owner, &app.name, &request_id),
+        request_id: request_id.clone(),
+        queue_position: position,
+    };
     let mut response = Json(answer).into_response();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_FAL_REQUEST_ID, v);
     }
     Ok(response)
-}
-
-/// `fal_webhook`, and the rest of the query (for the model).
-fn split_webhook(query: Option<&str>) -> (Option<String>, Option<String>) {
-    // The caller's token never reaches the model.
-    let query = query_without_token(query);
-    let mut webhook = None;
-    let mut rest = Vec::new();
-    for pair in query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        match pair.split_once('=') {
-            Some(("fal_webhook", v)) => {
-                webhook = Some(percent_decode(v));
-            }
-            _ => rest.push(pair),
-        }
-    }
-    (webhook, (!rest.is_empty()).then(|| rest.join("&")))
-}
-
-fn percent_decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -304,13 +268,19 @@ async fn status_json(
     view: &QueueView,
     logs: bool,
 ) -> Result<Value, ApiError> {
-    let mut out = base.urls(&view.owner, &view.name, &view.request_id);
-    out["status"] = view.status.as_str().into();
-    out["request_id"] = view.request_id.clone().into();
-    out["logs"] = if logs { log_lines(view) } else { Value::Null };
+    let mut out = StatusBody {
+        status: view.status.as_str(),
+        request_id: view.request_id.clone(),
+        urls: base.urls(&view.owner, &view.name, &view.request_id),
+        logs: logs.then(|| log_lines(view)),
+        queue_position: None,
+        metrics: None,
+        error: None,
+        error_type: None,
+    };
     match view.status {
         QueueStatus::InQueue => {
-            out["queue_position"] = queue.position(&view.request_id).await?.into();
+            out.queue_position = Some(queue.position(&view.request_id).await?);
         }
         QueueStatus::InProgress => {}
         QueueStatus::Completed => {
@@ -318,19 +288,26 @@ async fn status_json(
                 (Some(s), Some(c)) => (c.millis() - s.millis()).max(0) as f64 / 1000.0,
                 _ => 0.0,
             };
-            out["metrics"] = json!({ "inference_time": took });
+            out.metrics = Some(Metrics {
+                inference_time: took,
+            });
             if let Some(e) = &view.error {
-                out["error"] = e.clone().into();
-                out["error_type"] = view.error_type.clone().into();
+                out.error = Some(e.clone());
+                out.error_type = Some(view.error_type.clone());
             }
         }
     }
-    Ok(out)
+    serde_json::to_value(out).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The gateway's own log lines for a request (fal's log shape).
-fn log_lines(view: &QueueView) -> Value {
-    let line = |message: String, at: fal_core::Timestamp, level: &str| json!({"message": message, "level": level, "source": "fal", "timestamp": at.to_rfc3339()});
+fn log_lines(view: &QueueView) -> Vec<LogLine> {
+    let line = |message: String, at: fal_core::Timestamp, level: &'static str| LogLine {
+        message,
+        level,
+        source: "fal",
+        timestamp: at.to_rfc3339(),
+    };
     let mut lines = Vec::new();
     if let Some(at) = view.started_at {
         lines.push(line(
@@ -345,9 +322,23 @@ fn log_lines(view: &QueueView) -> Value {
             Some(e) => lines.push(line(format!("Failed: {e}"), at, "ERROR")),
         }
     }
-    Value::Array(lines)
+    lines
 }
 
+/// A queued request's status.
+#[utoipa::path(
+    get,
+    path = "/queue/{owner}/{name}/requests/{request_id}/status",
+    tag = "gateway",
+    operation_id = "queue_status",
+    params(("owner" = String, Path), ("name" = String, Path), ("request_id" = String, Path), ("logs" = Option<String>, Query, description = "`1` or `true` for the log lines")),
+    security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
+    responses(
+        (status = 200, description = "`COMPLETED`", body = StatusBody),
+        (status = 202, description = "`IN_QUEUE` or `IN_PROGRESS`", body = StatusBody),
+        (status = 404, description = "No such request of the caller's", body = ErrorBody),
+    )
+)]
 async fn status(
     queue: &Queue,
     principal: &Principal,
@@ -364,6 +355,19 @@ async fn status(
     Ok((code, Json(body)).into_response())
 }
 
+/// The status as server-sent events until it completes.
+#[utoipa::path(
+    get,
+    path = "/queue/{owner}/{name}/requests/{request_id}/status/stream",
+    tag = "gateway",
+    operation_id = "queue_status_stream",
+    params(("owner" = String, Path), ("name" = String, Path), ("request_id" = String, Path), ("logs" = Option<String>, Query, description = "`1` or `true` for the log lines")),
+    security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
+    responses(
+        (status = 200, description = "One `data:` event (a status, with only new log lines) per change, closed after `COMPLETED`", content_type = "text/event-stream", body = StatusEvent),
+        (status = 404, description = "No such request of the caller's", body = ErrorBody),
+    )
+)]
 async fn stream(
     state: AppState,
     principal: Principal,
@@ -409,6 +413,20 @@ async fn stream(
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }
 
+/// A completed request's answer, with the app's own status and content type.
+#[utoipa::path(
+    get,
+    path = "/queue/{owner}/{name}/requests/{request_id}",
+    tag = "gateway",
+    operation_id = "queue_result",
+    params(("owner" = String, Path), ("name" = String, Path), ("request_id" = String, Path)),
+    security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
+    responses(
+        (status = 400, description = "Not completed yet (`not_completed`)", body = ErrorBody),
+        (status = 404, description = "No such request of the caller's", body = ErrorBody),
+        (status = "default", description = "The app's answer as kept: its status, content type and body (a cancelled request's is 499 `cancelled`)"),
+    )
+)]
 async fn result(queue: &Queue, principal: &Principal, id: &str) -> Result<Response, ApiError> {
     let view = visible(queue, principal, id).await?;
     if view.status != QueueStatus::Completed {
@@ -433,49 +451,43 @@ async fn result(queue: &Queue, principal: &Principal, id: &str) -> Result<Respon
     Ok(response)
 }
 
+/// Cancels a request that is waiting or running.
+#[utoipa::path(
+    put,
+    path = "/queue/{owner}/{name}/requests/{request_id}/cancel",
+    tag = "gateway",
+    operation_id = "queue_cancel",
+    params(("owner" = String, Path), ("name" = String, Path), ("request_id" = String, Path)),
+    security(("key" = []), ("session" = []), ("app_token" = []), ("app_token_query" = [])),
+    responses(
+        (status = 202, description = "It will complete with a cancellation error", body = Cancelled),
+        (status = 400, description = "Already completed", body = AlreadyCompleted),
+        (status = 404, description = "No such request of the caller's", body = ErrorBody),
+    )
+)]
 async fn cancel(queue: &Queue, principal: &Principal, id: &str) -> Result<Response, ApiError> {
     visible(queue, principal, id).await?;
     Ok(match queue.cancel(id).await? {
         CancelOutcome::WasQueued | CancelOutcome::WasRunning => (
             StatusCode::ACCEPTED,
-            Json(json!({"status": "CANCELLATION_REQUESTED"})),
+            Json(Cancelled {
+                status: "CANCELLATION_REQUESTED",
+            }),
         )
             .into_response(),
         CancelOutcome::AlreadyCompleted => (
             StatusCode::BAD_REQUEST,
-            // fal's answer, with our error fields beside it.
-            Json(json!({
-                "status": "ALREADY_COMPLETED",
-                "detail": "The request has already completed: there is nothing to cancel",
-                "code": "already_completed",
-            })),
+            Json(AlreadyCompleted {
+                status: "ALREADY_COMPLETED",
+                detail: "The request has already completed: there is nothing to cancel",
+                code: "already_completed",
+            }),
         )
             .into_response(),
         CancelOutcome::NotFound => return Err(not_found(id)),
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_webhook_is_taken_out_of_the_query_and_decoded() {
-        let (hook, rest) = split_webhook(Some(
-            "a=1&fal_webhook=https%3A%2F%2Fh.example%2Fx%3Fy%3D1&b=2",
-        ));
-        assert_eq!(hook.as_deref(), Some("https://h.example/x?y=1"));
-        assert_eq!(rest.as_deref(), Some("a=1&b=2"));
-        assert_eq!(split_webhook(None), (None, None));
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-    }
-
-    #[test]
-    fn logs_are_wanted_only_when_asked() {
-        assert!(logs_wanted(Some("logs=1")));
-        assert!(logs_wanted(Some("x=2&logs=true")));
-        assert!(!logs_wanted(Some("logs=0")));
-        assert!(!logs_wanted(Some("logs=false")));
-        assert!(!logs_wanted(None));
-    }
-}
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(submit_request, status, stream, result, cancel))]
+pub(super) struct Doc;
