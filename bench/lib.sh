@@ -114,3 +114,17 @@ bench_setup() {
   FAL_HOST="http://127.0.0.1:$port" bench_key_and_app "$dir.setup" "$UP_PORT"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
+
+# make_bench_certificate rsa|ecdsa CERT_FILE KEY_FILE: a self-signed
+# certificate for 127.0.0.1 with an RSA-2048 or a P-256 key, for fal and
+# nginx alike.
+make_bench_certificate() {
+  local key_args
+  case "$1" in
+    rsa) key_args=(-newkey rsa:2048) ;;
+    ecdsa) key_args=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
+    *) echo "CERT must be rsa or ecdsa, not $1" >&2; exit 1 ;;
+  esac
+  openssl req -x509 "${key_args[@]}" -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$3" -out "$2" 2>/dev/null
+}

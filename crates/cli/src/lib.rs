@@ -156,6 +156,14 @@ pub struct ServeArgs {
     /// The private key (PEM) for --tls-cert.
     #[arg(long, env = "FAL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A file of 64 hex digits (`openssl rand -hex 32`, mode 0600) sealing
+    /// TLS session tickets, so servers given it resume each other's sessions.
+    #[arg(long, env = "FAL_TLS_TICKET_KEY_FILE", requires = "tls_cert")]
+    pub tls_ticket_key_file: Option<PathBuf>,
+    /// How often the TLS files are checked for changes, which reload them
+    /// (as SIGHUP does); 0 or off: only SIGHUP reloads.
+    #[arg(long, env = "FAL_TLS_WATCH_INTERVAL", value_parser = serve::parse_watch_interval, default_value = "2s")]
+    pub tls_watch_interval: u64,
     /// The address browsers reach this server at (e.g.
     /// https://fal.example.com): GitHub sign-in in the browser returns to
     /// PUBLIC_URL/auth/github/callback. Default: the listen address, when

@@ -34,6 +34,15 @@ fn config_from(data: DataArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// `--tls-watch-interval`: a duration (see [`crate::apps::parse_duration_ms`]),
+/// or 0 for none.
+pub(crate) fn parse_watch_interval(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "0" | "off" => Ok(0),
+        other => crate::apps::parse_duration_ms(other),
+    }
+}
+
 /// Logs go to stderr, as text or one JSON object a line; RUST_LOG picks
 /// the levels (default: info). `access_log` false silences the
 /// `fal::access` target whatever RUST_LOG says.
@@ -106,15 +115,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls = Some(fal_server::config::TlsFiles { cert, key });
+        config.tls = Some(fal_server::config::TlsFiles {
+            cert,
+            key,
+            ticket_key: args.tls_ticket_key_file,
+        });
     }
+    config.tls_watch_interval = match args.tls_watch_interval {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    };
     config.public_url = args.public_url;
     config.secret_scanning_keys_url = args.secret_scanning_keys_url;
     let tls = config.tls.is_some();
     let workers = args.workers;
     let config_file = args.config_file;
     let mut app = App::build(config, Arc::new(SystemClock), Arc::new(OsRandom)).await?;
-    app.check_tls()?;
     if let Some(key) = app.take_bootstrap_key() {
         println!("First start: created the bootstrap admin user and an ADMIN key for it.");
         println!(
@@ -124,6 +140,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Signal handlers first, so a SIGTERM right after start still stops gracefully.
     let shutdown = shutdown_signal()?;
+    reload_on_hangup(app.tls())?;
     let listen = app.config().listen;
     if let Some(path) = &config_file {
         println!("config: {}", path.display());
@@ -188,6 +205,32 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
         }
         tracing::info!("shutting down: finishing requests under way");
     })
+}
+
+/// Installs the SIGHUP handler: it reloads the TLS certificate, key and
+/// ticket key (logging what it did), and is ignored without TLS (so a
+/// reload sent to a plain-HTTP server does not stop it).
+#[cfg(unix)]
+fn reload_on_hangup(tls: Option<Arc<fal_server::tls::Tls>>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match &tls {
+                Some(tls) => {
+                    let tls = tls.clone();
+                    let _ = tokio::task::spawn_blocking(move || tls.reload("SIGHUP")).await;
+                }
+                None => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_tls: Option<Arc<fal_server::tls::Tls>>) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Returns a future that completes on Ctrl-C.

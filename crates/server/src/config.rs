@@ -36,6 +36,9 @@ pub struct Config {
     pub demo: bool,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// How often the TLS files are checked for changes, which reload them
+    /// (`--tls-watch-interval`; see [`crate::tls`]); `None`: only on SIGHUP.
+    pub tls_watch_interval: Option<Duration>,
     /// Sign-in with GitHub, when configured.
     pub github: Option<crate::github::GithubConfig>,
     /// The origin browsers reach this server at (`https://fal.example.com`),
@@ -100,6 +103,10 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The leaf's private key.
     pub key: PathBuf,
+    /// 32 bytes in hex that seal session tickets, shared by the servers of
+    /// a cluster so any of them resumes a session (`--tls-ticket-key-file`;
+    /// see [`crate::tls::tickets`]). `None`: each server's own random keys.
+    pub ticket_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -116,6 +123,7 @@ impl Config {
             usage_flush_interval: Duration::from_secs(10),
             demo: false,
             tls: None,
+            tls_watch_interval: Some(Duration::from_secs(2)),
             github: None,
             public_url: None,
             session_ttl: crate::auth::sessions::SessionTtl::default(),
@@ -234,6 +242,7 @@ mod tests {
         c.tls = Some(TlsFiles {
             cert: "c".into(),
             key: "k".into(),
+            ticket_key: None,
         });
         assert_eq!(c.public_base().as_deref(), Some("https://127.0.0.1:8420"));
         c.listen = "[::1]:8443".parse().unwrap();

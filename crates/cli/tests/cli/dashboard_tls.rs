@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::certs::make_certificates;
 use crate::harness::Server;
-use crate::python_client::make_certificates;
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")

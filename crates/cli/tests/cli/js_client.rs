@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::certs::make_certificates;
 use crate::harness::{Pair, Server, parse_pair};
-use crate::python_client::make_certificates;
 
 /// The cases run with a working key (`revoked` runs after revocation).
 const CASES: &[&str] = &[

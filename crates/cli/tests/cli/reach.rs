@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::certs::make_certificates;
 use crate::harness::{Server, fal, stderr};
-use crate::python_client::make_certificates;
 
 /// Runs `fal serve` on `listen` and waits (at most 60 s) for it to exit:
 /// returns its exit status and stderr. A server that starts is killed and

@@ -105,6 +105,9 @@ fn the_units_command_line_starts_fal_and_its_kill_signal_stops_it_cleanly() {
     let unit = unit_text();
     assert_eq!(setting(&unit, "KillSignal"), "SIGTERM");
     assert_eq!(setting(&unit, "Restart"), "on-failure");
+    // `systemctl reload` sends SIGHUP, which reloads TLS files and stops
+    // nothing (`tls_reload::sighup_does_not_stop_a_plain_http_server`).
+    assert_eq!(setting(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(setting(&unit, "StateDirectory"), "fal");
     // %S is /var/lib for a system service; a temporary directory here.
     let state = tempfile::tempdir().unwrap();

@@ -110,6 +110,8 @@ pub struct App {
     /// Rate-limit leases to take from the shared count (PostgreSQL), until
     /// the server starts the task that takes them.
     lease_queue: std::sync::Mutex<Option<crate::quota::LeaseQueue>>,
+    /// HTTPS, when configured: loaded at build, so a bad pair fails at start.
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// An upstream client, or the start-up error that says why there is none.
@@ -198,6 +200,14 @@ impl App {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn RandomSource>,
     ) -> Result<App, StartError> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(crate::tls::Tls::load(
+                files,
+                clock.clone(),
+                rng.clone(),
+            )?)),
+            None => None,
+        };
         crate::files::create_private_dir(&config.data_dir).map_err(|source| PepperError::Io {
             path: config.data_dir.clone(),
             source,
@@ -361,6 +371,7 @@ impl App {
             bootstrap,
             demo_task,
             lease_queue: std::sync::Mutex::new(lease_queue),
+            tls,
         })
     }
 
@@ -400,12 +411,10 @@ impl App {
         crate::limits::FrontLimits::from_config(&self.config)
     }
 
-    /// Checks that the TLS files (if any) load, so a bad pair fails at start.
-    pub fn check_tls(&self) -> Result<(), StartError> {
-        if let Some(files) = &self.config.tls {
-            crate::tls::acceptor(&files.cert, &files.key)?;
-        }
-        Ok(())
+    /// The server's TLS, when it serves HTTPS: `fal serve` reloads it on
+    /// SIGHUP.
+    pub fn tls(&self) -> Option<Arc<crate::tls::Tls>> {
+        self.tls.clone()
     }
 }
 

@@ -23,7 +23,6 @@ impl App {
     /// (tests and benchmarks: feature `testing`).
     #[cfg(feature = "testing")]
     pub async fn spawn(self) -> Result<RunningServer, StartError> {
-        self.check_tls()?;
         let addr = self.config.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -65,7 +64,7 @@ impl App {
         let metrics = self.bind_metrics().await?;
         on_listening(local, super::metrics_listener::local(&metrics));
 
-        let tls = self.tls_acceptor()?;
+        let tls = self.tls_acceptor();
         let limits = self.front_limits();
         let mut background = self.start_background();
         if let Some(listener) = metrics {
@@ -121,11 +120,8 @@ impl App {
         Ok(())
     }
 
-    fn tls_acceptor(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
-        match &self.config.tls {
-            Some(files) => Ok(Some(crate::tls::acceptor(&files.cert, &files.key)?)),
-            None => Ok(None),
-        }
+    fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref().map(|t| t.acceptor())
     }
 
     /// Starts the background tasks: write-back of `last_used_at` and key
@@ -159,6 +155,9 @@ impl App {
         let pruner = tokio::spawn(prune_usage(verifier.clone()));
         let key_log = tokio::spawn(follow_key_log(verifier, self.config.max_staleness));
         let mut tasks = vec![flusher, follower, key_log, pruner];
+        if let (Some(tls), Some(every)) = (&self.tls, self.config.tls_watch_interval) {
+            tasks.push(tokio::spawn(tls.clone().watch(every)));
+        }
         if let Some(queue) = queue {
             tasks.push(tokio::spawn(crate::queue::worker::run(queue.clone())));
             tasks.push(tokio::spawn(crate::queue::webhooks::run(queue.clone())));
@@ -231,9 +230,7 @@ impl App {
         metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let tls = self
-            .tls_acceptor()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tls = self.tls_acceptor();
         let mut background = self.start_background();
         if let Some(listener) = metrics {
             background.push(self.serve_metrics(listener));

@@ -44,6 +44,7 @@ mod secret_scanning;
 mod sessions;
 mod ssrf;
 mod throttling;
+mod tls;
 mod tokens;
 mod upstream;
 mod usage;
