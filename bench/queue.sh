@@ -17,6 +17,12 @@
 #      and /run/bench/ok, the same app (nginx `return 200`); after each queue
 #      run, the time until every submitted request completed gives the
 #      queue's completed/s. On PostgreSQL both servers' workers drain.
+#   3. ROUNDS interleaved rounds at a fixed offered rate (RATE, default
+#      2000/s, the submit rate the issue asks for) with hey (-q per
+#      connection): the submit's p50/p99 when the server is not saturated,
+#      beside /run at the same rate. wrk in 2. always saturates the machine
+#      (8 connections sending as fast as answers come), so its p99 is a
+#      queueing delay at full load; this one is the latency at that rate.
 #
 # Installs what it needs (nginx, wrk) from Debian's packages; builds fal
 # (release, takes minutes the first time) unless FAL_BIN is given.
@@ -25,7 +31,7 @@
 #                          FAL_TEST_DATABASE_URL; a fresh database is made and
 #                          dropped), DURATION=5 CONNECTIONS=8 ROUNDS=3
 #                          WORKERS=2 QUEUE_CONCURRENCY=8 LATENCY_N=200
-#                          QUEUE_SYNC=normal|full
+#                          QUEUE_SYNC=normal|full RATE=2000
 #                          FAL_BIN=PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,10 +43,11 @@ ROUNDS="${ROUNDS:-3}"
 WORKERS="${WORKERS:-2}"
 QUEUE_CONCURRENCY="${QUEUE_CONCURRENCY:-8}"
 LATENCY_N="${LATENCY_N:-200}"
+RATE="${RATE:-2000}"
 QUEUE_SYNC="${QUEUE_SYNC:-normal}"
 
 . bench/lib.sh
-ensure_tools
+ensure_tools hey
 fal_binary
 
 bench_workdir fal-queue-bench
@@ -190,6 +197,40 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 col() { awk -F'|' -v i="$1" -v f="$2" '$2 == i { print $f }' "$WORK/rounds.txt" | median; }
 
+drain() { # until every submitted request completed (2 min at most)
+  local n
+  for _ in $(seq 1 1200); do
+    n=$(pending)
+    [ "$n" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "the queue did not drain ($n left)" >&2
+  exit 1
+}
+at_rate() { # label path -> label|offered/s|achieved/s|p50|p99|non-2xx
+  local out="$WORK/hey.txt" per=$(( (RATE + CONNECTIONS - 1) / CONNECTIONS ))
+  hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per" -m POST -T application/json \
+    -d '{"prompt":"bench"}' -H "$AUTH" "http://127.0.0.1:$FAL_PORT/$2" > "$out"
+  local rps p50 p99 ok total
+  rps=$(awk '/Requests\/sec:/ {print $2}' "$out")
+  p50=$(awk '$1 == "50%" { printf "%.3f", $3 * 1000 }' "$out")
+  p99=$(awk '$1 == "99%" { printf "%.3f", $3 * 1000 }' "$out")
+  ok=$(awk '/\[200\]/ {print $2}' "$out")
+  total=$(awk '/\[[0-9]+\]/ {s += $2} END {print s + 0}' "$out")
+  [ "$2" = queue/bench/ok ] && drain
+  echo "$1|$((per * CONNECTIONS))|$rps|$p50|$p99|$((total - ${ok:-0}))"
+}
+echo "at a fixed rate: hey -c$CONNECTIONS -q$(( (RATE + CONNECTIONS - 1) / CONNECTIONS )) (per connection) -z${DURATION}s, $ROUNDS interleaved rounds" >&2
+: > "$WORK/rate.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order="0 1"; else order="1 0"; fi
+  for i in $order; do
+    if [ "$i" = 0 ]; then r=$(at_rate "queue submit" queue/bench/ok); else r=$(at_rate "direct /run" run/bench/ok); fi
+    echo "$round|$i|$r" >> "$WORK/rate.txt"
+    echo "  round $round: $r" >&2
+  done
+done
+
 printf '\n%-34s %11s %8s %8s %8s %12s %12s\n' "target (median of $ROUNDS, $BACKEND)" "requests/s" "p50 ms" "p99 ms" "non-2xx" "completed/s" "fal CPU µs"
 for i in 0 1; do
   label=$(awk -F'|' -v i="$i" '$2 == i { print $3; exit }' "$WORK/rounds.txt")
@@ -210,3 +251,10 @@ for l in "${LAT[@]}"; do
   printf '                      %-24s %7s %7s %7s %7s %8s %8s\n' "$label" "$p50" "$p90" "$p99" "$max" "$arrived" "$missing"
 done
 echo "(completed/s: requests a queue run submitted ÷ time from its start until the last completed)"
+rcol() { awk -F'|' -v i="$1" -v f="$2" '$2 == i { print $f }' "$WORK/rate.txt" | median; }
+printf '\n%-34s %11s %11s %8s %8s %8s\n' "at a fixed rate (median of $ROUNDS)" "offered/s" "achieved/s" "p50 ms" "p99 ms" "non-2xx"
+for i in 0 1; do
+  label=$(awk -F'|' -v i="$i" '$2 == i { print $3; exit }' "$WORK/rate.txt")
+  errs=$(awk -F'|' -v i="$i" '$2 == i { s += $8 } END { print s + 0 }' "$WORK/rate.txt")
+  printf '%-34s %11s %11.0f %8.3f %8.3f %8s\n' "$label" "$(rcol "$i" 4)" "$(rcol "$i" 5)" "$(rcol "$i" 6)" "$(rcol "$i" 7)" "$errs"
+done
