@@ -13,6 +13,10 @@
 //!   behind [`Backend`]. Each capability's queries are in a file of their
 //!   own beside it: `keys.rs`, `users.rs`, `apps.rs`, `sessions.rs`,
 //!   `meta.rs`, `leaks.rs` ([`LeakedKeys`]: keys by secret hash).
+//! - [`queue`]: the request queue's records and [`queue::QueueStore`];
+//!   its queries in `queue_sql.rs`, batch claims in `queue_claim.rs`,
+//!   batch completions in `queue_done.rs`, SQLite's waiting counts in
+//!   `queue_waiting.rs`.
 //! - [`audit`]: the audit log ([`AuditStore`]): append, list, prune.
 //! - [`migrate`]: embedded migrations per backend and their runner.
 //! - `testing` (feature `testing`): fresh PostgreSQL databases for tests and
