@@ -155,8 +155,19 @@ to_ms() { # wrk latency like 512.00us / 1.20ms / 2.00s -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 now_ms() { date +%s%3N; }
+drain() { # until every submitted request completed (2 min at most)
+  local n
+  for _ in $(seq 1 1200); do
+    n=$(pending)
+    [ "$n" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "the queue did not drain ($n left); the servers' last log lines:" >&2
+  tail -n 20 "$WORK"/*.err >&2
+  exit 1
+}
 run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s|fal CPU µs per request
-  local out="$WORK/wrk.txt" start drained=- n cpu0
+  local out="$WORK/wrk.txt" start drained=- cpu0
   start=$(now_ms)
   cpu0=$(fal_cpu)
   wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" -H "$AUTH" \
@@ -168,16 +179,7 @@ run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s|fal CPU µs p
   errs=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out")
   total=$(awk '/requests in/ {print $1}' "$out")
   if [ "$2" = queue/bench/ok ]; then
-    for _ in $(seq 1 1200); do
-      n=$(pending)
-      [ "$n" = 0 ] && break
-      sleep 0.1
-    done
-    [ "$n" = 0 ] || {
-      echo "the queue did not drain ($n left); the servers' last log lines:" >&2
-      tail -n 20 "$WORK"/*.err >&2
-      exit 1
-    }
+    drain
     drained=$(awk -v t=$(( $(now_ms) - start )) -v n="$total" 'BEGIN { printf "%.0f", n * 1000 / t }')
   fi
   local cpu_us=$(( ($(fal_cpu) - cpu0) * TICK_US / total ))
@@ -197,16 +199,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 col() { awk -F'|' -v i="$1" -v f="$2" '$2 == i { print $f }' "$WORK/rounds.txt" | median; }
 
-drain() { # until every submitted request completed (2 min at most)
-  local n
-  for _ in $(seq 1 1200); do
-    n=$(pending)
-    [ "$n" = 0 ] && return 0
-    sleep 0.1
-  done
-  echo "the queue did not drain ($n left)" >&2
-  exit 1
-}
 at_rate() { # label path -> label|offered/s|achieved/s|p50|p99|non-2xx
   local out="$WORK/hey.txt" per=$(( (RATE + CONNECTIONS - 1) / CONNECTIONS ))
   hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per" -m POST -T application/json \

@@ -331,13 +331,22 @@ pub(crate) async fn concurrent_claimers_each_get_a_different_request(s: SqlStore
             })
         })
         .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("q{i:02}")).collect();
+    assert_eq!(
+        all_claimed(tasks).await,
+        expected,
+        "every request claimed exactly once"
+    );
+}
+
+/// The request ids concurrent claimers got, all together and sorted.
+pub(crate) async fn all_claimed(tasks: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
     all.sort();
-    let expected: Vec<String> = (0..20).map(|i| format!("q{i:02}")).collect();
-    assert_eq!(all, expected, "every request claimed exactly once");
+    all
 }
 
 pub(crate) async fn a_batch_of_requests_is_stored_all_or_none(s: SqlStore) {

@@ -151,13 +151,12 @@ pub(crate) async fn concurrent_batch_claimers_share_the_limit_and_the_requests(s
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
     let expected: Vec<String> = (0..10).map(|i| format!("c{i:02}")).collect();
-    assert_eq!(all, expected, "the first ten, each claimed once");
+    assert_eq!(
+        all_claimed(tasks).await,
+        expected,
+        "the first ten, each claimed once"
+    );
 }
 
 pub(crate) async fn a_batch_of_answers_completes_only_what_the_worker_holds(s: SqlStore) {
