@@ -35,7 +35,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 /// fal: key-based authentication and ready-to-use models, self-hosted.
-#[derive(Debug, Parser)]
+/// (`Debug` masks `--key`'s secret.)
+#[derive(Parser)]
 #[command(name = "fal", version, about)]
 pub struct Cli {
     /// The fal server to talk to.

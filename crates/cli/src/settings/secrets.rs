@@ -126,6 +126,16 @@ fn masked(secret: &Option<String>) -> Option<&'static str> {
     secret.as_ref().map(|_| "********")
 }
 
+impl std::fmt::Debug for crate::Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("host", &self.host)
+            .field("key", &masked(&self.key))
+            .field("command", &self.command)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for crate::DataArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataArgs")

@@ -409,3 +409,17 @@ fn a_config_file_with_a_secret_that_every_user_may_read_is_warned_about() {
     let files = Mem::default().with(C, text);
     assert!(serve(&["--config", C], &files).unwrap().warnings.is_empty());
 }
+
+#[test]
+fn debug_of_the_command_line_masks_the_key_secret() {
+    let secret = "fal_sk_0123456789abcdef";
+    let key = format!("k-id:{secret}");
+    let argv = ["fal", "--key", key.as_str(), "auth", "whoami"];
+    let Parsed::Run(cli) = parse(argv.iter(), &Mem::default()).unwrap() else {
+        panic!("printed");
+    };
+    let shown = format!("{cli:?}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(!shown.contains("k-id:"), "{shown}");
+    assert!(shown.contains(MASK), "{shown}");
+}
