@@ -24,6 +24,14 @@ pub(crate) fn make_certificates(dir: &Path) {
     make_leaf(dir, "server", "127.0.0.1");
 }
 
+/// [`make_certificates`] in `dir`, and the paths a test hands on: the CA
+/// (`ca.pem`), the server's certificate and its key.
+pub(crate) fn certificates(dir: &Path) -> (String, String, String) {
+    make_certificates(dir);
+    let path = |name: &str| dir.join(name).display().to_string();
+    (path("ca.pem"), path("server.pem"), path("server.key"))
+}
+
 /// `ca.pem` (and its key) in `dir`.
 pub(crate) fn make_ca(dir: &Path) {
     openssl(

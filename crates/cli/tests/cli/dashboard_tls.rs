@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::certs::make_certificates;
+use crate::certs::certificates;
 use crate::harness::Server;
 
 fn curl(args: &[&str]) -> String {
@@ -62,10 +62,7 @@ fn dashboard_sign_in(
 #[test]
 fn dashboard_cookies_are_secure_under_tls() {
     let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let cert = dir.path().join("server.pem").display().to_string();
-    let key = dir.path().join("server.key").display().to_string();
+    let (ca, cert, key) = certificates(dir.path());
     let s = Server::start_with(
         &dir.path().join("data"),
         None,

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::certs::make_certificates;
+use crate::certs::certificates;
 use crate::harness::{Pair, Server, parse_pair};
 
 fn venv_python() -> Option<PathBuf> {
@@ -87,10 +87,7 @@ fn call_with(
 fn fal_client_from_pypi_calls_and_streams_a_model_and_sees_revocation() {
     let Some(python) = venv_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let cert = dir.path().join("server.pem").display().to_string();
-    let key = dir.path().join("server.key").display().to_string();
+    let (ca, cert, key) = certificates(dir.path());
     let server = Server::start_with(
         &dir.path().join("data"),
         None,
@@ -188,10 +185,7 @@ fn messages(status: &serde_json::Value) -> Vec<&str> {
 fn fal_client_from_pypi_uses_the_queue_and_sees_revocation() {
     let Some(python) = venv_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let cert = dir.path().join("server.pem").display().to_string();
-    let key = dir.path().join("server.key").display().to_string();
+    let (ca, cert, key) = certificates(dir.path());
     let server = Server::start_with(
         &dir.path().join("data"),
         None,

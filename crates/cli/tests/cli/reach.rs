@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::certs::make_certificates;
+use crate::certs::certificates;
 use crate::harness::{Server, fal, stderr};
 
 /// Runs `fal serve` on `listen` and waits (at most 60 s) for it to exit:
@@ -82,9 +82,7 @@ fn a_second_server_on_the_same_address_fails_and_the_first_keeps_every_call() {
     );
 
     // TLS beside the plain server is refused the same way.
-    make_certificates(dir.path());
-    let cert = dir.path().join("server.pem").display().to_string();
-    let key = dir.path().join("server.key").display().to_string();
+    let (_, cert, key) = certificates(dir.path());
     let (code, err) = serve_expecting_failure(
         &listen,
         &dir.path().join("third"),
@@ -105,10 +103,7 @@ fn a_second_server_on_the_same_address_fails_and_the_first_keeps_every_call() {
 #[test]
 fn the_cli_names_why_it_cannot_reach_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let cert = dir.path().join("server.pem").display().to_string();
-    let key = dir.path().join("server.key").display().to_string();
+    let (ca, cert, key) = certificates(dir.path());
     // The CLI is not told about the test CA: its certificate is untrusted.
     let s = Server::start_with(
         &dir.path().join("data"),

@@ -10,7 +10,7 @@ use fal_store::queue::{CancelOutcome, NewQueued, QueueResult, QueueStatus, Queue
 
 use super::*;
 
-fn queued(id: &str, owner: &UserId, priority: i64, at: i64) -> NewQueued {
+pub(crate) fn queued(id: &str, owner: &UserId, priority: i64, at: i64) -> NewQueued {
     NewQueued {
         request_id: id.to_owned(),
         user_id: owner.clone(),

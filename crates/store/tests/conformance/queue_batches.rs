@@ -9,24 +9,6 @@ use fal_store::queue::{ClaimAsk, Claims, NewQueued, QueueStore};
 
 use super::*;
 
-fn waiting(id: &str, owner: &UserId, priority: i64, at: i64) -> NewQueued {
-    NewQueued {
-        request_id: id.to_owned(),
-        user_id: owner.clone(),
-        key_id: None,
-        owner: "fal-ai".into(),
-        name: "echo".into(),
-        path: "/".into(),
-        method: "POST".into(),
-        content_type: None,
-        body: b"{}".to_vec(),
-        priority,
-        webhook: None,
-        timeout_ms: None,
-        created_at: Timestamp(at),
-    }
-}
-
 fn ask<'a>(worker: &'a str, now: i64, running: i64, want: u32, take_over: bool) -> ClaimAsk<'a> {
     ClaimAsk {
         app: ("fal-ai", "echo"),
@@ -49,9 +31,9 @@ fn ids(c: &Claims) -> Vec<&str> {
 pub(crate) async fn a_batch_claim_takes_requests_in_queue_order_up_to_its_room(s: SqlStore) {
     let u = user("bo");
     s.create_user(&u).await.unwrap();
-    s.enqueue(&waiting("low", &u.user_id, 1, 1)).await.unwrap();
+    s.enqueue(&queued("low", &u.user_id, 1, 1)).await.unwrap();
     for i in 0..5 {
-        s.enqueue(&waiting(&format!("n{i}"), &u.user_id, 0, 10 + i))
+        s.enqueue(&queued(&format!("n{i}"), &u.user_id, 0, 10 + i))
             .await
             .unwrap();
     }
@@ -92,7 +74,7 @@ pub(crate) async fn dead_leases_are_taken_over_only_when_asked(s: SqlStore) {
     let u = user("cal");
     s.create_user(&u).await.unwrap();
     for i in 0..3 {
-        s.enqueue(&waiting(&format!("d{i}"), &u.user_id, 0, i))
+        s.enqueue(&queued(&format!("d{i}"), &u.user_id, 0, i))
             .await
             .unwrap();
     }
@@ -132,7 +114,7 @@ pub(crate) async fn concurrent_batch_claimers_share_the_limit_and_the_requests(s
     let u = user("dex");
     s.create_user(&u).await.unwrap();
     let batch: Vec<NewQueued> = (0..40)
-        .map(|i| waiting(&format!("c{i:02}"), &u.user_id, 0, i))
+        .map(|i| queued(&format!("c{i:02}"), &u.user_id, 0, i))
         .collect();
     s.enqueue_many(&batch).await.unwrap();
     let s = Arc::new(s);
@@ -163,7 +145,7 @@ pub(crate) async fn a_batch_of_answers_completes_only_what_the_worker_holds(s: S
     let u = user("eve");
     s.create_user(&u).await.unwrap();
     for i in 0..4 {
-        s.enqueue(&waiting(&format!("e{i}"), &u.user_id, 0, i))
+        s.enqueue(&queued(&format!("e{i}"), &u.user_id, 0, i))
             .await
             .unwrap();
     }
