@@ -16,7 +16,8 @@
 //! - [`queue`]: the request queue's records and [`queue::QueueStore`];
 //!   its queries in `queue_sql.rs`, batch claims in `queue_claim.rs`,
 //!   batch completions in `queue_done.rs`, SQLite's waiting counts in
-//!   `queue_waiting.rs`.
+//!   `queue_waiting.rs`; the writes run on `queue_conn.rs`'s `QueueConn`
+//!   (sqlx on PostgreSQL, SQLite's own `rusqlite` connection used in place).
 //! - [`audit`]: the audit log ([`AuditStore`]): append, list, prune.
 //! - [`migrate`]: embedded migrations per backend and their runner.
 //! - `testing` (feature `testing`): fresh PostgreSQL databases for tests and
@@ -38,6 +39,7 @@ mod meta;
 pub mod migrate;
 pub mod queue;
 mod queue_claim;
+mod queue_conn;
 mod queue_done;
 mod queue_sql;
 mod queue_waiting;
@@ -106,6 +108,31 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let mapped = StoreError::from_driver(e);
+        stats::count_error(&mapped);
+        mapped
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// SQLite's queue connection (see `queue_conn.rs`): the same kinds as
+    /// sqlx's errors, counted the same way.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let mapped = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Other(e.to_string()),
+            },
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Other(e.to_string()),
+        };
         stats::count_error(&mapped);
         mapped
     }

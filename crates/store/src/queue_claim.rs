@@ -8,10 +8,8 @@
 //! requests is not raced), and `FOR UPDATE SKIP LOCKED` gives each server
 //! other rows. On SQLite one server writes the queue, in its write turn:
 //! the statements run without a transaction around them (each is atomic
-//! alone, and nothing else changes the app's claims between them), which
-//! saves the `BEGIN` and `COMMIT` round trips to the database thread.
-
-use sqlx::Row;
+//! alone, and nothing else changes the app's claims between them), so the
+//! claim's one commit is its `UPDATE`'s.
 
 use crate::queue::{ClaimAsk, Claimed, Claims};
 use crate::queue_sql::{REQUEST, request_of};
@@ -45,23 +43,6 @@ impl Pick {
     }
 }
 
-/// Where a claim's statements run.
-enum On {
-    /// PostgreSQL: one transaction.
-    Tx(sqlx::Transaction<'static, sqlx::Any>),
-    /// SQLite: the queue's connection, statement by statement.
-    Conn(sqlx::pool::PoolConnection<sqlx::Any>),
-}
-
-impl On {
-    fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        match self {
-            On::Tx(tx) => tx,
-            On::Conn(c) => c,
-        }
-    }
-}
-
 impl SqlStore {
     /// See [`ClaimAsk`] and [`Claims`].
     pub(crate) async fn claim_batch(&self, ask: ClaimAsk<'_>) -> Result<Claims, StoreError> {
@@ -71,16 +52,17 @@ impl SqlStore {
             // A cancelled request whose claimer died is completed as
             // cancelled (looked for first: on SQLite an UPDATE takes the
             // one write lock even when it changes nothing).
-            let dead_cancelled = sqlx::query(
-                "SELECT 1 FROM queue_requests
-                 WHERE owner = $1 AND name = $2 AND status = 'IN_PROGRESS'
-                   AND cancel_requested = 1 AND lease_until < $3 LIMIT 1",
-            )
-            .bind(owner)
-            .bind(name)
-            .bind(ask.now.millis())
-            .fetch_optional(self.pool())
-            .await?;
+            let dead_cancelled = self
+                .queue_conn(false, false)
+                .await?
+                .fetch_optional(
+                    "SELECT 1 AS found FROM queue_requests
+                     WHERE owner = $1 AND name = $2 AND status = 'IN_PROGRESS'
+                       AND cancel_requested = 1 AND lease_until < $3 LIMIT 1",
+                    vec![owner.into(), name.into(), ask.now.millis().into()],
+                    |_| Ok(()),
+                )
+                .await?;
             if dead_cancelled.is_some() {
                 self.complete_dead_cancelled(owner, name, ask.now).await?;
             }
@@ -91,28 +73,25 @@ impl SqlStore {
         // the app's call): a claim lost in a database crash leaves the
         // request waiting or with an old lease, so it runs again, as after
         // any claimer's death. Visibility and atomicity are unchanged.
-        let mut on = match postgres {
-            true => On::Tx(self.begin_queue_write(true).await?),
-            false => On::Conn(self.queue_pool().acquire().await?),
-        };
+        let mut on = self.queue_conn(postgres, true).await?;
         if postgres {
             // Claims of one app take turns across servers, so that the
             // count of its running requests below is not raced.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("fal queue {owner}/{name}"))
-                .execute(on.conn())
-                .await?;
+            on.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                vec![format!("fal queue {owner}/{name}").into()],
+            )
+            .await?;
         }
-        let running: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM queue_requests
-             WHERE owner = $1 AND name = $2 AND status = 'IN_PROGRESS' AND lease_until >= $3",
-        )
-        .bind(owner)
-        .bind(name)
-        .bind(ask.now.millis())
-        .fetch_one(on.conn())
-        .await?
-        .try_get("n")?;
+        let running = on
+            .fetch_optional(
+                "SELECT COUNT(*) AS n FROM queue_requests
+                 WHERE owner = $1 AND name = $2 AND status = 'IN_PROGRESS' AND lease_until >= $3",
+                vec![owner.into(), name.into(), ask.now.millis().into()],
+                |r| r.int_of("n"),
+            )
+            .await?
+            .unwrap_or(0);
         let allowed = ask.running.saturating_sub(running).min(i64::from(ask.want));
         let mut requests = Vec::new();
         if allowed > 0 {
@@ -136,24 +115,25 @@ impl SqlStore {
                      WHERE request_id IN ({}) RETURNING {REQUEST}",
                     pick.rows(lock)
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(query))
-                    .bind(ask.worker)
-                    .bind(ask.lease_until.millis())
-                    .bind(ask.now.millis())
-                    .bind(owner)
-                    .bind(name)
-                    .bind(left)
-                    .fetch_all(on.conn())
+                let mut got = on
+                    .fetch(
+                        &query,
+                        vec![
+                            ask.worker.into(),
+                            ask.lease_until.millis().into(),
+                            ask.now.millis().into(),
+                            owner.into(),
+                            name.into(),
+                            left.into(),
+                        ],
+                        |r| {
+                            Ok(Claimed {
+                                request: request_of(r)?,
+                                attempts: r.int_of("attempts")? - 1,
+                            })
+                        },
+                    )
                     .await?;
-                let mut got = rows
-                    .iter()
-                    .map(|r| {
-                        Ok(Claimed {
-                            request: request_of(r)?,
-                            attempts: r.try_get::<i64, _>("attempts")? - 1,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
                 // RETURNING gives no order: queue order again.
                 got.sort_by(|a, b| {
                     let key = |c: &Claimed| (c.request.priority, c.request.created_at.millis());
@@ -164,9 +144,7 @@ impl SqlStore {
                 requests.extend(got);
             }
         }
-        if let On::Tx(tx) = on {
-            tx.commit().await?;
-        }
+        on.commit().await?;
         if let Some(Some(counts)) = turn.as_deref_mut() {
             for c in requests.iter().filter(|c| c.attempts == 0) {
                 // Never claimed before: it was waiting.

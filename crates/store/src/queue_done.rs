@@ -3,9 +3,8 @@
 //! `UPDATE … FROM (VALUES …)` (one statement and one commit for all of
 //! them, on SQLite and PostgreSQL alike).
 
-use sqlx::Row;
-
 use crate::queue::QueueResult;
+use crate::queue_conn::Value;
 use crate::{SqlStore, StoreError};
 use fal_core::Timestamp;
 
@@ -42,6 +41,7 @@ impl SqlStore {
         at: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
         let _turn = self.queue_write_turn().await;
+        let mut conn = self.queue_conn(false, false).await?;
         let mut completed = std::collections::HashSet::new();
         for chunk in done.chunks(CHUNK) {
             let sql = format!(
@@ -61,22 +61,20 @@ impl SqlStore {
                  RETURNING queue_requests.request_id",
                 placeholders(3, chunk.len(), 7, "")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(at.millis())
-                .bind(worker.to_owned());
+            let mut args: Vec<Value> = Vec::with_capacity(2 + chunk.len() * 7);
+            args.extend([at.millis().into(), worker.into()]);
             for (id, r) in chunk {
-                query = query
-                    .bind((*id).to_owned())
-                    .bind(r.status_code)
-                    .bind(r.content_type.clone())
-                    .bind(r.body.clone())
-                    .bind(r.file.clone())
-                    .bind(r.error.clone())
-                    .bind(r.error_type.clone());
+                args.extend([
+                    (*id).into(),
+                    r.status_code.into(),
+                    r.content_type.clone().into(),
+                    r.body.clone().into(),
+                    r.file.clone().into(),
+                    r.error.clone().into(),
+                    r.error_type.clone().into(),
+                ]);
             }
-            for row in query.fetch_all(self.queue_pool()).await? {
-                completed.insert(row.try_get::<String, _>("request_id")?);
-            }
+            completed.extend(conn.fetch(&sql, args, |r| r.text_of("request_id")).await?);
         }
         Ok(done.iter().map(|(id, _)| completed.contains(*id)).collect())
     }

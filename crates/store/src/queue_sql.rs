@@ -12,6 +12,7 @@ use crate::queue::{
     CANCELLED, CancelOutcome, ClaimAsk, Claims, NewQueued, QueueResult, QueueStatus, QueueStore,
     QueueView, WebhookDue,
 };
+use crate::queue_conn::{Cells, QueueConn, Value};
 use crate::queue_waiting;
 use crate::sql::corrupt;
 use crate::{SqlStore, StoreError};
@@ -20,24 +21,25 @@ fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp))
 }
 
-pub(crate) fn request_of(row: &AnyRow) -> Result<NewQueued, StoreError> {
-    let key_id: Option<String> = row.try_get("key_id")?;
+/// A request as [`REQUEST`] reads it, from either driver.
+pub(crate) fn request_of(row: &dyn Cells) -> Result<NewQueued, StoreError> {
     Ok(NewQueued {
-        request_id: row.try_get("request_id")?,
-        user_id: UserId::from_stored(row.try_get("user_id")?),
-        key_id: key_id
+        request_id: row.text_of("request_id")?,
+        user_id: UserId::from_stored(row.text_of("user_id")?),
+        key_id: row
+            .text("key_id")?
             .map(|k| k.parse().map_err(|_| corrupt("queue key_id")))
             .transpose()?,
-        owner: row.try_get("owner")?,
-        name: row.try_get("name")?,
-        path: row.try_get("path")?,
-        method: row.try_get("method")?,
-        content_type: row.try_get("content_type")?,
-        body: row.try_get("body")?,
-        priority: row.try_get("priority")?,
-        webhook: row.try_get("webhook")?,
-        timeout_ms: row.try_get("timeout_ms")?,
-        created_at: Timestamp(row.try_get("created_at")?),
+        owner: row.text_of("owner")?,
+        name: row.text_of("name")?,
+        path: row.text_of("path")?,
+        method: row.text_of("method")?,
+        content_type: row.text("content_type")?,
+        body: row.blob("body")?.ok_or_else(|| corrupt("queue body"))?,
+        priority: row.int_of("priority")?,
+        webhook: row.text("webhook")?,
+        timeout_ms: row.int("timeout_ms")?,
+        created_at: Timestamp(row.int_of("created_at")?),
     })
 }
 
@@ -47,33 +49,31 @@ const INSERT_CHUNK: usize = 500;
 
 /// Inserts waiting requests with one multi-row `INSERT` (one statement, so
 /// all or none, without a transaction around it).
-async fn insert_all(
-    conn: &mut sqlx::AnyConnection,
-    requests: &[NewQueued],
-) -> Result<(), StoreError> {
+async fn insert_all(conn: &mut QueueConn, requests: &[NewQueued]) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO queue_requests (request_id, user_id, key_id, owner, name, path, method,
              content_type, body, priority, timeout_ms, webhook, created_at, status) VALUES {}",
         crate::queue_done::placeholders(1, requests.len(), 13, ", 'IN_QUEUE'")
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut args: Vec<Value> = Vec::with_capacity(requests.len() * 13);
     for r in requests {
-        query = query
-            .bind(r.request_id.clone())
-            .bind(r.user_id.as_str().to_owned())
-            .bind(r.key_id.map(|k| k.to_string()))
-            .bind(r.owner.clone())
-            .bind(r.name.clone())
-            .bind(r.path.clone())
-            .bind(r.method.clone())
-            .bind(r.content_type.clone())
-            .bind(r.body.clone())
-            .bind(r.priority)
-            .bind(r.timeout_ms)
-            .bind(r.webhook.clone())
-            .bind(r.created_at.millis());
+        args.extend([
+            r.request_id.clone().into(),
+            r.user_id.as_str().into(),
+            r.key_id.map(|k| k.to_string()).into(),
+            r.owner.clone().into(),
+            r.name.clone().into(),
+            r.path.clone().into(),
+            r.method.clone().into(),
+            r.content_type.clone().into(),
+            r.body.clone().into(),
+            r.priority.into(),
+            r.timeout_ms.into(),
+            r.webhook.clone().into(),
+            r.created_at.millis().into(),
+        ]);
     }
-    query.execute(conn).await?;
+    conn.execute(&sql, args).await?;
     Ok(())
 }
 
@@ -98,13 +98,14 @@ impl QueueStore for SqlStore {
             if let Some(counts) = turn.as_deref_mut()
                 && counts.is_none()
             {
-                *counts = Some(queue_waiting::load(self.queue_pool()).await?);
+                let mut conn = self.queue_conn(false, false).await?;
+                *counts = Some(queue_waiting::load(&mut conn).await?);
             }
             if requests.len() <= INSERT_CHUNK {
-                let mut conn = self.queue_pool().acquire().await?;
+                let mut conn = self.queue_conn(false, false).await?;
                 insert_all(&mut conn, requests).await?;
             } else {
-                let mut tx = self.begin_queue_write(false).await?;
+                let mut tx = self.queue_conn(true, false).await?;
                 for chunk in requests.chunks(INSERT_CHUNK) {
                     insert_all(&mut tx, chunk).await?;
                 }
@@ -206,18 +207,19 @@ impl QueueStore for SqlStore {
         lease_until: Timestamp,
     ) -> Result<Option<bool>, StoreError> {
         let _turn = self.queue_write_turn().await;
-        let row = sqlx::query(
+        let mut conn = self.queue_conn(false, false).await?;
+        conn.fetch_optional(
             "UPDATE queue_requests SET lease_until = $1
              WHERE request_id = $2 AND claimed_by = $3 AND status = 'IN_PROGRESS'
              RETURNING cancel_requested",
+            vec![
+                lease_until.millis().into(),
+                request_id.into(),
+                worker.into(),
+            ],
+            |r| Ok(r.int_of("cancel_requested")? != 0),
         )
-        .bind(lease_until.millis())
-        .bind(request_id)
-        .bind(worker)
-        .fetch_optional(self.queue_pool())
-        .await?;
-        row.map(|r| Ok(r.try_get::<i64, _>("cancel_requested")? != 0))
-            .transpose()
+        .await
     }
 
     async fn complete_many(
@@ -231,36 +233,36 @@ impl QueueStore for SqlStore {
 
     async fn cancel(&self, request_id: &str, at: Timestamp) -> Result<CancelOutcome, StoreError> {
         let mut turn = self.queue_write_turn().await;
-        let waiting = sqlx::query(
-            "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
-                 cancel_requested = 1, result_status = 499, error = $2, error_type = 'cancelled',
-                 webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
-                 webhook_next_at = $1
-             WHERE request_id = $3 AND status = 'IN_QUEUE'
-             RETURNING owner, name, priority",
-        )
-        .bind(at.millis())
-        .bind(CANCELLED)
-        .bind(request_id)
-        .fetch_optional(self.queue_pool())
-        .await?;
-        if let Some(row) = waiting {
+        let mut conn = self.queue_conn(false, false).await?;
+        let waiting = conn
+            .fetch_optional(
+                "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
+                     cancel_requested = 1, result_status = 499, error = $2, error_type = 'cancelled',
+                     webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
+                     webhook_next_at = $1
+                 WHERE request_id = $3 AND status = 'IN_QUEUE'
+                 RETURNING owner, name, priority",
+                vec![at.millis().into(), CANCELLED.into(), request_id.into()],
+                |r| Ok((r.text_of("owner")?, r.text_of("name")?, r.int_of("priority")?)),
+            )
+            .await?;
+        if let Some((owner, name, priority)) = waiting {
             if let Some(Some(counts)) = turn.as_deref_mut() {
-                let (owner, name): (String, String) = (row.try_get("owner")?, row.try_get("name")?);
-                queue_waiting::left(counts, &owner, &name, row.try_get("priority")?);
+                queue_waiting::left(counts, &owner, &name, priority);
             }
             return Ok(CancelOutcome::WasQueued);
         }
-        let running = sqlx::query(
-            "UPDATE queue_requests SET cancel_requested = 1
-             WHERE request_id = $1 AND status = 'IN_PROGRESS'",
-        )
-        .bind(request_id)
-        .execute(self.queue_pool())
-        .await?;
-        if running.rows_affected() == 1 {
+        let running = conn
+            .execute(
+                "UPDATE queue_requests SET cancel_requested = 1
+                 WHERE request_id = $1 AND status = 'IN_PROGRESS'",
+                vec![request_id.into()],
+            )
+            .await?;
+        if running == 1 {
             return Ok(CancelOutcome::WasRunning);
         }
+        drop(conn);
         Ok(match self.queue_view(request_id).await? {
             Some(_) => CancelOutcome::AlreadyCompleted,
             None => CancelOutcome::NotFound,
@@ -327,31 +329,33 @@ impl QueueStore for SqlStore {
             (false, Some(_)) => "pending",
             (false, None) => "failed",
         };
-        sqlx::query(
-            "UPDATE queue_requests SET webhook_state = $1, webhook_next_at = $2,
-                 webhook_attempts = webhook_attempts + 1
-             WHERE request_id = $3",
-        )
-        .bind(state)
-        .bind(next.map(Timestamp::millis))
-        .bind(request_id)
-        .execute(self.queue_pool())
-        .await?;
+        self.queue_conn(false, false)
+            .await?
+            .execute(
+                "UPDATE queue_requests SET webhook_state = $1, webhook_next_at = $2,
+                     webhook_attempts = webhook_attempts + 1
+                 WHERE request_id = $3",
+                vec![
+                    state.into(),
+                    next.map(Timestamp::millis).into(),
+                    request_id.into(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 
     async fn prune_queue(&self, before: Timestamp) -> Result<Vec<Option<String>>, StoreError> {
         let _turn = self.queue_write_turn().await;
-        let rows = sqlx::query(
-            "DELETE FROM queue_requests WHERE status = 'COMPLETED' AND completed_at < $1
-             RETURNING result_file",
-        )
-        .bind(before.millis())
-        .fetch_all(self.queue_pool())
-        .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<Option<String>, _>("result_file")?))
-            .collect()
+        self.queue_conn(false, false)
+            .await?
+            .fetch(
+                "DELETE FROM queue_requests WHERE status = 'COMPLETED' AND completed_at < $1
+                 RETURNING result_file",
+                vec![before.millis().into()],
+                |r| r.text("result_file"),
+            )
+            .await
     }
 }
 
@@ -364,20 +368,24 @@ impl SqlStore {
         name: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1, claimed_by = NULL,
-                 lease_until = NULL, result_status = 499, error = $2, error_type = 'cancelled',
-                 webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
-                 webhook_next_at = $1
-             WHERE owner = $3 AND name = $4 AND status = 'IN_PROGRESS'
-               AND cancel_requested = 1 AND lease_until < $1",
-        )
-        .bind(now.millis())
-        .bind(CANCELLED)
-        .bind(owner)
-        .bind(name)
-        .execute(self.queue_pool())
-        .await?;
+        self.queue_conn(false, false)
+            .await?
+            .execute(
+                "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
+                     claimed_by = NULL, lease_until = NULL, result_status = 499, error = $2,
+                     error_type = 'cancelled',
+                     webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
+                     webhook_next_at = $1
+                 WHERE owner = $3 AND name = $4 AND status = 'IN_PROGRESS'
+                   AND cancel_requested = 1 AND lease_until < $1",
+                vec![
+                    now.millis().into(),
+                    CANCELLED.into(),
+                    owner.into(),
+                    name.into(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 }

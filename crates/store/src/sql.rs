@@ -34,9 +34,13 @@ pub struct SqlStore {
     /// while another connection holds the one write lock. The turn also
     /// holds the count of waiting requests (see [`WaitingCounts`]).
     queue_writes: Option<std::sync::Arc<tokio::sync::Mutex<Option<WaitingCounts>>>>,
-    /// Where the queue writes: on SQLite a pool of its own (one connection,
-    /// synced as `queue_sync` says); on PostgreSQL the main pool.
+    /// PostgreSQL: where the queue writes (the main pool, or one of its own
+    /// when `queue_sync` is `Normal`). SQLite: the main pool, which the
+    /// queue does not write through.
     queue_pool: AnyPool,
+    /// SQLite: the queue's own connection (synced as `queue_sync` says),
+    /// used in place by the writer whose turn it is (see `queue_conn.rs`).
+    sqlite_queue: Option<std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>>,
     /// How the queue's own commits reach the disk.
     queue_sync: CommitSync,
 }
@@ -129,18 +133,14 @@ impl SqlStore {
             }
         };
         migrate::run(&pool, backend, now.millis()).await?;
+        let sqlite_queue = match backend {
+            Backend::Sqlite => Some(std::sync::Arc::new(std::sync::Mutex::new(
+                crate::queue_conn::open_sqlite(url, queue_sync)?,
+            ))),
+            Backend::Postgres => None,
+        };
         let queue_pool = match backend {
-            Backend::Sqlite => {
-                let queue = sqlite_pool(url, 1, queue_sync).await?;
-                // The queue's commits never run a checkpoint (copying the
-                // WAL into the database and syncing both, milliseconds
-                // while every submit waits behind it): the main pool's
-                // connections do, as usual, and `SqlStore::checkpoint`.
-                sqlx::query("PRAGMA wal_autocheckpoint = 0")
-                    .execute(&queue)
-                    .await?;
-                queue
-            }
+            Backend::Sqlite => pool.clone(),
             Backend::Postgres if queue_sync == CommitSync::Full => pool.clone(),
             Backend::Postgres => {
                 AnyPoolOptions::new()
@@ -162,6 +162,7 @@ impl SqlStore {
             url: url.into(),
             queue_writes: (backend == Backend::Sqlite).then(Default::default),
             queue_pool,
+            sqlite_queue,
             queue_sync,
         })
     }
@@ -177,36 +178,49 @@ impl SqlStore {
         }
     }
 
-    /// Begins a transaction of the queue's writes (take a
-    /// [`SqlStore::queue_write_turn`] first) on [`SqlStore::queue_pool`]. Its
-    /// commit is synced as `queue_sync` says, or never waits for the disk
-    /// when `relaxed` (on PostgreSQL; SQLite's queue connection has one
+    /// Where the queue's writes run, for one turn (take a
+    /// [`SqlStore::queue_write_turn`] first). With `tx`, in a transaction;
+    /// on PostgreSQL its commit is synced as `queue_sync` says, or never
+    /// waits for the disk when `relaxed` (SQLite's queue connection has one
     /// mode).
-    pub(crate) async fn begin_queue_write(
+    pub(crate) async fn queue_conn(
         &self,
+        tx: bool,
         relaxed: bool,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    ) -> Result<crate::queue_conn::QueueConn, StoreError> {
+        use crate::queue_conn::QueueConn;
+        if let Some(conn) = &self.sqlite_queue {
+            return QueueConn::sqlite(conn.clone(), tx).await;
+        }
+        if !tx {
+            return Ok(QueueConn::Pool(self.queue_pool.acquire().await?));
+        }
         let mut tx = self.queue_pool.begin().await?;
-        if self.backend == Backend::Postgres && relaxed && self.queue_sync == CommitSync::Full {
+        if relaxed && self.queue_sync == CommitSync::Full {
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *tx)
                 .await?;
         }
-        Ok(tx)
+        Ok(QueueConn::Tx(tx))
     }
 
-    /// The pool the queue's writes run on: its commits are synced as
-    /// `queue_sync` says (SQLite: one connection of its own; PostgreSQL:
-    /// the main pool for `Full`, else connections with `synchronous_commit
-    /// = off`).
+    /// PostgreSQL: the pool the queue's writes run on (the main pool for
+    /// `Full`, else connections with `synchronous_commit = off`).
     pub(crate) fn queue_pool(&self) -> &AnyPool {
         &self.queue_pool
     }
 
-    /// Whether the queue writes through a pool of its own (SQLite, and
-    /// PostgreSQL with `queue_sync` `Normal`), not the main one.
+    /// SQLite: the queue's own connection.
+    pub(crate) fn sqlite_queue(
+        &self,
+    ) -> Option<&std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>> {
+        self.sqlite_queue.as_ref()
+    }
+
+    /// Whether the queue writes through a pool of its own (PostgreSQL with
+    /// `queue_sync` `Normal`), not the main one.
     pub(crate) fn has_own_queue_pool(&self) -> bool {
-        self.backend == Backend::Sqlite || self.queue_sync != CommitSync::Full
+        self.backend == Backend::Postgres && self.queue_sync != CommitSync::Full
     }
 
     /// Which engine this store uses.
@@ -341,7 +355,13 @@ mod tests {
                 .unwrap()
         };
         let main = mode(store.pool.clone()).await;
-        let queue = mode(store.queue_pool.clone()).await;
+        let queue_conn = store.sqlite_queue().unwrap().clone();
+        let pragma = |name: &str| {
+            crate::queue_conn::lock(&queue_conn)
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let queue = pragma("synchronous");
         let autocheckpoint = |pool: AnyPool| async move {
             sqlx::query("PRAGMA wal_autocheckpoint")
                 .fetch_one(&pool)
@@ -351,7 +371,7 @@ mod tests {
                 .unwrap()
         };
         // The queue's commits never checkpoint; the others do.
-        assert_eq!(autocheckpoint(store.queue_pool.clone()).await, 0);
+        assert_eq!(pragma("wal_autocheckpoint"), 0);
         assert_eq!(autocheckpoint(store.pool.clone()).await, 1000);
         // Queue writes (2,000 pages' worth, past the usual 1,000-page
         // threshold) stay in the WAL; a checkpoint copies them into the file.
@@ -359,11 +379,11 @@ mod tests {
         let size = || std::fs::metadata(&file).unwrap().len();
         let before = size();
         for i in 0..2_000 {
-            sqlx::query("INSERT INTO fal_meta (name, value) VALUES ($1, $2)")
-                .bind(format!("k{i}"))
-                .bind("x".repeat(3_000))
-                .execute(&store.queue_pool)
-                .await
+            crate::queue_conn::lock(&queue_conn)
+                .execute(
+                    "INSERT INTO fal_meta (name, value) VALUES ($1, $2)",
+                    (format!("k{i}"), "x".repeat(3_000)),
+                )
                 .unwrap();
         }
         assert_eq!(size(), before, "no checkpoint by the queue's commits");
@@ -398,15 +418,15 @@ mod tests {
                 .await
                 .unwrap();
             let got: String = if relaxed {
-                let mut tx = store.begin_queue_write(relaxed).await.unwrap();
-                let got = sqlx::query("SHOW synchronous_commit")
-                    .fetch_one(&mut *tx)
+                let mut tx = store.queue_conn(true, relaxed).await.unwrap();
+                let got = tx
+                    .fetch("SHOW synchronous_commit", Vec::new(), |r| {
+                        r.text_of("synchronous_commit")
+                    })
                     .await
-                    .unwrap()
-                    .try_get(0)
                     .unwrap();
-                tx.rollback().await.unwrap();
-                got
+                drop(tx);
+                got.concat()
             } else {
                 sqlx::query("SHOW synchronous_commit")
                     .fetch_one(store.queue_pool())

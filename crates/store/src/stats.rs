@@ -61,6 +61,16 @@ impl SqlStore {
         if self.has_own_queue_pool() {
             out.push(stats("queue", self.queue_pool()));
         }
+        if let Some(conn) = self.sqlite_queue() {
+            // SQLite: the queue's one connection, idle unless a writer
+            // holds it now.
+            out.push(PoolStats {
+                pool: "queue",
+                open: 1,
+                idle: u32::from(conn.try_lock().is_ok()),
+                max: 1,
+            });
+        }
         out
     }
 }
