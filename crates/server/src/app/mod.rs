@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use fal_core::{Clock, KeyId, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key};
+use fal_core::{
+    Clock, KeyId, KeyRecord, KeySecret, RandomSource, Scope, SecretHasher, UserId, mint_key,
+};
 use fal_store::{AppRecord, KeyAdmin, MetaStore, NewKey, SqlStore, StoreError, User};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -326,7 +328,7 @@ impl App {
                 q,
             )
             .map_err(|e| StartError::Io(format!("cannot start the queue: {e}")))?
-            .with_key_check(shared.clone());
+            .with_key_check(verifier.clone());
             Arc::new(queue)
         };
         let audit = Arc::new(crate::audit::AuditLog::new(
@@ -459,4 +461,13 @@ pub async fn recover_admin_key(
         key_id: key.record.key_id,
         secret,
     })
+}
+
+/// The queue checks a request's key through the verifier's cache, as a
+/// request's own authentication does.
+#[async_trait::async_trait]
+impl crate::queue::KeyCheck for Verifier {
+    async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.current_record(key_id).await
+    }
 }

@@ -23,6 +23,7 @@ use crate::quota::RateLimiter;
 use fal_core::AppTokenKey;
 use fal_core::app_token::looks_like_jwt;
 
+mod records;
 pub mod tokens;
 mod usage;
 

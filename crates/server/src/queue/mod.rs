@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fal_core::{Clock, Principal, RandomSource, Timestamp};
+use fal_core::{Clock, KeyId, KeyRecord, Principal, RandomSource, Timestamp};
 use fal_store::StoreError;
 use fal_store::queue::{CancelOutcome, NewQueued, QueueResult, QueueStore, QueueView};
 use tokio::sync::Notify;
@@ -69,6 +69,13 @@ pub enum QueueError {
     Random(#[from] fal_core::random::RandomError),
 }
 
+/// Where the workers look up a request's key before running it.
+#[async_trait::async_trait]
+pub trait KeyCheck: Send + Sync {
+    /// The key's record, revoked or not; `None` when there is no such key.
+    async fn key_record(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+}
+
 /// The queue of one server.
 pub struct Queue {
     store: Arc<dyn QueueStore>,
@@ -97,7 +104,7 @@ pub struct Queue {
     answers: batch::GroupCommit<(String, QueueResult), bool>,
     /// Where a request's key is looked up before it runs: a request of a
     /// key revoked since it was queued does not run.
-    keys: Option<Arc<dyn fal_store::KeyLookup>>,
+    keys: Option<Arc<dyn KeyCheck>>,
 }
 
 /// One app's share of this server's workers.
@@ -146,7 +153,7 @@ impl Queue {
     }
 
     /// Checks each request's key in `keys` before running it.
-    pub fn with_key_check(mut self, keys: Arc<dyn fal_store::KeyLookup>) -> Queue {
+    pub fn with_key_check(mut self, keys: Arc<dyn KeyCheck>) -> Queue {
         self.keys = Some(keys);
         self
     }
