@@ -54,7 +54,7 @@ impl SqlStore {
                      result_body = done.result_body, result_file = done.result_file,
                      error = done.error, error_type = done.error_type,
                      webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
-                     webhook_next_at = $1
+                     webhook_next_at = CASE WHEN webhook IS NULL THEN NULL ELSE $1 END
                  FROM done
                  WHERE queue_requests.request_id = done.request_id
                    AND queue_requests.claimed_by = $2 AND queue_requests.status = 'IN_PROGRESS'

@@ -239,7 +239,7 @@ impl QueueStore for SqlStore {
                 "UPDATE queue_requests SET status = 'COMPLETED', completed_at = $1,
                      cancel_requested = 1, result_status = 499, error = $2, error_type = 'cancelled',
                      webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
-                     webhook_next_at = $1
+                     webhook_next_at = CASE WHEN webhook IS NULL THEN NULL ELSE $1 END
                  WHERE request_id = $3 AND status = 'IN_QUEUE'
                  RETURNING owner, name, priority",
                 vec![at.millis().into(), CANCELLED.into(), request_id.into()],
@@ -375,7 +375,7 @@ impl SqlStore {
                      claimed_by = NULL, lease_until = NULL, result_status = 499, error = $2,
                      error_type = 'cancelled',
                      webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,
-                     webhook_next_at = $1
+                     webhook_next_at = CASE WHEN webhook IS NULL THEN NULL ELSE $1 END
                  WHERE owner = $3 AND name = $4 AND status = 'IN_PROGRESS'
                    AND cancel_requested = 1 AND lease_until < $1",
                 vec![
