@@ -31,11 +31,13 @@ fal_binary() {
   fi
 }
 
-# bench_workdir PREFIX: sets WORK to a fresh directory under /tmp and PIDS to
-# an empty list; on exit the processes in PIDS are killed, every nginx
-# started from a configuration in WORK is stopped, and WORK is removed.
+# bench_workdir PREFIX: sets WORK to a fresh directory under $BENCH_TMP
+# (default /tmp; BENCH_TMP=/dev/shm puts the databases in memory, to tell
+# the disk's share of a figure) and PIDS to an empty list; on exit the
+# processes in PIDS are killed, every nginx started from a configuration in
+# WORK is stopped, and WORK is removed.
 bench_workdir() {
-  WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
+  WORK="$(mktemp -d "${BENCH_TMP:-/tmp}/$1.XXXXXX")"
   PIDS=()
   trap bench_cleanup EXIT
 }

@@ -32,7 +32,7 @@
 #                          dropped), DURATION=5 CONNECTIONS=8 ROUNDS=3
 #                          WORKERS=2 QUEUE_CONCURRENCY=8 LATENCY_N=200
 #                          QUEUE_SYNC=normal|full RATE=2000
-#                          FAL_BIN=PATH)
+#                          FAL_BIN=PATH BENCH_TMP=/tmp|/dev/shm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
