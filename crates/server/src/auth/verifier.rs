@@ -301,23 +301,17 @@ impl Verifier {
 
     /// Reads `key_id`'s record from storage into the cache.
     async fn read(&self, key_id: &KeyId) -> Result<Option<Arc<Cached>>, AuthFailure> {
-        let record = match self.lookup.key_record(key_id).await {
-            Ok(r) => r,
+        match self.fetch(key_id).await {
+            Ok(cached) => Ok(cached),
             Err(StoreError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "key lookup failed: database unavailable");
-                return Err(AuthFailure::Unavailable);
+                Err(AuthFailure::Unavailable)
             }
             Err(e) => {
                 tracing::error!(error = %e, "key lookup failed");
-                return Err(AuthFailure::Unavailable);
+                Err(AuthFailure::Unavailable)
             }
-        };
-        let now = self.clock.now();
-        Ok(record.map(|r| {
-            let entry = Arc::new(Cached::new(r, now));
-            self.cache.insert(entry.record.key_id, entry.clone());
-            entry
-        }))
+        }
     }
 
     fn finish(

@@ -20,11 +20,18 @@ impl Verifier {
         if let Some(cached) = self.fresh(key_id, now) {
             return Ok(Some(cached.record.clone()));
         }
+        Ok(self.fetch(key_id).await?.map(|c| c.record.clone()))
+    }
+
+    /// Reads `key_id`'s record from storage into the cache (what a cache
+    /// miss does, for verification and for [`Verifier::current_record`]).
+    pub(super) async fn fetch(&self, key_id: &KeyId) -> Result<Option<Arc<Cached>>, StoreError> {
         let record = self.lookup.key_record(key_id).await?;
-        if let Some(r) = &record {
-            self.cache
-                .insert(r.key_id, Arc::new(Cached::new(r.clone(), now)));
-        }
-        Ok(record)
+        let now = self.clock.now();
+        Ok(record.map(|r| {
+            let entry = Arc::new(Cached::new(r, now));
+            self.cache.insert(entry.record.key_id, entry.clone());
+            entry
+        }))
     }
 }
