@@ -31,6 +31,7 @@
 mod apps;
 pub mod audit;
 pub mod changes;
+mod checkpoint;
 mod key_changes;
 mod key_types;
 mod keys;

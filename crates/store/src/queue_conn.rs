@@ -345,6 +345,14 @@ fn sqlx_query(
     q
 }
 
+/// The size a WAL larger than this is cut back to when SQLite starts it
+/// again (after a burst, or a reader that held checkpoints up): 256 MB.
+/// The checkpoint lets the WAL grow by what a second brings (up to about
+/// 200 MB at full load in `bench/queue.sh`; see `checkpoint.rs`), so in the
+/// usual case the file keeps its blocks and a commit overwrites them: a
+/// cut would make the next second's commits grow the file again.
+pub(crate) const WAL_SIZE_LIMIT: i64 = 256 << 20;
+
 /// Opens the queue's own connection to the SQLite database at `url`
 /// (`sqlite://PATH[?…]`, already migrated), synced as `sync` says
 /// (`synchronous` FULL or NORMAL), never running a checkpoint itself.
@@ -370,7 +378,7 @@ pub(crate) fn open_sqlite(
     conn.execute_batch(&format!(
         "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;
          PRAGMA synchronous = {synchronous}; PRAGMA wal_autocheckpoint = 0;
-         PRAGMA busy_timeout = 0;"
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; PRAGMA busy_timeout = 0;"
     ))?;
     // Each statement is planned once, whatever values are bound to it.
     // Without this, SQLite (built with STAT4) plans a statement again each

@@ -266,19 +266,6 @@ impl SqlStore {
         Ok(())
     }
 
-    /// SQLite: copies what the WAL holds into the database file, without
-    /// waiting for (or holding up) writers: the queue's own connection
-    /// never does (see [`SqlStore::open_with`]). Call it every second or
-    /// so. PostgreSQL: nothing.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Subscribes to change announcements: `None` on SQLite, which has no
     /// channel. The subscription holds its own connection.
     pub async fn changes(&self) -> Result<Option<crate::changes::Changes>, StoreError> {
@@ -312,16 +299,16 @@ async fn sqlite_pool(url: &str, max: u32, sync: CommitSync) -> Result<AnyPool, S
                 // makes writers queue instead of failing; FULL syncs the WAL
                 // at every commit, so a key whose secret was shown survives
                 // a power cut (NORMAL may lose the last commits).
-                conn.execute(match sync {
-                    CommitSync::Full => {
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
-                    }
-                    CommitSync::Normal => {
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-                    }
-                })
+                let synchronous = match sync {
+                    CommitSync::Full => "FULL",
+                    CommitSync::Normal => "NORMAL",
+                };
+                let limit = crate::queue_conn::WAL_SIZE_LIMIT;
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; \
+                     PRAGMA journal_size_limit = {limit};"
+                )))
                 .await?;
                 Ok(())
             })

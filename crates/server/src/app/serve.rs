@@ -174,8 +174,17 @@ impl App {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Err(e) = store.checkpoint().await {
-                    tracing::warn!(error = %e, "could not checkpoint the database");
+                match store.checkpoint().await {
+                    Ok(done) if done.restarted => {
+                        tracing::debug!(
+                            frames = done.wal_frames,
+                            passes = done.passes,
+                            turn_held_ms = done.turn_held.as_secs_f64() * 1e3,
+                            "the WAL starts again"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not checkpoint the database"),
                 }
             }
         }));
