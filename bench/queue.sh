@@ -187,12 +187,23 @@ run() { # label path -> label|rps|p50|p99|non2xx|total|completed/s|fal CPU µs p
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# SQLite: the WAL file's size in MB (it only shrinks when SQLite starts it
+# again and cuts it back to journal_size_limit).
+wal_mb() {
+  if [ "$BACKEND" = sqlite ]; then
+    awk -v b="$(stat -c %s "$WORK/a-data/fal.db-wal" 2>/dev/null || echo 0)" 'BEGIN { printf "%.0f", b / 1048576 }'
+  else
+    echo -
+  fi
+}
+WAL_MB=()
 echo "load: wrk -t1 -c$CONNECTIONS -d${DURATION}s per target, $ROUNDS interleaved rounds (medians); $WORKERS fal worker threads, queue concurrency $QUEUE_CONCURRENCY per server; $(nproc) cores; $BACKEND" >&2
 : > "$WORK/rounds.txt"
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="0 1"; else order="1 0"; fi
   for i in $order; do
     if [ "$i" = 0 ]; then r=$(run "queue submit" queue/bench/ok); else r=$(run "direct /run" run/bench/ok); fi
+    [ "$i" = 0 ] && WAL_MB+=("$(wal_mb)")
     echo "$round|$i|$r" >> "$WORK/rounds.txt"
     echo "  round $round: $r" >&2
   done
@@ -250,3 +261,6 @@ for i in 0 1; do
   errs=$(awk -F'|' -v i="$i" '$2 == i { s += $8 } END { print s + 0 }' "$WORK/rate.txt")
   printf '%-34s %11s %11.0f %8.3f %8.3f %8s\n' "$label" "$(rcol "$i" 4)" "$(rcol "$i" 5)" "$(rcol "$i" 6)" "$(rcol "$i" 7)" "$errs"
 done
+if [ "$BACKEND" = sqlite ]; then
+  printf '\nSQLite WAL file after each queue run above (MB): %s; at the end: %s\n' "${WAL_MB[*]}" "$(wal_mb)"
+fi
