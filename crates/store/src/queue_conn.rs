@@ -346,12 +346,12 @@ fn sqlx_query(
 }
 
 /// The size a WAL larger than this is cut back to when SQLite starts it
-/// again (after a burst, or a reader that held checkpoints up): 256 MB.
-/// The checkpoint lets the WAL grow by what a second brings (up to about
-/// 200 MB at full load in `bench/queue.sh`; see `checkpoint.rs`), so in the
-/// usual case the file keeps its blocks and a commit overwrites them: a
-/// cut would make the next second's commits grow the file again.
-pub(crate) const WAL_SIZE_LIMIT: i64 = 256 << 20;
+/// again (after a burst, or a reader that held checkpoints up): 512 MB.
+/// The checkpoint lets the WAL reach 256 MB and then what a second more
+/// brings (up to about 200 MB at full load in `bench/queue.sh`; see
+/// `checkpoint.rs`), so in the usual case the file keeps its blocks and a
+/// commit overwrites them: a cut would make the next commits grow it again.
+pub(crate) const WAL_SIZE_LIMIT: i64 = 512 << 20;
 
 /// Opens the queue's own connection to the SQLite database at `url`
 /// (`sqlite://PATH[?…]`, already migrated), synced as `sync` says
