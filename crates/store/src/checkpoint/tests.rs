@@ -4,6 +4,25 @@ use fal_core::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// One row over a page long (at least two pages a commit), in place of
+/// the one named `k{i}` if any, on the queue's connection.
+fn write_row(conn: &std::sync::Mutex<rusqlite::Connection>, i: u64) {
+    crate::queue_conn::lock(conn)
+        .execute(
+            "INSERT OR REPLACE INTO fal_meta (name, value) VALUES ($1, $2)",
+            (format!("k{i}"), "x".repeat(5_000)),
+        )
+        .unwrap();
+}
+
+async fn sqlite_store() -> (tempfile::TempDir, SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("fal.db"), Timestamp(0))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
 /// Bytes of pages written through the WAL (at least: two pages a commit),
 /// against the WAL file's size,
 /// when one thread commits steadily while checkpoints run beside it: run
@@ -28,13 +47,7 @@ async fn wal_under_steady_writes(restart_at: i64) -> (u64, u64, u64) {
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                // One row over a page long: at least two pages a commit.
-                crate::queue_conn::lock(&conn)
-                    .execute(
-                        "INSERT OR REPLACE INTO fal_meta (name, value) VALUES ($1, $2)",
-                        (format!("k{}", i % 500), "x".repeat(5_000)),
-                    )
-                    .unwrap();
+                write_row(&conn, i % 500);
                 pages.fetch_add(2, Ordering::Relaxed);
                 i += 1;
                 std::thread::sleep(std::time::Duration::from_micros(300));
@@ -76,10 +89,7 @@ async fn the_wal_stays_bounded_under_steady_writes() {
 
 #[tokio::test]
 async fn a_small_wal_is_only_copied() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open_sqlite(&dir.path().join("fal.db"), Timestamp(0))
-        .await
-        .unwrap();
+    let (_dir, store) = sqlite_store().await;
     let done = store.checkpoint().await.unwrap();
     assert!(!done.restarted);
     assert!(done.wal_frames < RESTART_WAL_AT, "{done:?}");
@@ -90,18 +100,10 @@ async fn a_small_wal_is_only_copied() {
 /// full by the passes: the checkpoint does not wait for the queue's turn.
 #[tokio::test]
 async fn a_copied_wal_needs_no_turn() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open_sqlite(&dir.path().join("fal.db"), Timestamp(0))
-        .await
-        .unwrap();
+    let (_dir, store) = sqlite_store().await;
     let conn = store.sqlite_queue().unwrap().clone();
     for i in 0..300 {
-        crate::queue_conn::lock(&conn)
-            .execute(
-                "INSERT INTO fal_meta (name, value) VALUES ($1, $2)",
-                (format!("k{i}"), "x".repeat(5_000)),
-            )
-            .unwrap();
+        write_row(&conn, i);
     }
     let turn = store.queue_write_turn().await;
     let done = tokio::time::timeout(
