@@ -175,7 +175,7 @@ impl App {
             loop {
                 tick.tick().await;
                 match store.checkpoint().await {
-                    Ok(done) if done.restarted => {
+                    Ok(done) if done.restarted && !done.turn_held.is_zero() => {
                         tracing::debug!(
                             frames = done.wal_frames,
                             passes = done.passes,
