@@ -351,6 +351,8 @@ fn sqlx_query(
 /// brings (up to about 200 MB at full load in `bench/queue.sh`; see
 /// `checkpoint.rs`), so in the usual case the file keeps its blocks and a
 /// commit overwrites them: a cut would make the next commits grow it again.
+/// Set on every connection (the one that starts the WAL again applies its
+/// own).
 pub(crate) const WAL_SIZE_LIMIT: i64 = 512 << 20;
 
 /// Opens the queue's own connection to the SQLite database at `url`
@@ -366,10 +368,7 @@ pub(crate) fn open_sqlite(
         .unwrap_or(url);
     let path = path.split('?').next().unwrap_or(path);
     let conn = rusqlite::Connection::open(path)?;
-    let synchronous = match sync {
-        crate::CommitSync::Full => "FULL",
-        crate::CommitSync::Normal => "NORMAL",
-    };
+    let synchronous = sync.sqlite_synchronous();
     // The queue's commits never run a checkpoint (copying the WAL into the
     // database and syncing both, milliseconds while every submit waits
     // behind it): the main pool's connections do, as usual, and

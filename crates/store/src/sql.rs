@@ -81,6 +81,14 @@ pub enum CommitSync {
 }
 
 impl CommitSync {
+    /// SQLite's `synchronous` value for this mode.
+    pub(crate) fn sqlite_synchronous(self) -> &'static str {
+        match self {
+            CommitSync::Full => "FULL",
+            CommitSync::Normal => "NORMAL",
+        }
+    }
+
     /// Parses `full` or `normal`.
     pub fn parse(s: &str) -> Result<CommitSync, String> {
         match s.to_ascii_lowercase().as_str() {
@@ -299,10 +307,7 @@ async fn sqlite_pool(url: &str, max: u32, sync: CommitSync) -> Result<AnyPool, S
                 // makes writers queue instead of failing; FULL syncs the WAL
                 // at every commit, so a key whose secret was shown survives
                 // a power cut (NORMAL may lose the last commits).
-                let synchronous = match sync {
-                    CommitSync::Full => "FULL",
-                    CommitSync::Normal => "NORMAL",
-                };
+                let synchronous = sync.sqlite_synchronous();
                 let limit = crate::queue_conn::WAL_SIZE_LIMIT;
                 conn.execute(sqlx::AssertSqlSafe(format!(
                     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
